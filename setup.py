@@ -1,0 +1,45 @@
+"""featcon: feature contamination (Zhang et al., ICML 2024) in JAX."""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(_HERE, "featcon", "version.py")) as f:
+  _VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+# Versions verified on Python 3.11.7, CPU, on 2026-11-28 (see BUILD_NOTES.md).
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "ml_collections==1.1.0",
+    "absl-py==2.5.1",
+    "numpy==2.4.6",
+    "matplotlib==3.11.2",
+    "pandas==3.1.1",
+    "tqdm==4.70.1",
+]
+
+EXTRAS = {
+    # torch is a test/benchmark reference only; 2.13.0 is the CPU wheel on this machine's disk.
+    "torch": ["torch==2.13.0"],
+    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "torch==2.13.0",
+             "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+    "clip": [],
+    "data": [],
+    "dev": [],
+}
+EXTRAS["dev"] = sorted(set(sum(EXTRAS.values(), [])))
+
+setup(
+    name="featcon",
+    version=_VERSION,
+    description="Feature contamination: theory simulator and deep-network stage in JAX",
+    packages=find_packages(include=["featcon", "featcon.*", "experiments", "configs"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
