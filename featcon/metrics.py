@@ -1,0 +1,94 @@
+"""Measurements behind the theorems (THEORY.md, "What to measure").
+
+With ``P = W M`` (m x K), ``P_rj = <w_r, m_j>`` the projection of neuron r on feature j:
+
+* ``core_corr`` = mean_r ||P_{r,core}||_2, ``bg_corr`` = mean_r ||P_{r,bg}||_2 (the public
+  script's "Avg. Feature Corr.", Fig. 8);
+* ``bg_signed`` = mean_{r, j in S_bg} P_rj (Theorem 4.2: grows positive under ReLU);
+* ``core_align`` = mean_{r, j in S_core} sign(a_r) P_rj (core sign alignment; classification);
+* ``id_risk``/``ood_risk`` and ``id_error``/``ood_error``: loss and 0-1 error on large fresh ID
+  and OOD samples (Theorem 4.3); in the fixed-set regime also ``train_*`` on the fixed set and
+  its OOD counterpart; for regression ``id_mse``/``ood_mse`` (Fig. 9);
+* activation asymmetry (Theorem 4.1, Fig. 7): ``h_r(y) = E[<w_r, x> + b_r | y]`` and
+  ``p_r(y) = P(<w_r, x> + b_r > 0 | y)`` on the ID sample; a neuron is asymmetric when
+  ``h_r(y) > 0`` for at most one class; ``asym_frac`` is their fraction, ``act_rate_pos`` /
+  ``act_rate_neg`` the per-neuron ``p_r(+1)``, ``p_r(-1)`` (NaN for masked neurons).
+
+Means over neurons respect the width mask, so a padded network measures like the narrow one.
+"""
+import jax.numpy as jnp
+
+from featcon import losses, network
+
+SCALAR_KEYS = ("id_risk", "ood_risk", "id_error", "ood_error", "core_corr", "bg_corr",
+               "bg_signed", "core_align", "asym_frac", "act_rate_gap")
+
+
+def projections(params, basis):
+  """``P = W M`` (m, K): each neuron's projection on each feature."""
+  return params["W"] @ basis
+
+
+def feature_correlations(P, k_core, mask):
+  """(core_corr, bg_corr, bg_signed) of THEORY.md over the neurons where ``mask`` is 1."""
+  msum = jnp.sum(mask)
+  core = jnp.linalg.norm(P[:, :k_core], axis=1)
+  bgp = P[:, k_core:]
+  k_bg = bgp.shape[1]
+  bg = jnp.linalg.norm(bgp, axis=1) if k_bg else jnp.zeros_like(core)
+  bg_signed = jnp.sum(mask[:, None] * bgp) / (msum * max(k_bg, 1))
+  return jnp.sum(mask * core) / msum, jnp.sum(mask * bg) / msum, bg_signed
+
+
+def class_conditional(pre, y):
+  """``h_r(y)`` and ``p_r(y)`` for y = +1 and -1 from pre-activations (n, m) and labels (n,)."""
+  pos = (y > 0).astype(pre.dtype)[:, None]
+  neg = 1.0 - pos
+  npos = jnp.maximum(jnp.sum(pos), 1.0)
+  nneg = jnp.maximum(jnp.sum(neg), 1.0)
+  active = (pre > 0).astype(pre.dtype)
+  return (jnp.sum(pos * pre, 0) / npos, jnp.sum(neg * pre, 0) / nneg,
+          jnp.sum(pos * active, 0) / npos, jnp.sum(neg * active, 0) / nneg)
+
+
+def asymmetric_fraction(h_pos, h_neg, mask):
+  """Fraction of (unmasked) neurons with ``h_r(y) > 0`` for at most one class (Thm 4.1)."""
+  asym = ((h_pos > 0).astype(jnp.float32) + (h_neg > 0).astype(jnp.float32)) <= 1
+  return jnp.sum(mask * asym) / jnp.sum(mask)
+
+
+def measure(static, prob, params, act, mask):
+  """All measurements at one log step (see the module docstring); a dict of arrays."""
+  loss_fn = losses.loss_fn(static.loss)
+  out = {}
+  P = projections(params, prob.basis)
+  out["core_corr"], out["bg_corr"], out["bg_signed"] = feature_correlations(P, static.k_core, mask)
+  classification = static.task == "classification"
+
+  def risk_error(x, t):
+    f = network.apply(params, x, act, mask)
+    risk = jnp.mean(loss_fn(f, t))
+    err = jnp.mean(losses.zero_one(f, t)) if classification else jnp.float32(jnp.nan)
+    return risk, err
+
+  out["id_risk"], out["id_error"] = risk_error(prob.eval_x, prob.eval_t)
+  out["ood_risk"], out["ood_error"] = risk_error(prob.eval_ood_x, prob.eval_t)
+  if not classification:
+    out["id_mse"], out["ood_mse"] = out["id_risk"], out["ood_risk"]
+  if static.regime == "fixed":
+    out["train_risk"], out["train_error"] = risk_error(prob.train_x, prob.train_t)
+    out["train_ood_risk"], out["train_ood_error"] = risk_error(prob.train_ood_x, prob.train_t)
+
+  if classification:
+    sign_a = jnp.sign(params["a"])
+    out["core_align"] = jnp.sum(mask * sign_a * jnp.mean(P[:, :static.k_core], 1)) / jnp.sum(mask)
+  else:
+    out["core_align"] = jnp.float32(jnp.nan)
+  pre = network.preactivation(params, prob.eval_x)
+  h_pos, h_neg, p_pos, p_neg = class_conditional(pre, prob.eval_y)
+  out["asym_frac"] = asymmetric_fraction(h_pos, h_neg, mask)
+  out["act_rate_gap"] = jnp.sum(mask * jnp.abs(p_pos - p_neg)) / jnp.sum(mask)
+  nan = jnp.float32(jnp.nan)
+  out["act_rate_pos"] = jnp.where(mask > 0, p_pos, nan)
+  out["act_rate_neg"] = jnp.where(mask > 0, p_neg, nan)
+  return out

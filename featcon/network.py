@@ -1,0 +1,132 @@
+"""Two-layer networks of Section 3.2 as pure functions on a params pytree.
+
+``f(x) = sum_r a_r sigma(<w_r, x> + b_r) + c`` (scalar output, classification) or
+``f(x) = A^T sigma(W x + b) + c`` (vector output, the regression of Fig. 9).
+
+Params are a dict ``{"W": (m, D), "a": (m,) or (m, out), ["b": (m,), "c": () or (out,)]}``.
+``D`` is the input dimension ``d``, or ``K`` when the network runs in feature coordinates
+(``P = W M``, THEORY.md last section). Widths can be *padded*: a ``mask`` (m,) of ones and
+zeros switches neurons off so that a padded network computes exactly the narrow one.
+"""
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = ("relu", "gelu", "sigmoid", "tanh", "leaky_relu", "identity")
+INITS = ("pytorch", "gaussian")
+OUTPUT_INITS = ("signs", "pytorch")
+OUTPUT_SIGNS = ("half", "random")
+
+
+def activation(name, leaky_slope=0.1):
+  """The activation ``sigma`` by name (Section 3.2, Fig. 10).
+
+  ``gelu`` is the exact erf form (PyTorch's default), ``leaky_relu`` has slope ``leaky_slope``
+  (0.1 in THEORY.md) for negative inputs.
+  """
+  fns = {
+      "relu": jax.nn.relu,
+      "gelu": lambda u: jax.nn.gelu(u, approximate=False),
+      "sigmoid": jax.nn.sigmoid,
+      "tanh": jnp.tanh,
+      "leaky_relu": lambda u: jnp.where(u >= 0, u, leaky_slope * u),
+      "identity": lambda u: u,
+  }
+  if name not in fns:
+    raise ValueError(f"model.activation={name!r} is not one of {ACTIVATIONS}")
+  return fns[name]
+
+
+def switch_activation(names, leaky_slope=0.1):
+  """``sigma(u, index)`` choosing among ``names`` with a traced index (for activation sweeps)."""
+  fns = [activation(n, leaky_slope) for n in names]
+  if len(fns) == 1:
+    return lambda u, index: fns[0](u)
+  return lambda u, index: jax.lax.switch(index, fns, u)
+
+
+def init(key, *, m, d_in, fan_in, out_dim=None, width=None, init="pytorch", init_scale=1.0,
+         bias=False, output_init="signs", output_signs="half"):
+  """Initial parameters (Section 3.2).
+
+  Args:
+    key: PRNG key.
+    m: number of rows (the padded width when sweeping widths).
+    d_in: columns of ``W`` (d, or K in feature coordinates: pass ``fan_in=d`` then and
+      project the rows afterwards).
+    fan_in: the input dimension d that sets the init scale.
+    out_dim: None for a scalar output, else the output dimension (regression).
+    width: the actual width ``m_eff <= m`` (traced allowed); sets the 1/m output scale.
+    init: ``"pytorch"`` (nn.Linear default: U(-k, k), k = init_scale / sqrt(fan_in), biases
+      too) or ``"gaussian"`` (w_r ~ N(0, sigma0^2 I), sigma0 = init_scale / sqrt(fan_in),
+      zero biases).
+    output_init: ``"signs"``: frozen-style +-1/m_eff output weights (``output_signs``
+      ``"half"``: first half +, second half - as the public script; ``"random"``: random signs
+      as the paper); ``"pytorch"``: U(-1/sqrt(m_eff), 1/sqrt(m_eff)).
+
+  Row ``r`` of every per-neuron array does not depend on ``m`` (prefix-consistent draws), so a
+  padded init restricted to its first ``m_eff`` rows equals the narrow init.
+  """
+  width = m if width is None else width
+  kw, kb, ka, kc = jax.random.split(key, 4)
+  scale = init_scale / jnp.sqrt(jnp.float32(fan_in))
+  if init == "pytorch":
+    w = jax.random.uniform(kw, (m, d_in), jnp.float32, -1.0, 1.0) * scale
+    b = jax.random.uniform(kb, (m,), jnp.float32, -1.0, 1.0) * scale
+  elif init == "gaussian":
+    w = jax.random.normal(kw, (m, d_in), jnp.float32) * scale
+    b = jnp.zeros((m,), jnp.float32)
+  else:
+    raise ValueError(f"model.init={init!r} is not one of {INITS}")
+  ashape = (m,) if out_dim is None else (m, out_dim)
+  widthf = jnp.asarray(width, jnp.float32)
+  if output_init == "signs":
+    if output_signs == "half":
+      sign = jnp.where(jnp.arange(m) < width // 2, 1.0, -1.0)
+      sign = sign if out_dim is None else jnp.broadcast_to(sign[:, None], ashape)
+    elif output_signs == "random":
+      sign = jnp.where(jax.random.bernoulli(ka, 0.5, ashape), 1.0, -1.0)
+    else:
+      raise ValueError(f"model.output_signs={output_signs!r} is not one of {OUTPUT_SIGNS}")
+    a = sign.astype(jnp.float32) / widthf
+  elif output_init == "pytorch":
+    a = jax.random.uniform(ka, ashape, jnp.float32, -1.0, 1.0) / jnp.sqrt(widthf)
+  else:
+    raise ValueError(f"model.output_init={output_init!r} is not one of {OUTPUT_INITS}")
+  params = {"W": w, "a": a}
+  if bias:
+    params["b"] = b
+    cshape = () if out_dim is None else (out_dim,)
+    if output_init == "pytorch":
+      params["c"] = jax.random.uniform(kc, cshape, jnp.float32, -1.0, 1.0) / jnp.sqrt(widthf)
+    else:
+      params["c"] = jnp.zeros(cshape, jnp.float32)
+  return params
+
+
+def preactivation(params, x):
+  """``<w_r, x> + b_r`` for a batch ``x`` (n, D): shape (n, m)."""
+  h = x @ params["W"].T
+  if "b" in params:
+    h = h + params["b"]
+  return h
+
+
+def apply(params, x, sigma, mask=None):
+  """The network output ``f(x)`` (Section 3.2) for a batch ``x`` (n, D).
+
+  Args:
+    params: the params pytree.
+    x: inputs (n, D).
+    sigma: the activation, a function of the pre-activation.
+    mask: optional (m,) neuron mask for padded widths.
+
+  Returns:
+    (n,) for a scalar output, (n, out) for a vector output.
+  """
+  h = sigma(preactivation(params, x))
+  if mask is not None:
+    h = h * mask
+  out = h @ params["a"]
+  if "c" in params:
+    out = out + params["c"]
+  return out

@@ -1,0 +1,140 @@
+"""``featcon.simulate(config)``: one configuration of the theory, end to end."""
+import dataclasses
+import json
+import logging
+import os
+import platform
+import tempfile
+from typing import Any, Dict, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from featcon import config as config_lib
+from featcon import train as train_lib
+from featcon.version import __version__
+
+
+def versions():
+  """Versions and platform recorded with every result."""
+  return {"featcon": __version__, "jax": jax.__version__, "numpy": np.__version__,
+          "python": platform.python_version(), "platform": jax.default_backend(),
+          "devices": [str(d) for d in jax.devices()]}
+
+
+@dataclasses.dataclass
+class Result:
+  """The outcome of :func:`simulate`.
+
+  Attributes:
+    metrics: dict of numpy arrays over log steps (``step``, ``id_risk``, ``ood_risk``,
+      ``id_error``, ``ood_error``, ``core_corr``, ``bg_corr``, ``bg_signed``, ``asym_frac``,
+      ... see :mod:`featcon.metrics`).
+    final: the last value of every scalar metric, as floats.
+    config: the resolved config.
+    params: final params in input coordinates (numpy), or None.
+    diverged_step: the first step whose training loss was not finite (training stopped
+      there; later metrics are NaN), or None.
+    versions: package versions and platform.
+  """
+  metrics: Dict[str, np.ndarray]
+  final: Dict[str, float]
+  config: ml_collections.ConfigDict
+  params: Optional[Dict[str, np.ndarray]] = None
+  diverged_step: Optional[int] = None
+  versions: Dict[str, Any] = dataclasses.field(default_factory=versions)
+
+  def save(self, path):
+    """Writes ``path/result.json`` (config, final, versions) and ``path/arrays.npz``, atomically."""
+    os.makedirs(path, exist_ok=True)
+    meta = {"config": self.config.to_dict(), "final": self.final,
+            "diverged_step": self.diverged_step, "versions": self.versions}
+    arrays = {f"metrics/{k}": v for k, v in self.metrics.items()}
+    arrays.update({f"params/{k}": v for k, v in (self.params or {}).items()})
+    atomic_write(os.path.join(path, "arrays.npz"), lambda f: np.savez(f, **arrays), binary=True)
+    atomic_write(os.path.join(path, "result.json"),
+                 lambda f: json.dump(meta, f, indent=2, default=_jsonable))
+
+  @classmethod
+  def load(cls, path):
+    """Reads a result written by :meth:`save`."""
+    with open(os.path.join(path, "result.json")) as f:
+      meta = json.load(f)
+    with np.load(os.path.join(path, "arrays.npz")) as z:
+      metrics = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("metrics/")}
+      params = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("params/")}
+    cfg = config_lib.resolve(_tuples(meta["config"]))
+    return cls(metrics, meta["final"], cfg, params or None, meta["diverged_step"],
+               meta["versions"])
+
+
+def _jsonable(o):
+  if isinstance(o, (np.floating, np.integer)):
+    return o.item()
+  if isinstance(o, np.ndarray):
+    return o.tolist()
+  raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _tuples(d):
+  return {k: (_tuples(v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v)
+          for k, v in d.items()}
+
+
+def atomic_write(path, write, binary=False):
+  """Writes a file through a temporary file in the same folder and ``os.replace``."""
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+  try:
+    with os.fdopen(fd, "wb" if binary else "w") as f:
+      write(f)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def finalize(metrics, diverged_step, steps):
+  """Host-side post-processing shared by simulate and sweep: NaN after divergence, finals."""
+  metrics = {k: np.array(v) for k, v in metrics.items()}
+  if diverged_step is not None and diverged_step >= 0:
+    after = metrics["step"] > diverged_step
+    for k, v in metrics.items():
+      if k != "step" and v.dtype.kind == "f":
+        v[after] = np.nan
+  final = {k: float(v[-1]) for k, v in metrics.items() if v.ndim == 1}
+  return metrics, final
+
+
+def simulate(config=None):
+  """Runs one configuration of the feature-contamination model and measures it.
+
+  Args:
+    config: an ``ml_collections.ConfigDict`` or nested dict with sections ``data``,
+      ``model``, ``train`` and a top-level ``seed``; missing fields take the values of
+      :func:`featcon.default_config` (the public script's classification setting).
+
+  Returns:
+    A :class:`Result`.
+
+  Raises:
+    ValueError: for a bad config, before anything is compiled.
+
+  Example:
+    >>> r = featcon.simulate({"train": {"steps": 2000, "log_every": 500}})
+    >>> r.final["ood_risk"] > r.final["id_risk"]
+    True
+  """
+  cfg = config_lib.resolve(config)
+  static, dyn = train_lib.from_config(cfg)
+  metrics, final = jax.jit(train_lib.make_train(static))(dyn)
+  metrics, final = jax.device_get((metrics, final))
+  div = int(final["diverged_step"])
+  div = None if div < 0 else div
+  if div is not None:
+    logging.warning("training diverged (non-finite loss) at step %d; stopped there", div)
+  metrics, finals = finalize(metrics, div, static.steps)
+  params = {k: np.asarray(v) for k, v in final["params"].items()}
+  return Result(metrics, finals, cfg, params, div)

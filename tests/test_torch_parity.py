@@ -1,0 +1,35 @@
+"""The jitted loop against an independent eager PyTorch loop (the public script's), 1,000 steps."""
+import jax
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import featcon  # noqa: E402
+from featcon import config as config_lib  # noqa: E402
+from featcon import train as train_lib  # noqa: E402
+from tests import torch_reference  # noqa: E402
+
+
+@pytest.mark.parametrize("activation,loss,path", [("relu", "hinge", "input"),
+                                                  ("relu", "hinge", "feature"),
+                                                  ("identity", "logistic", "feature")])
+def test_matches_pytorch_public_script_loop(activation, loss, path):
+  # the public script's loop at half its d, n and width (to keep the suite fast)
+  over = {"data": {"d": 128, "n_train": 500}, "model": {"activation": activation, "width": 128},
+          "train": {"steps": 1000, "log_every": 100, "loss": loss, "path": path}}
+  cfg = config_lib.resolve(over)
+  static, dyn = train_lib.from_config(cfg)
+  import dataclasses
+  prob = jax.device_get(train_lib.make_problem(dataclasses.replace(static, path="input"), dyn))
+  w_torch, losses_torch, _ = torch_reference.train(
+      prob.train_x, prob.train_y, prob.params0["W"], steps=1000, lr=1e-3, momentum=0.9,
+      weight_decay=1e-3, activation=activation, loss=loss, a=prob.params0["a"])
+  res = featcon.simulate(over)
+  w = res.params["W"]
+  rel = np.linalg.norm(w - w_torch) / np.linalg.norm(w_torch - prob.params0["W"])
+  assert rel < 1e-3, rel  # relative to how far the weights moved
+  np.testing.assert_allclose(w, w_torch, rtol=0, atol=1e-5)
+  interval_means = losses_torch.reshape(10, 100).mean(1)
+  np.testing.assert_allclose(res.metrics["train_loss"][1:], interval_means, rtol=1e-4)
+  assert interval_means[-1] < 0.95 * interval_means[0]  # it trained

@@ -1,0 +1,107 @@
+"""The training loop: exact feature/input paths, determinism, divergence, results on disk."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import featcon
+from featcon import config as config_lib
+from featcon import train as train_lib
+
+TINY = {"data": {"d": 48, "k_core": 8, "k_bg": 8, "n_train": 200, "n_eval": 512},
+        "model": {"width": 32}, "train": {"steps": 600, "log_every": 200, "lr": 2e-2}}
+
+
+def _over(**sections):
+  out = {k: dict(v) for k, v in TINY.items()}
+  for k, v in sections.items():
+    out.setdefault(k, {}).update(v)
+  return out
+
+
+@pytest.mark.parametrize("extra", [
+    {"train": {"momentum": 0.0}},
+    {"train": {"momentum": 0.9}},
+    {"train": {"momentum": 0.9, "oracle_projection": True}},
+    {"model": {"bias": True, "train_output": True, "output_init": "pytorch", "activation": "tanh"}},
+    {"data": {"regime": "online"}, "train": {"batch_size": 16, "lr_schedule": "cosine"}},
+    {"data": {"task": "regression"}, "train": {"loss": "mse"}, "model": {"train_output": True, "output_init": "pytorch"}},
+])
+def test_feature_and_input_paths_agree(extra):
+  """THEORY.md last section: for SGD (with momentum) the K-dimensional path is exact."""
+  res = {}
+  for path in ("feature", "input"):
+    sections = {k: dict(v) for k, v in extra.items()}
+    sections["train"] = {**sections.get("train", {}), "path": path}
+    res[path] = featcon.simulate(_over(**sections))
+  f, i = res["feature"], res["input"]
+  for k in ("id_risk", "ood_risk", "core_corr", "bg_corr", "bg_signed", "train_loss"):
+    np.testing.assert_allclose(f.metrics[k], i.metrics[k], rtol=2e-4, atol=2e-6, err_msg=k)
+  for k in f.params:
+    scale = np.abs(f.params[k]).max()
+    np.testing.assert_allclose(f.params[k], i.params[k], rtol=1e-3, atol=1e-4 * scale, err_msg=k)
+  # the metrics really move, so agreement is not trivial
+  assert abs(f.metrics["core_corr"][-1] - f.metrics["core_corr"][0]) > 0.01
+
+
+def test_auto_path_choice():
+  c = config_lib.resolve(TINY)
+  assert train_lib.from_config(c)[0].path == "feature"
+  c = config_lib.resolve(_over(train={"optimizer": "adamw"}))
+  assert train_lib.from_config(c)[0].path == "input"
+
+
+def test_oracle_projection_keeps_background_fixed():
+  r = featcon.simulate(_over(train={"oracle_projection": True, "path": "input"}))
+  p0 = featcon.simulate(_over(train={"steps": 200, "log_every": 200}))
+  # background projections only change through the projected update: they stay put exactly
+  np.testing.assert_allclose(r.metrics["bg_corr"], r.metrics["bg_corr"][0], rtol=1e-5)
+  assert r.metrics["core_corr"][-1] > r.metrics["core_corr"][0] + 0.05
+  assert p0.metrics["bg_corr"][0] == r.metrics["bg_corr"][0]
+
+
+def test_same_seed_bitwise_identical():
+  a = featcon.simulate(TINY)
+  b = featcon.simulate(TINY)
+  for k in a.metrics:
+    np.testing.assert_array_equal(a.metrics[k], b.metrics[k])
+  c = featcon.simulate({**TINY, "seed": 1})
+  assert not np.array_equal(a.metrics["id_risk"], c.metrics["id_risk"])
+
+
+def test_divergence_is_reported():
+  r = featcon.simulate(_over(train={"lr": 1e30, "loss": "logistic"}, model={"activation": "identity"}))
+  assert r.diverged_step is not None and 0 <= r.diverged_step < 600
+  after = r.metrics["step"] > r.diverged_step
+  assert np.isnan(r.metrics["id_risk"][after]).all()
+  assert np.isfinite(r.metrics["id_risk"][0])
+
+
+def test_result_save_load_roundtrip(tmp_path):
+  r = featcon.simulate(TINY)
+  r.save(str(tmp_path / "res"))
+  s = featcon.Result.load(str(tmp_path / "res"))
+  assert s.config == r.config and s.final == r.final and s.versions == r.versions
+  for k in r.metrics:
+    np.testing.assert_array_equal(s.metrics[k], r.metrics[k])
+  np.testing.assert_array_equal(s.params["W"], r.params["W"])
+  assert set(r.metrics) >= {"step", "id_risk", "ood_risk", "id_error", "ood_error", "core_corr",
+                            "bg_corr", "bg_signed", "asym_frac"}
+  assert r.metrics["step"].tolist() == [0, 200, 400, 600]
+
+
+def test_padded_width_and_batch_equal_narrow():
+  """A padded (masked) network and batch compute exactly what the narrow ones compute."""
+  over = _over(data={"regime": "online"}, train={"batch_size": 12})
+  c = config_lib.resolve(over)
+  static, dyn = train_lib.from_config(c, return_params=False)
+  narrow, _ = jax.jit(train_lib.make_train(static))(dyn)
+  padded_static = dataclasses.replace(static, width=48, batch=20)
+  padded, _ = jax.jit(train_lib.make_train(padded_static))(dyn)
+  for k in narrow:
+    a, b = np.asarray(narrow[k]), np.asarray(padded[k])
+    if k in ("act_rate_pos", "act_rate_neg"):
+      b = b[:, :32]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=k)
