@@ -5,5 +5,7 @@ The theory simulator: :func:`simulate` runs one configuration of the structured 
 :func:`default_config` gives the public script's classification setting.
 """
 from featcon.config import default_config, resolve as resolve_config
-from featcon.simulate import Result, simulate, versions
+from featcon.simulation import Result, simulate, versions
 from featcon.version import __version__
+from featcon.sweeps import sweep
+from featcon import train

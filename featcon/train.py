@@ -199,8 +199,11 @@ def _split_params(static, params):
   return trainable, frozen
 
 
-def make_train(static):
+def make_train(static, on_log=None):
   """Returns ``train(dyn) -> (metrics, final)`` for one static group (not yet jitted).
+
+  ``on_log``, if given, is called on the host with the log index after each log interval
+  (``jax.debug.callback``; once per interval even under ``vmap``) to drive a progress bar.
 
   ``metrics`` is a dict of arrays over the ``n_logs + 1`` log steps (see
   :func:`featcon.metrics.measure`, plus ``train_loss``, the mean training loss over the
@@ -278,6 +281,8 @@ def make_train(static):
       carry, _ = jax.lax.scan(step, carry, t0 + jnp.arange(static.log_every))
       m = measure(carry[0])
       m["train_loss"] = carry[4] / static.log_every
+      if on_log is not None:
+        jax.debug.callback(on_log, i)
       return carry, m
 
     m0 = measure(trainable)

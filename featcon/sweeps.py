@@ -1,0 +1,439 @@
+"""Vectorised sweeps: ``featcon.sweep(config)`` and the engine behind ``experiments.sweep``.
+
+Sweep syntax (``docs/sweeps.md``): any field of a :func:`featcon.default_config` config may
+hold a *list* of values; lists are axes and combine as a product. ``sweep.zip`` names groups of
+fields whose lists advance together (one axis). Tuples are plain values (``core_radii``).
+
+The engine splits each configuration into :class:`featcon.train.Static` and
+:class:`featcon.train.Dynamic`, groups configurations whose static part agrees once width,
+batch size and activation are taken out, and compiles one ``jit(vmap(train))`` per group:
+
+* seeds, learning rates, weight decays, momenta, Adam betas, init scales and shift strengths
+  are vmapped values;
+* widths are padded to the group's largest and the extra neurons masked (exact);
+* batch sizes (online, or minibatches of the fixed set) are padded to the largest and the
+  extra rows given zero weight (exact);
+* several activations in one group are chosen per configuration with ``lax.switch``.
+
+What still compiles separately: anything that changes data shapes or code paths (d, K,
+n_train, n_eval, steps, log_every, task, core, coefficient distribution, loss, optimizer,
+schedule, regime, full-batch vs minibatch, bias/train_output/init choices, oracle projection,
+path). Large groups run in equal chunks (so one compile serves them all) sized from a memory
+budget; the configuration axis of each chunk is sharded over all devices.
+"""
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pandas as pd
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from featcon import config as config_lib
+from featcon import simulation as simulate_lib
+from featcon import train as train_lib
+
+SWEEP_DEFAULTS = {"zip": (), "memory_budget_gb": 4.0, "max_chunk": 4096, "progress": True}
+
+
+def sweep_section(config):
+  """The ``sweep`` section of a sweep config, with defaults; checks its fields."""
+  sec = dict(SWEEP_DEFAULTS)
+  given = config.get("sweep", None) if isinstance(config, dict) else (
+      config.sweep if "sweep" in config else None)
+  if given is not None:
+    given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
+    for k, v in given.items():
+      if k not in SWEEP_DEFAULTS:
+        raise ValueError(f"unknown config field 'sweep.{k}'; allowed: {sorted(SWEEP_DEFAULTS)}")
+      sec[k] = v
+  if not (isinstance(sec["memory_budget_gb"], (int, float)) and sec["memory_budget_gb"] > 0):
+    raise ValueError(f"config field 'sweep.memory_budget_gb' has value "
+                     f"{sec['memory_budget_gb']!r}; allowed: a positive number of GiB")
+  return sec
+
+
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _set(d, dotted, value):
+  parts = dotted.split(".")
+  for p in parts[:-1]:
+    d = d.setdefault(p, {})
+  d[parts[-1]] = value
+
+
+def _plain(config):
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()
+  return json.loads(json.dumps(config, default=list))  # tuples become lists, deep copy
+
+
+def expand(config):
+  """Expands a sweep config into ``[(swept_values: dict, simulate_config: dict)]``.
+
+  Lists are axes (product); ``sweep.zip`` = ``(("train.lr", "train.weight_decay"), ...)``
+  zips the named lists (equal lengths) into one axis. Fields whose default is a tuple
+  (``data.core_radii``) take a list of tuples to be swept.
+  """
+  if isinstance(config, ml_collections.ConfigDict):
+    raw = config.to_dict()
+  else:
+    raw = dict(config)
+  sec = sweep_section(raw)
+  raw.pop("sweep", None)
+  flat = _flatten(raw)
+  defaults = _flatten(config_lib.default_config().to_dict())
+  axes_fields = []
+  for k, v in flat.items():
+    if isinstance(v, list):
+      tuple_default = isinstance(defaults.get(k), tuple)
+      if not tuple_default or (v and isinstance(v[0], (list, tuple))):
+        if not v:
+          raise ValueError(f"config field {k!r} is an empty list; a swept field needs values")
+        axes_fields.append(k)
+  zipped = [tuple(z) for z in sec["zip"]]
+  in_zip = set()
+  axes = []
+  for group in zipped:
+    for f in group:
+      if f not in axes_fields:
+        raise ValueError(f"sweep.zip names {f!r}, which is not a swept (list-valued) field; "
+                         f"swept fields: {axes_fields}")
+      if f in in_zip:
+        raise ValueError(f"sweep.zip names {f!r} twice")
+      in_zip.add(f)
+    lens = {f: len(flat[f]) for f in group}
+    if len(set(lens.values())) != 1:
+      raise ValueError(f"sweep.zip group {group} has lists of different lengths {lens}")
+    axes.append((group, list(zip(*[flat[f] for f in group]))))
+  for f in axes_fields:
+    if f not in in_zip:
+      axes.append(((f,), [(v,) for v in flat[f]]))
+  out = []
+  for combo in itertools.product(*[vals for _, vals in axes]):
+    cfg = {}
+    for k, v in flat.items():
+      if k not in axes_fields:
+        _set(cfg, k, v)
+    swept = {}
+    for (fields, _), values in zip(axes, combo):
+      for f, v in zip(fields, values):
+        _set(cfg, f, tuple(v) if isinstance(v, list) else v)
+        swept[f] = v
+    out.append((swept, cfg))
+  return out
+
+
+@dataclasses.dataclass
+class Group:
+  """Configurations sharing one compiled program."""
+  static: train_lib.Static
+  indices: list
+  dyns: train_lib.Dynamic  # stacked along axis 0
+
+  @property
+  def key(self):
+    return hashlib.sha1(repr(self.static).encode()).hexdigest()[:12]
+
+
+def make_groups(resolved):
+  """Groups resolved configs by compiled program (see module docstring)."""
+  pending = {}
+  for i, cfg in enumerate(resolved):
+    static, dyn = train_lib.from_config(cfg, return_params=False)
+    key = dataclasses.replace(static, width=0, batch=int(static.batch > 0), activations=())
+    pending.setdefault(key, []).append((i, static, dyn))
+  groups = []
+  for key, items in pending.items():
+    acts = tuple(sorted({s.activations[0] for _, s, _ in items}))
+    static = dataclasses.replace(
+        items[0][1], width=max(s.width for _, s, _ in items),
+        batch=max(s.batch for _, s, _ in items), activations=acts)
+    dyns = [d._replace(act_index=jnp.int32(acts.index(s.activations[0]))) for _, s, d in items]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *dyns)
+    groups.append(Group(static, [i for i, _, _ in items], stacked))
+  return groups
+
+
+def bytes_per_config(static):
+  """A conservative estimate of the device memory one configuration of a group needs."""
+  dim = static.k if static.path == "feature" else static.d
+  out = static.out_dim or 1
+  rows_train = static.n_train if static.regime == "fixed" else 0
+  batch = static.batch or static.n_train
+  floats = (
+      static.d * static.k                                   # dictionary
+      + 2 * static.n_eval * (dim + static.width + out)      # eval sets, pre-activations
+      + 2 * rows_train * (dim + out)                        # fixed set and its OOD copy
+      + 4 * batch * (dim + 2 * static.width + out)          # a step's activations and grads
+      + 4 * static.width * (dim + out + 1)                  # params, grads, optimizer state
+      + 2 * static.width * static.d                         # init in input space
+      + (static.n_logs + 1) * (2 * static.width + 32)       # recorded metrics
+  )
+  return 4 * floats * 2  # float32, x2 for XLA temporaries
+
+
+def chunk_size(static, n_configs, budget_gb, n_devices=1, max_chunk=4096):
+  """Configurations per compiled call: fits the budget, a multiple of the device count."""
+  per = bytes_per_config(static)
+  fit = max(1, int(budget_gb * 2**30 // per))
+  size = min(n_configs, fit, max_chunk)
+  size = max(n_devices, (size // n_devices) * n_devices) if n_devices > 1 else size
+  return size
+
+
+class _Progress:
+  """A per-group progress bar with ETA (tqdm), advanced from inside the scan."""
+
+  def __init__(self, total, desc, enabled):
+    self.bar = None
+    if enabled:
+      from tqdm.auto import tqdm
+      self.bar = tqdm(total=total, desc=desc, unit="log", smoothing=0.1, leave=True)
+
+  def __call__(self, i):
+    if self.bar is not None:
+      self.bar.update(1)
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()
+
+
+def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="group"):
+  """Runs one group in equal chunks, sharded over all devices; returns numpy metrics.
+
+  Returns:
+    (metrics dict of arrays [config, log, ...], diverged_step array [config], timing dict).
+  """
+  n = len(group.indices)
+  devices = jax.devices()
+  size = chunk_size(group.static, n, budget_gb, len(devices), max_chunk)
+  n_chunks = math.ceil(n / size)
+  bar = _Progress(n_chunks * group.static.n_logs, desc, progress)
+  train = train_lib.make_train(group.static, on_log=bar if progress else None)
+  fn = jax.jit(jax.vmap(train))
+  mesh = Mesh(np.asarray(devices), ("config",))
+  sharding = NamedSharding(mesh, PartitionSpec("config"))
+  outs, divs = [], []
+  t0 = time.perf_counter()
+  compile_s = None
+  for c in range(n_chunks):
+    idx = np.arange(c * size, (c + 1) * size)
+    idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating its last config
+    dyn = jax.tree.map(lambda a: a[idx], group.dyns)
+    if len(devices) > 1:
+      dyn = jax.device_put(dyn, sharding)
+    if compile_s is None:
+      tc = time.perf_counter()
+      compiled = fn.lower(dyn).compile()
+      compile_s = time.perf_counter() - tc
+    m, final = compiled(dyn)
+    m, div = jax.device_get((m, final["diverged_step"]))
+    keep = (c * size + np.arange(size)) < n
+    outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
+    divs.append(np.asarray(div)[keep])
+  bar.close()
+  metrics = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+  timing = {"wall_s": time.perf_counter() - t0, "compile_s": compile_s, "chunk": size,
+            "chunks": n_chunks, "configs": n}
+  return metrics, np.concatenate(divs), timing
+
+
+def _hash(obj):
+  return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _swept_columns(expanded):
+  cols = []
+  for swept, _ in expanded:
+    for k in swept:
+      if k not in cols:
+        cols.append(k)
+  return cols
+
+
+def _short(col):
+  return col.split(".")[-1]
+
+
+def _value(v):
+  return list(v) if isinstance(v, tuple) else v
+
+
+def tidy_rows(expanded, index, metrics, diverged):
+  """Rows of the tidy table for configurations ``index`` of a group: one per log step."""
+  rows = []
+  scalar = [k for k, v in metrics.items() if v.ndim == 2 and k != "step"]
+  for j, i in enumerate(index):
+    swept, _ = expanded[i]
+    m, _ = simulate_lib.finalize({k: v[j] for k, v in metrics.items()},
+                                 int(diverged[j]) if diverged[j] >= 0 else None, None)
+    for t in range(m["step"].shape[0]):
+      row = {"config_id": i}
+      row.update({_short(k): (str(_value(v)) if isinstance(v, (tuple, list)) else v)
+                  for k, v in swept.items()})
+      row["step"] = int(m["step"][t])
+      row.update({k: float(m[k][t]) for k in scalar})
+      row["diverged_step"] = int(diverged[j])
+      rows.append(row)
+  return rows
+
+
+def run(config, workdir=None, progress=None, log=print):
+  """Runs a sweep; writes results into ``workdir`` when given (resumable). Returns a DataFrame.
+
+  Workdir layout: ``config.json`` (sweep config, expansion hash, versions),
+  ``groups/<key>.npz`` + ``groups/<key>.json`` (finished groups, written atomically),
+  ``results.csv`` (tidy: one row per configuration and log step), ``trajectories.npz``
+  (metrics as arrays [config, log, ...] and the swept values), ``summary.md`` and figures.
+  A rerun skips finished groups; a different config in an existing workdir is refused.
+  """
+  sec = sweep_section(config)
+  progress = sec["progress"] if progress is None else progress
+  expanded = expand(config)
+  resolved = [config_lib.resolve(cfg) for _, cfg in expanded]
+  plain = _plain(config)
+  fingerprint = _hash([plain, [r.to_dict() for r in resolved]])
+  groups = make_groups(resolved)
+  log(f"sweep: {len(resolved)} configurations in {len(groups)} compiled group(s) on "
+      f"{jax.device_count()} {jax.default_backend()} device(s)")
+  if workdir:
+    os.makedirs(os.path.join(workdir, "groups"), exist_ok=True)
+    cpath = os.path.join(workdir, "config.json")
+    if os.path.exists(cpath):
+      with open(cpath) as f:
+        old = json.load(f)
+      if old.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"workdir {workdir!r} holds results of a different config (fingerprint "
+            f"{old.get('fingerprint')} != {fingerprint}); use a new --workdir or delete it")
+    else:
+      meta = {"config": plain, "fingerprint": fingerprint, "versions": simulate_lib.versions(),
+              "n_configs": len(resolved)}
+      simulate_lib.atomic_write(cpath, lambda f: json.dump(meta, f, indent=2, default=str))
+
+  n = len(resolved)
+  all_metrics = [None] * n
+  diverged = np.full(n, -1, np.int64)
+  timings = {}
+  for g_i, group in enumerate(groups):
+    path = os.path.join(workdir, "groups", group.key) if workdir else None
+    if path and os.path.exists(path + ".json"):
+      with np.load(path + ".npz") as z:
+        metrics = {k: z[k] for k in z.files if k != "__diverged"}
+        div = z["__diverged"]
+      with open(path + ".json") as f:
+        timings[group.key] = dict(json.load(f)["timing"], resumed=True)
+      log(f"group {g_i + 1}/{len(groups)} ({len(group.indices)} configs): done earlier, skipped")
+    else:
+      desc = f"group {g_i + 1}/{len(groups)} ({len(group.indices)} configs)"
+      metrics, div, timing = run_group(group, budget_gb=sec["memory_budget_gb"],
+                                       max_chunk=sec["max_chunk"], progress=progress, desc=desc)
+      timings[group.key] = timing
+      log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s, "
+          f"{timing['chunks']} chunk(s) of {timing['chunk']})")
+      if path:
+        simulate_lib.atomic_write(path + ".npz", lambda f: np.savez(
+            f, __diverged=div, **metrics), binary=True)
+        info = {"static": dataclasses.asdict(group.static), "indices": group.indices,
+                "timing": timing}
+        simulate_lib.atomic_write(path + ".json", lambda f: json.dump(info, f, default=str))
+    for j, i in enumerate(group.indices):
+      all_metrics[i] = {k: v[j] for k, v in metrics.items()}
+      diverged[i] = div[j]
+    if np.any(div >= 0):
+      log(f"warning: {int(np.sum(div >= 0))} configuration(s) diverged (non-finite loss); "
+          "their metrics are NaN after the step recorded in 'diverged_step'")
+
+  rows = []
+  for i in range(n):
+    rows += tidy_rows(expanded, [i], {k: v[None] for k, v in all_metrics[i].items()},
+                      diverged[i:i + 1])
+  df = pd.DataFrame(rows)
+  df.attrs["timings"] = timings
+  df.attrs["swept"] = [_short(c) for c in _swept_columns(expanded)]
+  if workdir:
+    write_outputs(workdir, df, expanded, all_metrics, diverged, resolved, timings, log)
+  return df
+
+
+def summary_table(df, metrics=("id_risk", "ood_risk", "id_error", "ood_error", "core_corr",
+                               "bg_corr", "bg_signed", "asym_frac")):
+  """Final-step metrics per configuration, mean +- std over seeds (a DataFrame)."""
+  last = df[df["step"] == df["step"].max()] if "step" in df else df
+  keys = [c for c in df.attrs.get("swept", []) if c != "seed" and c in last.columns]
+  metrics = [m for m in metrics if m in last.columns and last[m].notna().any()]
+  if keys:
+    g = last.groupby(keys, sort=False)[metrics]
+  else:
+    g = last.assign(_all="all").groupby("_all")[metrics]
+  mean, std, count = g.mean(), g.std(ddof=0), g.size()
+  out = mean.copy().astype(object)
+  for m in metrics:
+    out[m] = [f"{a:.4f} ± {b:.4f}" for a, b in zip(mean[m], std[m])]
+  out.insert(0, "seeds", count.values)
+  return out.reset_index()
+
+
+def write_outputs(workdir, df, expanded, all_metrics, diverged, resolved, timings, log=print):
+  """Writes results.csv, trajectories.npz, summary.md and the figures (all atomic)."""
+  from featcon import plots
+  simulate_lib.atomic_write(os.path.join(workdir, "results.csv"),
+                            lambda f: df.to_csv(f, index=False))
+  arrays = {f"metrics/{k}": np.stack([m[k] for m in all_metrics]) for k in all_metrics[0]}
+  cols = _swept_columns(expanded)
+  for c in cols:
+    arrays[f"swept/{c}"] = np.asarray([str(_value(s.get(c))) for s, _ in expanded])
+  arrays["diverged_step"] = diverged
+  simulate_lib.atomic_write(os.path.join(workdir, "trajectories.npz"),
+                            lambda f: np.savez(f, **arrays), binary=True)
+  table = summary_table(df)
+  versions = simulate_lib.versions()
+  total = sum(t["wall_s"] for t in timings.values())
+  md = ["# Sweep summary", "",
+        f"{len(resolved)} configurations, final step {int(df['step'].max())}; mean ± std over "
+        "seeds.", "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
+        "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
+  simulate_lib.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
+  figs = plots.sweep_figures(df, all_metrics, expanded, workdir)
+  log("\n" + table.to_string(index=False))
+  log(f"\nwrote {workdir}/results.csv, trajectories.npz, summary.md and "
+      f"{len(figs)} figure(s): {', '.join(os.path.basename(f) for f in figs)}")
+
+
+def _has_tabulate():
+  try:
+    import tabulate  # noqa: F401
+    return True
+  except ImportError:
+    return False
+
+
+def sweep(config, workdir=None, progress=False):
+  """Programmatic equivalent of ``python -m experiments.sweep``: returns the tidy DataFrame.
+
+  Args:
+    config: a sweep config (ConfigDict or nested dict); see :func:`expand` for the syntax.
+    workdir: optional folder for resumable outputs.
+    progress: show progress bars.
+  """
+  logger = logging.getLogger("featcon.sweep")
+  return run(config, workdir=workdir, progress=progress, log=logger.info)

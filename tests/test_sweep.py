@@ -1,0 +1,158 @@
+"""The sweep engine: expansion, equality with simulate, padding, sharding, resume, CLI."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import featcon
+from featcon import sweeps as sweep_lib
+from featcon import train as train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BASE = {"data": {"d": 24, "k_core": 4, "k_bg": 4, "n_train": 64, "n_eval": 256},
+        "model": {"width": 16}, "train": {"steps": 60, "log_every": 20, "lr": 5e-2}}
+
+
+def _cfg(**over):
+  out = {k: dict(v) for k, v in BASE.items()}
+  for k, v in over.items():
+    if isinstance(v, dict):
+      out.setdefault(k, {}).update(v)
+    else:
+      out[k] = v
+  return out
+
+
+def test_expand_product_and_zip():
+  cfg = _cfg(seed=[0, 1], train={"lr": [0.1, 0.2, 0.3], "weight_decay": [0.0, 1e-3, 1e-2]},
+             sweep={"zip": [("train.lr", "train.weight_decay")]})
+  ex = sweep_lib.expand(cfg)
+  assert len(ex) == 2 * 3
+  pairs = {(s["train.lr"], s["train.weight_decay"]) for s, _ in ex}
+  assert pairs == {(0.1, 0.0), (0.2, 1e-3), (0.3, 1e-2)}
+  assert len(sweep_lib.expand(_cfg(seed=[0, 1], train={"lr": [0.1, 0.2]}))) == 4
+  with pytest.raises(ValueError, match="different lengths"):
+    sweep_lib.expand(_cfg(train={"lr": [0.1, 0.2], "weight_decay": [0.0]},
+                          sweep={"zip": [("train.lr", "train.weight_decay")]}))
+  with pytest.raises(ValueError, match="unknown config field 'sweep.colour'"):
+    sweep_lib.expand(_cfg(sweep={"colour": 1}))
+
+
+def test_grouping_compiles_once_for_values_widths_batches_activations():
+  cfg = _cfg(seed=[0, 1], data={"regime": "online"},
+             model={"width": [8, 16], "activation": ["relu", "tanh"]},
+             train={"batch_size": [4, 8], "lr": [0.05, 0.1]})
+  ex = sweep_lib.expand(cfg)
+  groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in ex])
+  assert len(ex) == 32 and len(groups) == 1
+  g = groups[0]
+  assert (g.static.width, g.static.batch, g.static.activations) == (16, 8, ("relu", "tanh"))
+  # a change of d or loss needs another program
+  cfg2 = _cfg(data={"d": [24, 32]}, train={"loss": ["hinge", "logistic"]})
+  ex2 = sweep_lib.expand(cfg2)
+  assert len(sweep_lib.make_groups([featcon.resolve_config(c) for _, c in ex2])) == 4
+
+
+def test_sweep_equals_simulate_one_by_one():
+  cfg = _cfg(seed=[0, 3], model={"width": [8, 16], "activation": ["relu", "identity"]},
+             train={"lr": [0.02, 0.05]}, sweep={"zip": [("seed", "train.lr")]})
+  df = featcon.sweep(cfg)
+  for swept, single in sweep_lib.expand(cfg):
+    r = featcon.simulate(single)
+    sel = np.ones(len(df), bool)
+    for k, v in swept.items():
+      sel &= (df[k.split(".")[-1]] == v).values
+    sub = df[sel].sort_values("step")
+    assert len(sub) == 4
+    for key in ("id_risk", "ood_risk", "core_corr", "bg_corr", "bg_signed", "asym_frac"):
+      np.testing.assert_allclose(sub[key].values, r.metrics[key], rtol=2e-5, atol=1e-6,
+                                 err_msg=f"{swept} {key}")
+
+
+def test_chunking_keeps_results(monkeypatch):
+  cfg = _cfg(seed=[0, 1, 2, 3, 4])
+  whole = featcon.sweep(cfg)
+  monkeypatch.setattr(sweep_lib, "bytes_per_config", lambda static: 2**30)  # 2 per chunk
+  chunked = featcon.sweep(dict(cfg, sweep={"memory_budget_gb": 2.0}))
+  assert chunked.attrs["timings"][next(iter(chunked.attrs["timings"]))]["chunks"] == 3
+  pd.testing.assert_frame_equal(whole, chunked)
+
+
+def test_chunk_size_follows_memory_budget():
+  static = train_lib.Static(width=1024, d=256, n_eval=4096)
+  per = sweep_lib.bytes_per_config(static)
+  assert sweep_lib.chunk_size(static, 10_000, 1.0) == int(2**30 // per)
+  assert sweep_lib.chunk_size(static, 3, 1.0) == 3
+  assert sweep_lib.chunk_size(static, 10_000, 1.0, n_devices=4) % 4 == 0
+
+
+def test_sharded_equals_unsharded(tmp_path):
+  """Two forced host devices shard the configuration axis; results equal one device."""
+  script = tmp_path / "run.py"
+  script.write_text(
+      "import json, sys, jax, featcon\n"
+      f"cfg = {_cfg(seed=[0, 1, 2], train={'lr': [0.02, 0.05]})!r}\n"
+      "df = featcon.sweep(cfg)\n"
+      "print(json.dumps({'devices': jax.device_count(), 'x': df['ood_risk'].tolist(),"
+      " 'y': df['bg_signed'].tolist()}))\n")
+  outs = []
+  for n in (1, 2):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
+               JAX_PLATFORMS="cpu")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    outs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+  assert [o["devices"] for o in outs] == [1, 2]
+  np.testing.assert_allclose(outs[0]["x"], outs[1]["x"], rtol=1e-6)
+  np.testing.assert_allclose(outs[0]["y"], outs[1]["y"], rtol=1e-6, atol=1e-9)
+
+
+def test_resume_skips_finished_groups_and_refuses_changed_config(tmp_path, monkeypatch):
+  cfg = _cfg(seed=[0, 1], train={"loss": ["hinge", "logistic"]})
+  wd = str(tmp_path / "wd")
+  calls = []
+  real = sweep_lib.run_group
+
+  def flaky(group, **kw):
+    if calls:  # the second group "crashes"
+      raise KeyboardInterrupt
+    calls.append(1)
+    return real(group, **kw)
+
+  monkeypatch.setattr(sweep_lib, "run_group", flaky)
+  with pytest.raises(KeyboardInterrupt):
+    sweep_lib.run(cfg, workdir=wd, log=lambda s: None)
+  assert len([f for f in os.listdir(os.path.join(wd, "groups")) if f.endswith(".json")]) == 1
+  ran = []
+  monkeypatch.setattr(sweep_lib, "run_group", lambda g, **kw: ran.append(1) or real(g, **kw))
+  df = sweep_lib.run(cfg, workdir=wd, log=lambda s: None)
+  assert len(ran) == 1  # only the unfinished group ran
+  monkeypatch.setattr(sweep_lib, "run_group", real)
+  fresh = sweep_lib.run(cfg, workdir=str(tmp_path / "fresh"), log=lambda s: None)
+  pd.testing.assert_frame_equal(df, fresh)
+  with pytest.raises(ValueError, match="holds results of a different config"):
+    sweep_lib.run(_cfg(seed=[0, 1, 2]), workdir=wd, log=lambda s: None)
+
+
+def test_cli_smoke_config(tmp_path):
+  wd = tmp_path / "smoke"
+  p = subprocess.run([sys.executable, "-m", "experiments.sweep",
+                      "--config=configs/theory.py:smoke", f"--workdir={wd}",
+                      "--config.train.steps=40"],
+                     capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "id_risk" in p.stdout and "ood_risk" in p.stdout
+  for f in ("config.json", "results.csv", "trajectories.npz", "summary.md", "curves.png",
+            "asymmetry.png"):
+    assert (wd / f).exists(), f
+  meta = json.loads((wd / "config.json").read_text())
+  assert meta["versions"]["featcon"] == featcon.__version__ and meta["config"]["train"]["steps"] == 40
+  df = pd.read_csv(wd / "results.csv")
+  assert set(df["step"]) == {0, 20, 40} and {"seed", "width", "activation"} <= set(df.columns)
+  assert len(df) == 8 * 3
