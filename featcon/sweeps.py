@@ -216,8 +216,13 @@ class _Progress:
       self.bar.close()
 
 
-def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="group"):
+def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="group",
+              chunk_prefix=None):
   """Runs one group in equal chunks, sharded over all devices; returns numpy metrics.
+
+  With ``chunk_prefix``, each finished chunk is saved (atomically) as
+  ``<prefix>.chunk<size>-<i>.npz`` and reloaded instead of recomputed on a rerun, so an
+  interrupted large group loses at most the chunk in flight.
 
   Returns:
     (metrics dict of arrays [config, log, ...], diverged_step array [config], timing dict).
@@ -235,6 +240,15 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   t0 = time.perf_counter()
   compile_s = None
   for c in range(n_chunks):
+    keep = (c * size + np.arange(size)) < n
+    cpath = f"{chunk_prefix}.chunk{size}-{c}.npz" if chunk_prefix else None
+    if cpath and os.path.exists(cpath):
+      with np.load(cpath) as z:
+        outs.append({k: z[k] for k in z.files if k != "__diverged"})
+        divs.append(z["__diverged"])
+      for _ in range(group.static.n_logs):
+        bar(None)
+      continue
     idx = np.arange(c * size, (c + 1) * size)
     idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating its last config
     dyn = jax.tree.map(lambda a: a[idx], group.dyns)
@@ -246,10 +260,13 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
       compile_s = time.perf_counter() - tc
     m, final = compiled(dyn)
     m, div = jax.device_get((m, final["diverged_step"]))
-    keep = (c * size + np.arange(size)) < n
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
     divs.append(np.asarray(div)[keep])
+    if cpath:
+      simulate_lib.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
+                                binary=True)
   bar.close()
+  compile_s = compile_s or 0.0
   metrics = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
   timing = {"wall_s": time.perf_counter() - t0, "compile_s": compile_s, "chunk": size,
             "chunks": n_chunks, "configs": n}
@@ -345,7 +362,8 @@ def run(config, workdir=None, progress=None, log=print):
     else:
       desc = f"group {g_i + 1}/{len(groups)} ({len(group.indices)} configs)"
       metrics, div, timing = run_group(group, budget_gb=sec["memory_budget_gb"],
-                                       max_chunk=sec["max_chunk"], progress=progress, desc=desc)
+                                       max_chunk=sec["max_chunk"], progress=progress, desc=desc,
+                                       chunk_prefix=path)
       timings[group.key] = timing
       log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s, "
           f"{timing['chunks']} chunk(s) of {timing['chunk']})")
@@ -355,6 +373,9 @@ def run(config, workdir=None, progress=None, log=print):
         info = {"static": dataclasses.asdict(group.static), "indices": group.indices,
                 "timing": timing}
         simulate_lib.atomic_write(path + ".json", lambda f: json.dump(info, f, default=str))
+        for f in os.listdir(os.path.dirname(path)):
+          if f.startswith(group.key + ".chunk"):
+            os.remove(os.path.join(os.path.dirname(path), f))
     for j, i in enumerate(group.indices):
       all_metrics[i] = {k: v[j] for k, v in metrics.items()}
       diverged[i] = div[j]

@@ -156,3 +156,29 @@ def test_cli_smoke_config(tmp_path):
   df = pd.read_csv(wd / "results.csv")
   assert set(df["step"]) == {0, 20, 40} and {"seed", "width", "activation"} <= set(df.columns)
   assert len(df) == 8 * 3
+
+
+def test_interrupted_group_resumes_from_finished_chunks(tmp_path, monkeypatch):
+  cfg = _cfg(seed=[0, 1, 2, 3, 4], sweep={"memory_budget_gb": 2.0})
+  monkeypatch.setattr(sweep_lib, "bytes_per_config", lambda static: 2**30)  # 2 per chunk
+  wd = str(tmp_path / "wd")
+  real_get = sweep_lib.jax.device_get
+  calls = []
+
+  def crash_on_second(x):
+    calls.append(1)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return real_get(x)
+
+  monkeypatch.setattr(sweep_lib.jax, "device_get", crash_on_second)
+  with pytest.raises(KeyboardInterrupt):
+    sweep_lib.run(cfg, workdir=wd, log=lambda s: None)
+  assert len([f for f in os.listdir(os.path.join(wd, "groups")) if ".chunk" in f]) == 1
+  calls.clear()
+  monkeypatch.setattr(sweep_lib.jax, "device_get", lambda x: calls.append(1) or real_get(x))
+  df = sweep_lib.run(cfg, workdir=wd, log=lambda s: None)
+  assert len(calls) == 2  # chunks 2 and 3 only
+  assert not [f for f in os.listdir(os.path.join(wd, "groups")) if ".chunk" in f]
+  monkeypatch.setattr(sweep_lib.jax, "device_get", real_get)
+  pd.testing.assert_frame_equal(df, featcon.sweep(cfg))
