@@ -26,9 +26,10 @@ import numpy as np
 
 
 class Producer(NamedTuple):
-  """The submodule call whose output is the named intermediate: (module path, call index)."""
+  """The submodule call whose output (or one leaf of it, for a tuple output) is the intermediate."""
   path: tuple
   call_index: int
+  leaf: int
 
 
 def _call_key(ctx):
@@ -56,9 +57,11 @@ def find_producer(module, variables, x, layer, apply_kwargs=None):
       key = _call_key(ctx)
       idx = counts.get(key, 0)
       counts[key] = idx + 1
-      if (key and isinstance(out, jax.Array) and out.shape == target.shape
-          and np.array_equal(np.asarray(out), target)):
-        matches.append(Producer(key, idx))
+      if key:
+        for j, leaf in enumerate(jax.tree.leaves(out)):
+          if (isinstance(leaf, jax.Array) and leaf.shape == target.shape
+              and np.array_equal(np.asarray(leaf), target)):
+            matches.append(Producer(key, idx, j))
     return out
 
   with nn.intercept_methods(record):
@@ -79,7 +82,9 @@ def _perturb(producer, delta):
       idx = counts.get(key, 0)
       counts[key] = idx + 1
       if key == producer.path and idx == producer.call_index:
-        out = out + delta
+        leaves, tree = jax.tree.flatten(out)
+        leaves[producer.leaf] = leaves[producer.leaf] + delta
+        out = jax.tree.unflatten(tree, leaves)
     return out
 
   return add

@@ -213,9 +213,14 @@ def within_group_variance_fraction(reps):
   return float(within / jnp.maximum(total, 1e-12))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(model, params, x):
+  return model.apply({"params": params}, x)
+
+
 def measure(cfg, model, params, glyphs, labels, key):
   """Accuracy per padding-colour family and the colour share of the representation's variance."""
-  apply = jax.jit(lambda x: model.apply({"params": params}, x))
+  apply = lambda x: _apply(model, params, x)  # noqa: E731
   out = {"accuracy": {}}
   for i, fam in enumerate(cfg.test_families):
     cols = sample_colours(jax.random.fold_in(key, i), glyphs.shape[0], fam, cfg.jitter)

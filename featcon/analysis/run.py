@@ -8,6 +8,7 @@
 - domain.{json,png}             G.1 / Table 5, Figure 14: domain-probe error and 2-D PCA;
 - gradcam.{json,png}            Figure 6(a, b): heatmaps for ID, OOD and background-only shift.
 """
+import functools
 import json
 import os
 import re
@@ -44,19 +45,21 @@ def default_cam_layer(names):
                    "set cam_layer")
 
 
+@functools.partial(jax.jit, static_argnames=("module", "num_classes", "layers", "rep_name"))
+def _batch_stats(module, variables, x, y, num_classes, layers, rep_name):
+  emb, inter = module.apply(variables, x, train=False)
+  rep = inter[rep_name] if rep_name in inter else emb
+  return ({l: metrics.class_stats(inter[l], y, num_classes) for l in layers},
+          rep.reshape(rep.shape[0], -1))
+
+
 def collect(enc, images, labels, num_classes, layers, rep_name, batch_size):
   """Streams `images` through the encoder: per-layer `ClassStats` and the stacked representation.
 
-  The last batch is padded with label −1 (ignored by `class_stats`) so one compiled function
-  serves every batch.
+  `rep_name` is an intermediate's name, or anything else (e.g. "embedding") for the returned
+  embedding. The last batch is padded with label −1 (ignored by `class_stats`) so one compiled
+  function serves every batch; it is cached per (module, layers), not per call.
   """
-  def batch_fn(x, y):
-    emb, inter = enc.module.apply(enc.variables, x, train=False)
-    rep = emb if rep_name == "embedding" and "embedding" not in inter else inter.get(rep_name, emb)
-    return ({l: metrics.class_stats(inter[l], y, num_classes) for l in layers},
-            rep.reshape(rep.shape[0], -1))
-
-  fn = jax.jit(batch_fn)
   n = images.shape[0]
   total, reps = None, []
   for s in range(0, n, batch_size):
@@ -65,7 +68,8 @@ def collect(enc, images, labels, num_classes, layers, rep_name, batch_size):
     if m < batch_size:
       x = np.concatenate([x, np.zeros((batch_size - m, *x.shape[1:]), x.dtype)])
       y = np.concatenate([y, -np.ones(batch_size - m, y.dtype)])
-    st, rep = fn(jnp.asarray(x), jnp.asarray(y))
+    st, rep = _batch_stats(enc.module, enc.variables, jnp.asarray(x), jnp.asarray(y),
+                           num_classes, tuple(layers), rep_name)
     total = st if total is None else metrics.add_stats(total, st)
     reps.append(np.asarray(rep[:m]))
   return total, np.concatenate(reps)
@@ -85,26 +89,29 @@ def run_all(cfg, encs, data, workdir):
     if a not in allowed:
       raise ValueError(f"analyses item {a!r}: allowed {allowed}")
   k = data.num_classes
-  names = list(jax.eval_shape(
-      lambda: encs[0].module.apply(encs[0].variables, jnp.asarray(data.images[:1]), train=False)
-  )[1])
-  layers = [l for l in cfg.layers.split(",") if l] or default_layers(names)
-  for l in layers + ([cfg.density_layer] if cfg.density_layer else []):
-    if l not in names:
-      raise ValueError(f"layer {l!r}: not an intermediate of {encs[0].label}; allowed {names}")
-  sel_layers = layers + ([cfg.representation] if cfg.representation in names else [])
+  names, layers, sel_layers = {}, {}, {}
+  for e in encs:
+    names[e.label] = list(jax.eval_shape(
+        lambda e=e: e.module.apply(e.variables, jnp.asarray(data.images[:1]), train=False))[1])
+    layers[e.label] = [l for l in cfg.layers.split(",") if l] or default_layers(names[e.label])
+    for l in layers[e.label] + ([cfg.density_layer] if cfg.density_layer else []):
+      if l not in names[e.label]:
+        raise ValueError(f"layer {l!r}: not an intermediate of encoder {e.label!r}; "
+                         f"allowed {names[e.label]}")
+    sel_layers[e.label] = layers[e.label] + (
+        [cfg.representation] if cfg.representation in names[e.label] else [])
   stats, reps = {}, {}
   for enc in encs:
     for dom in sorted(set(data.domains.tolist())):
       x, y = data.subset(dom)
       stats[enc.label, dom], reps[enc.label, dom] = collect(
-          enc, x, y, k, sel_layers, cfg.representation, cfg.batch_size)
+          enc, x, y, k, sel_layers[enc.label], cfg.representation, cfg.batch_size)
   results = {"layers": layers, "encoders": {e.label: e.spec for e in encs}}
 
   if "rates" in todo:
     out, panels = {}, {}
-    for l in layers:
-      for e in encs:
+    for e in encs:
+      for l in layers[e.label]:
         st = stats[e.label, 0][l]
         out.setdefault(l, {})[e.label] = {
             "mean_rate": float(metrics.activation_rates(st).mean()),
@@ -118,8 +125,8 @@ def run_all(cfg, encs, data, workdir):
 
   if "selectivity" in todo:
     out, bars = {}, {}
-    for l in sel_layers:
-      for e in encs:
+    for e in encs:
+      for l in sel_layers[e.label]:
         for dom, dname in enumerate(data.domain_names):
           if (e.label, dom) not in stats:
             continue
@@ -133,20 +140,18 @@ def run_all(cfg, encs, data, workdir):
     results["selectivity"] = out
 
   if "density" in todo:
-    dl = cfg.density_layer or layers[0]
-    if dl not in sel_layers:
-      for enc in encs:  # one more pass for a layer outside the rate layers
-        x, y = data.subset(0)
-        st, _ = collect(enc, x, y, k, [dl], cfg.representation, cfg.batch_size)
-        stats[enc.label, 0][dl] = st[dl]
-    out = {"layer": dl}
-    panel = {}
+    out, panel = {}, {}
     for e in encs:
+      dl = cfg.density_layer or layers[e.label][0]
+      if dl not in stats[e.label, 0]:  # one more pass for a layer outside the rate layers
+        x, y = data.subset(0)
+        stats[e.label, 0][dl] = collect(e, x, y, k, [dl], cfg.representation,
+                                        cfg.batch_size)[0][dl]
       st = stats[e.label, 0][dl]
-      out[e.label] = metrics.density_summary(st, cfg.density_threshold)
-      panel[e.label] = metrics.unit_means(st)
+      out[e.label] = {"layer": dl, **metrics.density_summary(st, cfg.density_threshold)}
+      panel[f"{e.label} ({dl})"] = metrics.unit_means(st)
     _dump(out, os.path.join(workdir, "density.json"))
-    plots.histograms({f"{dl}: unit mean activation (ID)": panel},
+    plots.histograms({"unit mean activation (ID)": panel},
                      os.path.join(workdir, "density.png"), bins=30, xlabel="mean activation")
     results["density"] = out
 
@@ -173,7 +178,6 @@ def run_all(cfg, encs, data, workdir):
 
 def _gradcam(cfg, encs, data, names, workdir):
   """Figure 6: heatmaps of the ID class score; quantitatively, CAM mass on the object region."""
-  layer = cfg.cam_layer or default_cam_layer(names)
   n = cfg.cam_examples
   x_id, y_id = data.subset(0)
   x_ood, y_ood = data.subset(1) if (data.domains == 1).any() else (x_id[:0], y_id[:0])
@@ -182,11 +186,12 @@ def _gradcam(cfg, encs, data, names, workdir):
     si = np.asarray(data.shifted_index)[:n]
     rows["ID, original"] = (data.images[si], data.labels[si])
     rows["same, background shifted"] = (data.shifted_images[:len(si)], data.labels[si])
-  out = {"layer": layer, "head": cfg.cam_head}
+  out = {"head": cfg.cam_head}
   images, cams = {}, {}
   for e in encs:
-    emb_id = np.concatenate([collect(e, x_id, y_id, data.num_classes, [], "embedding",
-                                     cfg.batch_size)[1]])
+    layer = cfg.cam_layer or default_cam_layer(names[e.label])
+    out.setdefault(e.label, {})["layer"] = layer
+    emb_id = collect(e, x_id, y_id, data.num_classes, [], "embedding", cfg.batch_size)[1]
     if cfg.cam_head == "probe":
       probe = representation.fit_ridge_probe(emb_id, y_id, data.num_classes, cfg.probe_l2)
       score_fn = lambda emb, p=probe: representation.probe_scores(p, emb)  # noqa: E731
