@@ -16,6 +16,7 @@ adds a zero perturbation to that call's output and differentiates the score with
 This works for every module whose named intermediate is the output of a submodule (a block or a
 stage), which is how the CLIP ports and the stand-ins produce "layer1".."layer4" and "block{i}".
 """
+import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -132,11 +133,20 @@ def grad_cam(module, variables, images, layer, score_fn: Callable, targets,
   Returns:
     (N, H, W) heatmaps scaled to [0, 1] per image.
   """
-  kw = dict(apply_kwargs or {})
+  kw = tuple(sorted(dict(apply_kwargs or {}).items()))
   images = jnp.asarray(images, jnp.float32)
   if producer is None:
-    producer = find_producer(module, variables, images, layer, kw)
-  targets = jnp.asarray(targets)
+    producer = find_producer(module, variables, images, layer, dict(kw))
+  acts, grads = _acts_and_grads(module, variables, images, jnp.asarray(targets), layer,
+                                score_fn, kw, producer)
+  return cam_from(acts, grads, images.shape[1:3])
+
+
+@functools.partial(jax.jit, static_argnames=("module", "layer", "score_fn", "kw", "producer"))
+def _acts_and_grads(module, variables, images, targets, layer, score_fn, kw, producer):
+  """The named intermediate and d(Σ_n score[n, targets[n]]) / d(intermediate), compiled once per
+  (module, layer, score_fn, producer, shapes)."""
+  kw = dict(kw)
 
   def score(delta):
     with nn.intercept_methods(_perturb(producer, delta)):
@@ -146,7 +156,7 @@ def grad_cam(module, variables, images, layer, score_fn: Callable, targets,
 
   shape = jax.eval_shape(lambda: module.apply(variables, images, **kw)[1][layer]).shape
   grads, acts = jax.grad(score, has_aux=True)(jnp.zeros(shape, jnp.float32))
-  return cam_from(acts, grads, images.shape[1:3])
+  return acts, grads
 
 
 def cam_mass_in_mask(cams, mask):

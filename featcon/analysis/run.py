@@ -28,7 +28,8 @@ def default_layers(names):
   mlp = sorted((n for n in names if n.endswith("_mlp_act")), key=_natural)
   if mlp:
     return mlp
-  return sorted((n for n in names if re.fullmatch(r"stem|layer\d+", n)), key=_natural)
+  return sorted((n for n in names if re.fullmatch(r"stem|layer\d+", n)),
+                key=lambda n: (n != "stem", _natural(n)))
 
 
 def _natural(s):

@@ -42,3 +42,12 @@ def test_bad_config_values_raise(tmp_path):
     analyze.main(cfg, str(tmp_path))
   with pytest.raises(ValueError, match="config arg='big'"):
     analyze_config.get_config("big")
+
+
+def test_default_layers_follow_the_contract():
+  from featcon.analysis import run  # pylint: disable=g-import-not-at-top
+  assert run.default_layers(["layer10", "stem", "layer2", "attnpool", "layer1"]) == [
+      "stem", "layer1", "layer2", "layer10"]
+  vit = ["block0", "block1_mlp_act", "block0_mlp_act", "block10_mlp_act", "embedding"]
+  assert run.default_layers(vit) == ["block0_mlp_act", "block1_mlp_act", "block10_mlp_act"]
+  assert run.default_cam_layer(vit) == "block0" and run.default_cam_layer(["layer1", "layer4"]) == "layer4"
