@@ -117,10 +117,14 @@ def class_means(stats):
   return _safe_div(stats.act_sum, stats.count[:, None])
 
 
-def _max_minus_rest(per_class):
-  k = per_class.shape[0]
+def _top_and_rest(per_class):
+  """Per column: the largest value and the mean of the other rows (Morcos et al.'s μ_rest)."""
   top = per_class.max(axis=0)
-  rest = (per_class.sum(axis=0) - top) / max(k - 1, 1)
+  return top, (per_class.sum(axis=0) - top) / max(per_class.shape[0] - 1, 1)
+
+
+def _max_minus_rest(per_class):
+  top, rest = _top_and_rest(per_class)
   return top - rest
 
 
@@ -147,10 +151,8 @@ def selectivity(means, mode="morcos", eps=1e-6):
   means = jnp.asarray(means)
   if means.ndim != 2 or means.shape[0] < 2:
     raise ValueError(f"means.shape={means.shape}: need (num_classes >= 2, channels)")
-  top = means.max(axis=0)
-  if mode == "morcos":
-    rest = (means.sum(axis=0) - top) / (means.shape[0] - 1)
-  else:
+  top, rest = _top_and_rest(means)
+  if mode == "all":
     rest = means.mean(axis=0)
   return (top - rest) / (top + rest + eps)
 

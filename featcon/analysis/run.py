@@ -182,11 +182,12 @@ def _gradcam(cfg, encs, data, names, workdir):
   n = cfg.cam_examples
   x_id, y_id = data.subset(0)
   x_ood, y_ood = data.subset(1) if (data.domains == 1).any() else (x_id[:0], y_id[:0])
-  rows = {"ID": (x_id[:n], y_id[:n]), "OOD": (x_ood[:n], y_ood[:n])}
-  if data.shifted_images is not None:
+  rows = {"ID": (x_id[:n], y_id[:n])}
+  if data.shifted_images is not None:  # the ID row shows the originals of the shifted images
     si = np.asarray(data.shifted_index)[:n]
-    rows["ID, original"] = (data.images[si], data.labels[si])
-    rows["same, background shifted"] = (data.shifted_images[:len(si)], data.labels[si])
+    rows["ID"] = (data.images[si], data.labels[si])
+    rows["ID, background shifted"] = (data.shifted_images[:len(si)], data.labels[si])
+  rows["OOD"] = (x_ood[:n], y_ood[:n])
   out = {"head": cfg.cam_head}
   images, cams = {}, {}
   for e in encs:
