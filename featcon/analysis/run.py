@@ -99,6 +99,9 @@ def run_all(cfg, encs, data, workdir):
       if l not in names[e.label]:
         raise ValueError(f"layer {l!r}: not an intermediate of encoder {e.label!r}; "
                          f"allowed {names[e.label]}")
+    if cfg.representation != "embedding" and cfg.representation not in names[e.label]:
+      raise ValueError(f"representation={cfg.representation!r}: not an intermediate of encoder "
+                       f"{e.label!r}; allowed 'embedding' or one of {names[e.label]}")
     sel_layers[e.label] = layers[e.label] + (
         [cfg.representation] if cfg.representation in names[e.label] else [])
   stats, reps = {}, {}

@@ -40,6 +40,12 @@ def test_bad_config_values_raise(tmp_path):
     cfg.encoders = "rn:random:tiny-rn"
   with pytest.raises(ValueError, match="encoders item"):
     analyze.main(cfg, str(tmp_path))
+  cfg = analyze_config.get_config("smoke")
+  with cfg.unlocked():
+    cfg.run = "encoders"
+    cfg.representation = "pre_logit"
+  with pytest.raises(ValueError, match="representation='pre_logit'.*allowed"):
+    analyze.main(cfg, str(tmp_path))
   with pytest.raises(ValueError, match="config arg='big'"):
     analyze_config.get_config("big")
 
