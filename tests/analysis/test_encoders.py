@@ -33,3 +33,13 @@ def test_msgpack_round_trip_and_mismatch(tmp_path):
     encoders.load("c", f"small-resnet@{path}", (12, 12, 3), overrides={"widths": (4, 16)})
   with pytest.raises(ValueError, match="does not exist"):
     encoders.load("d", "small-resnet@/no/such/file", (12, 12, 3))
+
+
+def test_orbax_directory_round_trip(tmp_path):
+  ocp = pytest.importorskip("orbax.checkpoint")
+  a = encoders.load("a", "random:small-resnet", (12, 12, 3), overrides={"widths": (4, 8)})
+  ocp.PyTreeCheckpointer().save(str(tmp_path / "ck"), a.variables)
+  b = encoders.load("b", f"small-resnet@{tmp_path / 'ck'}", (12, 12, 3),
+                    overrides={"widths": (4, 8)})
+  for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables)):
+    np.testing.assert_array_equal(x, y)
