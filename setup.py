@@ -30,6 +30,8 @@ EXTRAS = {
              "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
     "clip": [],
     "data": [],
+    # load_digits for the offline padded-image experiment (featcon.analysis.padding).
+    "analysis": ["scikit-learn==1.9.1"],
     "dev": [],
 }
 EXTRAS["dev"] = sorted(set(sum(EXTRAS.values(), [])))
