@@ -100,6 +100,32 @@ def _flax_path(key: str, value: np.ndarray):
   return "params", mods + (leaf,), value
 
 
+def _torch_layout(path, shape):
+  """A Flax variable shape written in the torch layout of the corresponding state-dict entry."""
+  shape = tuple(shape)
+  if path[-1] == "kernel" and len(shape) == 4:
+    return (shape[3], shape[2], shape[0], shape[1])
+  if path[-1] == "kernel" and len(shape) == 2:
+    return shape[::-1]
+  return shape
+
+
+def _torch_key(full):
+  """Inverse of :func:`_flax_path` for messages: ("params", "layer1_0", "conv1", "kernel") ->
+  ``layer1.0.conv1.weight``."""
+  col, mods, leaf = full[0], list(full[1:-1]), full[-1]
+  if col == "batch_stats":
+    leaf = {"mean": "running_mean", "var": "running_var"}[leaf]
+  elif mods and mods[-1] == "in_proj":
+    mods, leaf = mods[:-1], "in_proj_" + ("weight" if leaf == "kernel" else leaf)
+  elif leaf in ("kernel", "scale"):
+    leaf = "weight"
+  name = ".".join(mods + [leaf])
+  name = name.replace("transformer_resblocks_", "transformer.resblocks_")
+  name = name.replace("mlp_c_", "mlp.c_")
+  return re.sub(r"(layer\d|resblocks|downsample)_(\d+)", r"\1.\2", name)
+
+
 def to_flax_variables(sd: dict, module, dtype=np.float32) -> dict:
   """Convert a visual state dict to the variables of ``module``; strict.
 
@@ -129,18 +155,18 @@ def to_flax_variables(sd: dict, module, dtype=np.float32) -> dict:
     got[full] = arr
     source[full] = (k, tuple(np.shape(v)))
   missing = [k for k in expected if k not in got]
-  misshaped = [(source[k][0], source[k][1], expected[k]) for k in got
+  misshaped = [(source[k][0], source[k][1], _torch_layout(k, expected[k])) for k in got
                if tuple(got[k].shape) != tuple(expected[k])]
   if missing or unexpected or misshaped:
-    lines = [f"state dict does not fit {type(module).__name__}{clip_model.config_of(module)}:"]
+    lines = [f"state dict does not fit {type(module).__name__} ({clip_model.config_of(module)}):"]
     if missing:
       lines.append(f"  missing ({len(missing)}): " + ", ".join(
-          "/".join(k) for k in sorted(missing)))
+          _torch_key(k) for k in sorted(missing)))
     if unexpected:
       lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(sorted(unexpected)))
     if misshaped:
       lines.append(f"  mis-shaped ({len(misshaped)}): " + ", ".join(
-          f"{k} {s} (expected, in torch layout, for flax shape {e})" for k, s, e in misshaped))
+          f"{k} {s} (expected {e})" for k, s, e in misshaped))
     raise CheckpointError("\n".join(lines))
   variables = {}
   for full, arr in got.items():

@@ -101,7 +101,7 @@ def main(out):
       f.write(data[: len(data) // 2])
   # Mismatched: the RN state dict with one visual key renamed, one dropped, one reshaped.
   sd = torch.load(os.path.join(out, "rn_state_dict.pt"), weights_only=True)
-  sd["visual.layer1.0.conv1.weight"] = sd["visual.layer1.0.conv1.weight"][:, :, :1, :1].clone()[:8]
+  sd["visual.layer2.0.conv2.weight"] = sd["visual.layer2.0.conv2.weight"][:, :, :1, :1].clone()
   sd["visual.extra.weight"] = sd.pop("visual.layer2.0.bn1.bias")
   del sd["visual.attnpool.q_proj.bias"]
   torch.save(sd, os.path.join(out, "rn_mismatched.pt"))
