@@ -108,6 +108,7 @@ class Dense(nn.Module):
   use_bias: bool = True
   dtype: Dtype = jnp.float32
   kernel_init: Any = None
+  bias_init: Any = None
 
   @nn.compact
   def __call__(self, x):
@@ -116,8 +117,8 @@ class Dense(nn.Module):
     k = self.param("kernel", kinit, (fan_in, self.features), self.dtype)
     y = jnp.dot(x, k.astype(x.dtype))
     if self.use_bias:
-      y = y + self.param("bias", _torch_linear_init(fan_in), (self.features,),
-                         self.dtype).astype(x.dtype)
+      binit = self.bias_init or _torch_linear_init(fan_in)
+      y = y + self.param("bias", binit, (self.features,), self.dtype).astype(x.dtype)
     return y
 
 
@@ -260,9 +261,11 @@ class MultiheadAttention(nn.Module):
   def __call__(self, x):
     dm = x.shape[-1]
     d = self.dtype
-    qkv = Dense(3 * dm, dtype=d, kernel_init=nn.initializers.xavier_uniform(), name="in_proj")(x)
+    zeros = nn.initializers.zeros  # torch MultiheadAttention: xavier in_proj, zero biases
+    qkv = Dense(3 * dm, dtype=d, kernel_init=nn.initializers.xavier_uniform(), bias_init=zeros,
+                name="in_proj")(x)
     q, k, v = jnp.split(qkv, 3, axis=-1)
-    return Dense(dm, dtype=d, name="out_proj")(_attention(q, k, v, self.heads))
+    return Dense(dm, dtype=d, bias_init=zeros, name="out_proj")(_attention(q, k, v, self.heads))
 
 
 class ResidualAttentionBlock(nn.Module):
