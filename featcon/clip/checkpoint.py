@@ -82,6 +82,7 @@ def _rebuild_parameter(data, *unused):
 
 class ScriptObject:
   """Inert stand-in for a pickled TorchScript module; holds its attribute dict, runs nothing."""
+  _state: dict = {}  # read-only default when the pickle never calls __setstate__
 
   def __init__(self, *args):
     self.__dict__["_qualname"] = None
