@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import struct
+import warnings
 import zipfile
 
 import numpy as np
@@ -221,7 +222,9 @@ def _read_torch(path):
       is_script = any(n.endswith("/constants.pkl") for n in zf.namelist())
   try:
     if is_script:  # TorchScript archive (OpenAI's releases): torch.load(weights_only) refuses it.
-      return torch.jit.load(path, map_location="cpu").state_dict()
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "torch.jit.load is deprecated"
+        return torch.jit.load(path, map_location="cpu").state_dict()
     return torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(f"{path}: torch cannot read this file: {e}") from e

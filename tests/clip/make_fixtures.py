@@ -15,6 +15,7 @@ Sizes: about 0.5–2 MB each.
 """
 import os
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -79,6 +80,13 @@ def to_fp16_like_openai(model):
 
 
 def main(out):
+  """Write all fixture files into ``out``; returns ``out``."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # TracerWarning / torch.jit deprecation noise
+    return _main(out)
+
+
+def _main(out):
   os.makedirs(out, exist_ok=True)
   for seed, kind in enumerate(["rn", "vit"]):
     model = build(kind, seed=10 * seed)

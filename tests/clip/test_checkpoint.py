@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -45,7 +46,9 @@ def test_loaded_model_matches_pytorch(fixtures_dir, kind, suffix, use_torch):
   assert enc.config.image_size == res
   x = np.random.default_rng(0).standard_normal((2, res, res, 3)).astype(np.float32)
   if suffix == "_openai.pt":
-    ref_model = torch.jit.load(str(path)).float()  # the archive itself, upcast
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", DeprecationWarning)
+      ref_model = torch.jit.load(str(path)).float()  # the archive itself, upcast
     with torch.no_grad():
       ref = ref_model.encode_image(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
   else:
@@ -72,6 +75,13 @@ def test_load_no_torch_in_subprocess(fixtures_dir):
                        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
   assert out.returncode == 0, out.stderr
   assert "(1, 32)" in out.stdout
+
+
+def test_import_does_not_import_torch():
+  code = "import sys, featcon.clip; assert 'torch' not in sys.modules, 'torch imported'"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+  assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.parametrize("use_torch", [False, True])
