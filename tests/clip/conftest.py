@@ -51,6 +51,10 @@ def open_clip():
 @pytest.fixture(scope="session")
 def fixtures_dir(tmp_path_factory):
   pytest.importorskip("torch")
+  try:
+    import_open_clip()
+  except ImportError as e:
+    pytest.skip(f"open_clip not installed: {e}")
   from tests.clip import make_fixtures  # pylint: disable=import-outside-toplevel
   out = tmp_path_factory.mktemp("clip_fixtures")
   make_fixtures.main(str(out))
