@@ -1,0 +1,61 @@
+"""Shared setup for the CLIP encoder tests.
+
+* registers the ``slow`` marker (full-size RN50 / ViT-B/16 parity; CI runs it too);
+* ``import_open_clip()``: works around torchvision 0.28.0's compiled ops failing to load beside the
+  CPU torch 2.13.0 wheel ("operator torchvision::nms does not exist"): it defines the two missing
+  operator schemas with ``torch.library`` and re-imports. The CLIP towers use no torchvision op.
+* ``fixtures_dir``: tiny OpenAI-layout checkpoints generated once per session by
+  ``tests/clip/make_fixtures.py`` into a temporary directory.
+"""
+import sys
+
+import pytest
+
+_LIBS = []  # keep torch.library.Library objects alive
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: full-size CLIP parity tests (still run in CI)")
+
+
+def import_open_clip():
+  """Import open_clip, defining torchvision::nms/qnms schemas first if its ops fail to load."""
+  import torch  # pylint: disable=import-outside-toplevel
+  try:
+    import open_clip  # pylint: disable=import-outside-toplevel
+    return open_clip
+  except RuntimeError as e:
+    if "torchvision::" not in str(e):
+      raise
+  for m in list(sys.modules):
+    if m.split(".")[0] in ("torchvision", "open_clip"):
+      del sys.modules[m]
+  if not _LIBS:
+    lib = torch.library.Library("torchvision", "DEF")  # pylint: disable=no-member
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _LIBS.append(lib)
+  import open_clip  # pylint: disable=import-outside-toplevel
+  return open_clip
+
+
+@pytest.fixture(scope="session")
+def open_clip():
+  pytest.importorskip("torch")
+  try:
+    return import_open_clip()
+  except ImportError as e:
+    pytest.skip(f"open_clip not installed: {e}")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir(tmp_path_factory):
+  pytest.importorskip("torch")
+  try:
+    import_open_clip()
+  except ImportError as e:
+    pytest.skip(f"open_clip not installed: {e}")
+  from tests.clip import make_fixtures  # pylint: disable=import-outside-toplevel
+  out = tmp_path_factory.mktemp("clip_fixtures")
+  make_fixtures.main(str(out))
+  return out

@@ -1,0 +1,69 @@
+"""open_clip reference towers and their named intermediates (test helper; needs torch)."""
+import numpy as np
+import torch
+
+from featcon.clip import convert
+from featcon.clip import model as clip_model
+from tests.clip.conftest import import_open_clip
+from tests.clip.make_fixtures import randomize_
+
+
+def torch_tower(config, seed=0, dtype=torch.float32):
+  """open_clip ModifiedResNet / VisionTransformer for a featcon config, randomised, eval mode."""
+  oc = import_open_clip()
+  torch.manual_seed(seed)
+  if isinstance(config, clip_model.ResNetConfig):
+    m = oc.modified_resnet.ModifiedResNet(
+        list(config.layers), config.output_dim, config.heads or config.width // 2,
+        image_size=config.image_size, width=config.width)
+  else:
+    m = oc.transformer.VisionTransformer(
+        config.image_size, config.patch_size, config.width, config.layers,
+        config.heads or max(1, config.width // 64), config.mlp_ratio,
+        output_dim=config.output_dim, act_layer=oc.transformer.QuickGELU)
+  randomize_(m, seed + 1)
+  return m.to(dtype).eval()
+
+
+def torch_forward(m, x_nhwc):
+  """(embedding, intermediates) of an open_clip tower on an NHWC numpy batch, as numpy (NHWC)."""
+  x = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))
+  inter, hooks = {}, []
+
+  def save(name, fn=lambda o: o, inp=False):
+    def hook(_mod, args, out):
+      inter[name] = fn(args[0] if inp else out).detach().numpy().copy()
+    return hook
+
+  nchw = lambda t: t.permute(0, 2, 3, 1)
+  if hasattr(m, "attnpool"):
+    hooks.append(m.avgpool.register_forward_hook(save("stem", nchw)))
+    for i in range(1, 5):
+      hooks.append(getattr(m, f"layer{i}").register_forward_hook(save(f"layer{i}", nchw)))
+    hooks.append(m.attnpool.register_forward_hook(save("attnpool")))
+  else:
+    hooks.append(m.conv1.register_forward_hook(
+        save("stem", lambda t: t.reshape(t.shape[0], t.shape[1], -1).permute(0, 2, 1))))
+    for i, blk in enumerate(m.transformer.resblocks):
+      hooks.append(blk.register_forward_hook(save(f"block{i}")))
+      hooks.append(blk.mlp.gelu.register_forward_hook(save(f"block{i}_mlp_act")))
+    hooks.append(m.ln_post.register_forward_hook(save("pre_pool", inp=True)))
+  with torch.no_grad():
+    emb = m(x)
+  for h in hooks:
+    h.remove()
+  if not hasattr(m, "attnpool"):
+    inter["embedding"] = emb.numpy().copy()
+  return emb.numpy().copy(), inter
+
+
+def flax_variables(m, module, dtype=np.float32):
+  """Convert an open_clip tower's state dict to Flax variables of ``module``."""
+  sd = {k: v.detach().numpy() for k, v in m.state_dict().items()}
+  return convert.to_flax_variables(sd, module, dtype=dtype)
+
+
+def rel_err(a, b):
+  """Relative L2 error ||a - b|| / ||b||."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))

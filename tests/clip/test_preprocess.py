@@ -1,0 +1,46 @@
+"""CLIP preprocessing vs open_clip's (torchvision + Pillow) reference transform."""
+import os
+
+import numpy as np
+import pytest
+
+from featcon import clip
+
+
+def _grace_hopper():
+  matplotlib = pytest.importorskip("matplotlib")
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  return Image.open(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))
+
+
+@pytest.mark.parametrize("res", [224, 336, 32])
+def test_matches_open_clip_transform_on_real_image(res, open_clip):
+  img = _grace_hopper()
+  ref = open_clip.image_transform(res, is_train=False)(img).numpy().transpose(1, 2, 0)
+  ours = clip.preprocess(img, res)
+  assert ours.dtype == np.float32 and ours.shape == (res, res, 3)
+  np.testing.assert_array_equal(ours, ref)  # bit-identical
+  np.testing.assert_array_equal(clip.preprocess(np.asarray(img), res), ref)
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (100, 17, 3), (64, 64, 3), (300, 301, 3),
+                                   (20, 30)])
+def test_matches_reference_on_odd_shapes(shape, open_clip):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  a = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+  pil = Image.fromarray(a)
+  ref = open_clip.image_transform(64, is_train=False)(pil).numpy().transpose(1, 2, 0)
+  np.testing.assert_array_equal(clip.preprocess(a, 64), ref)
+
+
+def test_resize_matches_pillow():
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  a = np.asarray(_grace_hopper())
+  for h, w in [(224, 262), (50, 40), (700, 900)]:
+    ref = np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC))
+    np.testing.assert_array_equal(clip.resize_bicubic(a, h, w), ref)
+
+
+def test_rejects_float_input():
+  with pytest.raises(TypeError):
+    clip.preprocess(np.zeros((8, 8, 3), np.float32), 8)
