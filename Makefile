@@ -13,7 +13,7 @@ install: $(PY)
 	$(PY) -m pip install -q -e .
 
 install-test: $(PY)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,clip,clip-test,data,analysis]"
 
 run: install
 	$(PY) -m experiments.sweep --config=configs/theory.py --workdir=$(WORKDIR)

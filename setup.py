@@ -28,11 +28,12 @@ EXTRAS = {
     "torch": ["torch==2.13.0"],
     "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "torch==2.13.0",
              "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
-    # CLIP port (featcon.clip needs none of these): reference/benchmark/fixture generation only.
+    # CLIP port: featcon.clip imports without any of these; safetensors reads .safetensors files,
+    # pillow backs preprocess() of PIL images. clip-test: the parity/benchmark reference only.
     # torchvision must be pinned: unpinned it pulls a multi-GB CUDA torch. open_clip 3.3.0 is the
     # parity reference; pillow pinned because preprocessing is bit-exact to its resampler.
-    "clip": ["torch==2.13.0", "torchvision==0.28.0", "open_clip_torch==3.3.0",
-             "safetensors==0.8.0", "pillow==13.0.0"],
+    "clip": ["safetensors==0.8.0", "pillow==13.0.0"],
+    "clip-test": ["torch==2.13.0", "torchvision==0.28.0", "open_clip_torch==3.3.0"],
     "data": [],
     # load_digits for the offline padded-image experiment (featcon.analysis.padding).
     "analysis": ["scikit-learn==1.9.1"],
