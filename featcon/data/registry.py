@@ -54,7 +54,8 @@ class DatasetSpec:
   """How to read one data set and map its labels.
 
   kind: "tfds", "folder" or "digits". splits: our split names; ``split_map`` renames them for
-  the backend and ``carved`` lists splits carved from train (``val`` by default).
+  the backend; ``carved`` lists the splits made from the backend's train split by a fixed
+  seeded partition ("val": a ``val_fraction`` hold-out, "train": the rest).
   num_classes: size of the probe's label space this set is evaluated in.
   """
   name: str
@@ -89,7 +90,8 @@ def _specs() -> dict[str, DatasetSpec]:
                   class_mask="objectnet"))
   for d in ("real", "painting", "clipart", "sketch"):
     add(DatasetSpec(f"domainnet40_{d}", "tfds", ("train", "val", "test"), 40,
-                    tfds_name=f"domainnet/{d}", keep_classes="domainnet40", carved=("val",)))
+                    tfds_name=f"domainnet/{d}", keep_classes="domainnet40",
+                    carved=("train", "val")))
   for d in ("photo", "art_painting", "cartoon", "sketch"):
     add(DatasetSpec(f"pacs_{d}", "folder", ("train", "val", "test"), 7, folder=f"pacs/{d}",
                     class_names=class_list("pacs"), carved=("train", "val")))
@@ -98,9 +100,9 @@ def _specs() -> dict[str, DatasetSpec]:
   add(DatasetSpec("camelyon17", "folder", ("train", "id_val", "val", "test"), 2,
                   folder="camelyon17/{split}", class_names=("0", "1")))
   add(DatasetSpec("cifar10", "tfds", ("train", "val", "test"), 10, tfds_name="cifar10",
-                  carved=("val",), val_fraction=0.1))
+                  carved=("train", "val"), val_fraction=0.1))
   add(DatasetSpec("cifar10_red", "tfds", ("train", "val", "test"), 10, tfds_name="cifar10",
-                  transform="brick_red", carved=("val",), val_fraction=0.1))
+                  transform="brick_red", carved=("train", "val"), val_fraction=0.1))
   for k in digits_lib.KINDS:
     add(DatasetSpec(f"digits_{k}", "digits", digits_lib.SPLITS, 10, digits_kind=k))
   return s

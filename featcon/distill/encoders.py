@@ -114,7 +114,7 @@ class _ResidualAttentionBlock(nn.Module):
 class TinyVisionTransformer(nn.Module):
   """CLIP VisionTransformer in miniature (stand-in for ``featcon.clip.create("tiny-vit")``)."""
   patch: int = 4
-  width: int = 64
+  width: int = 32
   layers: int = 4
   heads: int = 2
   output_dim: int = 32
