@@ -29,7 +29,10 @@ EXTRAS = {
     "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "torch==2.13.0",
              "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
     "clip": [],
-    "data": [],
+    # tensorflow-datasets reads prepared array_record data without TensorFlow; it needs
+    # importlib_resources on Python 3.11 and Pillow; sklearn/skimage ship the offline benchmark.
+    "data": ["tensorflow-datasets==4.9.10", "importlib_resources==7.1.0", "Pillow==13.0.0",
+             "scikit-learn==1.9.1", "scikit-image==0.26.0"],
     "dev": [],
 }
 EXTRAS["dev"] = sorted(set(sum(EXTRAS.values(), [])))

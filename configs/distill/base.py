@@ -36,12 +36,14 @@ def base_config() -> ml_collections.ConfigDict:
       models="teacher,student",        # which frozen encoders get probes
       representation="embedding",      # or an intermediate's name (mean-pooled)
       optimizer="adamw", lr=1e-3, weight_decay=1e-3, batch_size=256, epochs=10,
+      weight_decay_teacher=-1.0,       # >= 0: a different decay for the teacher's probe
       ridge_lambdas="1e-4,1e-3,1e-2,1e-1,1,10",
       feature_batch_size=256,
       primary="adamw",                 # probe reported in the summary: adamw | ridge
   ))
   c.eval = ml_collections.ConfigDict(dict(
-      baseline="pixels",               # baseline models for effective robustness: pixels | none
+      metric="accuracy",               # accuracy | macro_f1 (iWildCam)
+      baseline="pixels",               # effective-robustness baseline: pixels | csv:PATH | none
       baseline_fractions="0.05,0.1,0.2,0.4,0.7,1.0",
   ))
   return c

@@ -78,7 +78,8 @@ def _specs() -> dict[str, DatasetSpec]:
   s = {}
   def add(spec):
     s[spec.name] = spec
-  add(DatasetSpec("imagenet", "tfds", ("train", "validation"), 1000, tfds_name="imagenet2012"))
+  add(DatasetSpec("imagenet", "tfds", ("train", "val", "validation"), 1000,
+                  tfds_name="imagenet2012", carved=("train", "val"), val_fraction=0.01))
   add(DatasetSpec("imagenet_v2", "tfds", ("test",), 1000,
                   tfds_name="imagenet_v2/matched-frequency"))
   add(DatasetSpec("imagenet_r", "tfds", ("test",), 1000, tfds_name="imagenet_r",

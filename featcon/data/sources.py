@@ -163,3 +163,19 @@ def source_labels(source: DataSource) -> np.ndarray:
   if labels is not None:
     return np.asarray(labels)
   return np.asarray([source[i]["label"] for i in range(len(source))], dtype=np.int64)
+
+
+class ConcatSource:
+  """Several sources read as one (e.g. DomainNet's three training domains)."""
+
+  def __init__(self, sources: Sequence[DataSource]):
+    self.sources = list(sources)
+    self._ends = np.cumsum([len(s) for s in self.sources])
+
+  def __len__(self):
+    return int(self._ends[-1]) if len(self._ends) else 0
+
+  def __getitem__(self, index):
+    i = _check_index(index, len(self))
+    k = int(np.searchsorted(self._ends, i, side="right"))
+    return self.sources[k][i - (int(self._ends[k - 1]) if k else 0)]

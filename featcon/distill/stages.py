@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from featcon.data import Loader, registry
+from featcon.data.sources import ConcatSource
 from featcon.distill import encoders
 from featcon.distill import train as train_lib
 
@@ -65,7 +66,10 @@ def parse_ref(ref: str, field: str = "data set") -> tuple[str, ...]:
   parts = tuple(p.strip() for p in ref.split(":"))
   if len(parts) not in (2, 3) or not all(parts):
     raise ValueError(f"{field}={ref!r} must look like 'name:split' or 'name:split:role'")
-  registry.get_spec(parts[0])
+  try:
+    registry.get_spec(parts[0])
+  except ValueError as e:
+    raise ValueError(f"{field}={ref!r}: {e}") from None
   if len(parts) == 3 and parts[2] not in ROLES:
     raise ValueError(f"{field}={ref!r}: role={parts[2]!r} is not allowed; allowed: "
                      f"{', '.join(ROLES)}")
@@ -83,11 +87,24 @@ def eval_refs(config) -> list[tuple[str, str, str]]:
 
 
 def open_dataset(config, ref: str, field: str = "data set") -> registry.Dataset:
-  name, split = parse_ref(ref, field)[:2]
-  kw = dict(config.data.digits) if name.startswith("digits_") else {}
-  if name.startswith("digits_"):
-    kw["image_size"] = config.data.image_size
-  return registry.load(name, split, data_dir=config.data.data_dir or None, **kw)
+  """One data set ("name:split"), or several ("a:train,b:train") read as one source."""
+  parts = [r.strip() for r in ref.split(",") if r.strip()]
+  if not parts:
+    raise ValueError(f"{field} is empty: give 'name:split' (comma-separated for several)")
+  sets = []
+  for part in parts:
+    name, split = parse_ref(part, field)[:2]
+    kw = {}
+    if name.startswith("digits_"):
+      kw = dict(config.data.digits, image_size=config.data.image_size)
+    sets.append(registry.load(name, split, data_dir=config.data.data_dir or None, **kw))
+  if len(sets) == 1:
+    return sets[0]
+  if len({(d.num_classes, d.class_groups) for d in sets}) != 1:
+    raise ValueError(f"{field}={ref!r}: the data sets have different label spaces")
+  return registry.Dataset("+".join(d.name for d in sets), sets[0].split,
+                          ConcatSource([d.source for d in sets]), sets[0].num_classes,
+                          sets[0].class_groups)
 
 
 def train_loader(config, ds: registry.Dataset, batch_size: int, seed: int) -> Loader:

@@ -86,3 +86,23 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def macro_f1(logits: np.ndarray, labels: np.ndarray,
+             class_groups: Sequence[Sequence[int]] | None = None) -> float:
+  """Macro-averaged F1 over the classes present in ``labels`` (iWildCam-WILDS's metric,
+  Koh et al. 2021): mean over classes c of 2 TP_c / (2 TP_c + FP_c + FN_c)."""
+  logits, labels = np.asarray(logits), np.asarray(labels)
+  if class_groups is not None:
+    logits = np.stack([logits[:, list(g)].max(axis=1) for g in class_groups], axis=1)
+  pred = logits.argmax(axis=1)
+  scores = []
+  for c in np.unique(labels[labels >= 0]):
+    tp = np.sum((pred == c) & (labels == c))
+    fp = np.sum((pred == c) & (labels != c))
+    fn = np.sum((pred != c) & (labels == c))
+    scores.append(2 * tp / max(2 * tp + fp + fn, 1))
+  return float(np.mean(scores)) if scores else float("nan")
+
+
+METRICS = {"accuracy": accuracy, "macro_f1": macro_f1}

@@ -59,8 +59,10 @@ def train_probes(config, workdir: str) -> dict:
       if kind == "ridge":
         probe = linear.ridge_probe(xt, yt, xv, yv, train_ds.num_classes, _lambdas(config))
       else:
+        wd = pc.weight_decay_teacher if model == "teacher" and pc.weight_decay_teacher >= 0 \
+            else pc.weight_decay
         probe = linear.train_linear_probe(
-            xt, yt, xv, yv, train_ds.num_classes, lr=pc.lr, weight_decay=pc.weight_decay,
+            xt, yt, xv, yv, train_ds.num_classes, lr=pc.lr, weight_decay=wd,
             batch_size=pc.batch_size, epochs=pc.epochs, optimizer=pc.optimizer,
             seed=config.seed)
       probe.to_npz(path + ".npz")
@@ -79,15 +81,34 @@ def _load_probe(path: str) -> linear.LinearProbe:
     return linear.LinearProbe(z["kernel"], z["bias"], str(z["kind"]), {})
 
 
+def _metric(config):
+  if config.eval.metric not in metrics.METRICS:
+    raise ValueError(f"config.eval.metric={config.eval.metric!r} is not allowed; allowed: "
+                     f"{', '.join(metrics.METRICS)}")
+  return metrics.METRICS[config.eval.metric]
+
+
 def baseline_points(config, id_sets, ood_sets, train_ds, val_ds) -> list[dict]:
-  """"Standard models trained on ID data" for the effective-robustness fit: ridge probes on
-  raw pixels trained on nested random fractions of the ID probe-training set (a range of ID
-  accuracies, like Taori et al.'s testbed of ERM models)."""
-  if config.eval.baseline == "none":
+  """"Standard models trained on ID data" for the effective-robustness fit.
+
+  - "pixels": ridge probes on raw pixels trained on nested random fractions of the ID
+    probe-training set (a range of ID accuracies, like Taori et al.'s testbed of ERM models);
+  - "csv:PATH": published baseline results, a CSV with columns ``id,ood`` (fractions), e.g.
+    the STANDARD / ROBUST_INTV models of Taori et al.'s testbed (Appendix E.1);
+  - "none": no fit, no effective robustness.
+  """
+  kind = config.eval.baseline
+  if kind == "none":
     return []
-  if config.eval.baseline != "pixels":
-    raise ValueError(f"config.eval.baseline={config.eval.baseline!r} is not allowed; "
-                     "allowed: pixels, none")
+  if kind.startswith("csv:"):
+    import pandas as pd  # pylint: disable=g-import-not-at-top
+    table = pd.read_csv(kind[4:])
+    return [{"label": str(r.get("model", i)), "group": "baseline", "id": float(r["id"]),
+             "ood": float(r["ood"])} for i, r in table.iterrows()]
+  if kind != "pixels":
+    raise ValueError(f"config.eval.baseline={kind!r} is not allowed; allowed: pixels, "
+                     "csv:PATH, none")
+  metric = _metric(config)
   xt, yt = stages.pixel_features(train_ds, config)
   xv, yv = stages.pixel_features(val_ds, config)
   evals = [(ds, stages.pixel_features(ds, config)) for ds in id_sets + ood_sets]
@@ -96,8 +117,7 @@ def baseline_points(config, id_sets, ood_sets, train_ds, val_ds) -> list[dict]:
   for frac in [float(f) for f in config.eval.baseline_fractions.split(",")]:
     idx = perm[:max(train_ds.num_classes, int(frac * len(yt)))]
     probe = linear.ridge_probe(xt[idx], yt[idx], xv, yv, train_ds.num_classes, _lambdas(config))
-    accs = {ds.name + ":" + ds.split: metrics.accuracy(linear.predict(probe, x), y,
-                                                       ds.class_groups)
+    accs = {ds.name + ":" + ds.split: metric(linear.predict(probe, x), y, ds.class_groups)
             for ds, (x, y) in evals}
     points.append({"label": f"pixels-ridge n={len(idx)}", "group": "baseline",
                    "id": float(np.mean([accs[d.name + ":" + d.split] for d in id_sets])),
@@ -117,14 +137,15 @@ def evaluate(config, workdir: str) -> dict:
   if not id_sets or not ood_sets:
     raise ValueError(f"config.data.eval_sets={config.data.eval_sets!r} needs at least one id "
                      "and one ood set")
+  metric = _metric(config)
   rows = []
   for model in _models(config):
     feats = _features_fn(config, workdir, model)
     fx = {r: feats(ds) for r, ds in sets.items()}
     for kind in PROBE_KINDS:
       probe = _load_probe(os.path.join(workdir, "probes", f"{model}_{kind}.npz"))
-      accs = {f"{r[0]}:{r[1]}": metrics.accuracy(linear.predict(probe, fx[r][0]), fx[r][1],
-                                                 sets[r].class_groups) for r in refs}
+      accs = {f"{r[0]}:{r[1]}": metric(linear.predict(probe, fx[r][0]), fx[r][1],
+                                       sets[r].class_groups) for r in refs}
       rows.append({"label": f"{model} ({config.model.teacher if model == 'teacher' else config.model.student}) {kind}",
                    "group": model, "model": model, "probe": kind,
                    "id": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in refs if r[2] == "id"])),
@@ -138,7 +159,8 @@ def evaluate(config, workdir: str) -> dict:
     fit = metrics.fit_baseline([p["id"] for p in base], [p["ood"] for p in base])
     for p in rows + base:
       p["effective_robustness"] = float(metrics.effective_robustness(p["id"], p["ood"], fit))
-  lines = ["| model | probe | ID | OOD | OOD/ID | eff. robustness |", "|---|---|---|---|---|---|"]
+  lines = [f"| model | probe | ID {config.eval.metric} | OOD {config.eval.metric} | OOD/ID | "
+           "eff. robustness |", "|---|---|---|---|---|---|"]
   for p in rows:
     er = p.get("effective_robustness")
     lines.append(f"| {p['label'].rsplit(' ', 1)[0]} | {p['probe']} | {p['id']:.4f} | "
@@ -148,7 +170,7 @@ def evaluate(config, workdir: str) -> dict:
   primary = [p for p in rows if p["probe"] == config.probe.primary]
   metrics.scatter_plot(primary + base, fit, os.path.join(workdir, "scatter.png"),
                        title=f"{config.model.student} distilled from {config.model.teacher}")
-  results = {"rows": rows, "baseline": base, "baseline_fit": fit, "table_md": table,
+  results = {"metric": config.eval.metric, "rows": rows, "baseline": base, "baseline_fit": fit, "table_md": table,
              "eval_sets": [":".join(r) for r in refs],
              "config": json.loads(config.to_json_best_effort()),
              "versions": stages.package_versions()}

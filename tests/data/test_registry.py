@@ -1,10 +1,14 @@
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
+from featcon.probe.metrics import accuracy
+
+# Needs the "data" extras (pip install -e ".[test,data]"); skipped without them.
+for _m in ("tensorflow_datasets", "sklearn", "skimage", "PIL"):
+  pytest.importorskip(_m)
+import tensorflow_datasets as tfds
 from featcon.data import REGISTRY, load, registry
 from featcon.data.digits import make_digits
-from featcon.probe.metrics import accuracy
 
 
 def test_unknown_name_and_split_are_clear():

@@ -2,8 +2,12 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
+
+# Needs the "data" extras (pip install -e ".[test,data]"); skipped without them.
+for _m in ("PIL",):
+  pytest.importorskip(_m)
+from PIL import Image
 from featcon.data import ArraySource, DatasetNotPreparedError, ImageFolderSource, TfdsSource
 from featcon.data import Loader, preprocess
 

@@ -8,9 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.distill import digits
-from featcon.distill import stages
 from featcon.distill import train as train_lib
+
+# Needs the "data" extras (pip install -e ".[test,data]"); skipped without them.
+for _m in ("sklearn", "skimage", "PIL"):
+  pytest.importorskip(_m)
+from configs.distill import digits  # pylint: disable=g-import-not-at-top
+from featcon.distill import stages  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,30 +57,43 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
 
 
 _SHARDED = r"""
-import sys
+import json, sys
 import jax, numpy as np
 from configs.distill import digits
-from featcon.distill import stages, train as train_lib
+from featcon.data import Loader
+from featcon.distill import encoders, stages, train as train_lib
 train_lib.enable_compilation_cache()
 assert len(jax.devices()) == 2, jax.devices()
-out = []
+embs, losses = [], []
 for n in (1, 2):
   c = digits.get_config("{model},smoke")
   c.teacher.source = "random"
+  c.distill.log_every = 1
   c.num_devices = n
-  out.append(stages.distill(c, sys.argv[1] + f"/d{{n}}"))
-diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-           for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1]), strict=True))
-print("MAXDIFF", diff)
+  v = stages.distill(c, sys.argv[1] + f"/d{{n}}")
+  x = Loader(stages.open_dataset(c, "digits_grey:val").source, 16, 32).train_batch(0)["image"]
+  embs.append(np.asarray(encoders.make_encoder(c.model.student).apply(v, x)[0]))
+  with open(sys.argv[1] + f"/d{{n}}/student/metrics.jsonl") as f:
+    losses.append([json.loads(l)["loss"] for l in f])
+print("EMB", float(np.abs(embs[0] - embs[1]).max() / np.abs(embs[0]).max()))
+print("LOSS", float(np.max(np.abs(np.subtract(*losses)) / np.abs(losses[0]))))
 """
 
 
 @pytest.mark.parametrize("model", ["tiny-rn"])
 def test_two_device_sharded_training_equals_single_device(tmp_path, model):
+  """Same losses at every step and the same function (embeddings) after training.
+
+  Parameters are not compared leaf by leaf: the attention-pool key bias has an exactly zero
+  gradient (softmax is shift-invariant), so Adam amplifies its 1e-10 rounding noise without
+  any effect on the output.
+  """
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
              JAX_PLATFORMS="cpu")
   r = subprocess.run([sys.executable, "-c", _SHARDED.format(model=model), str(tmp_path)],
                      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-3000:]
-  diff = float(r.stdout.split("MAXDIFF")[1])
-  assert diff < 1e-5, diff
+  emb = float(r.stdout.split("EMB")[1].split()[0])
+  loss = float(r.stdout.split("LOSS")[1].split()[0])
+  assert loss < 1e-5, loss
+  assert emb < 1e-4, emb
