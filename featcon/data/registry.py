@@ -96,8 +96,10 @@ def _specs() -> dict[str, DatasetSpec]:
   for d in ("photo", "art_painting", "cartoon", "sketch"):
     add(DatasetSpec(f"pacs_{d}", "folder", ("train", "val", "test"), 7, folder=f"pacs/{d}",
                     class_names=class_list("pacs"), carved=("train", "val")))
+  # WILDS exported to class folders named by the WILDS label index (docs/distillation.md), so
+  # every split shares one label space even where a split lacks some classes.
   add(DatasetSpec("iwildcam", "folder", ("train", "id_val", "id_test", "val", "test"), 182,
-                  folder="iwildcam/{split}"))
+                  folder="iwildcam/{split}", class_names=tuple(str(i) for i in range(182))))
   add(DatasetSpec("camelyon17", "folder", ("train", "id_val", "val", "test"), 2,
                   folder="camelyon17/{split}", class_names=("0", "1")))
   add(DatasetSpec("cifar10", "tfds", ("train", "val", "test"), 10, tfds_name="cifar10",
