@@ -99,17 +99,25 @@ def _prefetch(batches, sharding, size: int):
   sentinel = object()
   stop = threading.Event()
 
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        q.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False  # the consumer left: end the thread instead of blocking forever
+
   def worker():
     try:
       for b in batches:
-        if stop.is_set():
-          return
         if sharding is not None:
           b = jax.device_put(b, sharding)
-        q.put(b)
-      q.put(sentinel)
+        if not put(b):
+          return
+      put(sentinel)
     except BaseException as e:  # pylint: disable=broad-except
-      q.put(e)
+      put(e)
 
   threading.Thread(target=worker, daemon=True).start()
   try:

@@ -15,14 +15,22 @@ import numpy as np
 _EPS = 1e-4
 
 
+def pool_groups(logits: np.ndarray,
+                class_groups: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+  """Logits in the evaluated set's label space: for each label, the max over its group of
+  probe classes (a class mask when every group has one class); unchanged without groups."""
+  logits = np.asarray(logits)
+  if class_groups is None:
+    return logits
+  return np.stack([logits[:, list(g)].max(axis=1) for g in class_groups], axis=1)
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray,
              class_groups: Sequence[Sequence[int]] | None = None) -> float:
   """Top-1 accuracy. With ``class_groups`` (ImageNet-R/-A masks, ObjectNet), the logit of label
   ``j`` is the max over the probe classes of group ``j`` and only those compete; labels < 0
   (classes outside the mask) count as errors."""
-  logits, labels = np.asarray(logits), np.asarray(labels)
-  if class_groups is not None:
-    logits = np.stack([logits[:, list(g)].max(axis=1) for g in class_groups], axis=1)
+  logits, labels = pool_groups(logits, class_groups), np.asarray(labels)
   if len(labels) == 0:
     return float("nan")
   return float(np.mean(logits.argmax(axis=1) == labels))
@@ -92,10 +100,7 @@ def macro_f1(logits: np.ndarray, labels: np.ndarray,
              class_groups: Sequence[Sequence[int]] | None = None) -> float:
   """Macro-averaged F1 over the classes present in ``labels`` (iWildCam-WILDS's metric,
   Koh et al. 2021): mean over classes c of 2 TP_c / (2 TP_c + FP_c + FN_c)."""
-  logits, labels = np.asarray(logits), np.asarray(labels)
-  if class_groups is not None:
-    logits = np.stack([logits[:, list(g)].max(axis=1) for g in class_groups], axis=1)
-  pred = logits.argmax(axis=1)
+  pred, labels = pool_groups(logits, class_groups).argmax(axis=1), np.asarray(labels)
   scores = []
   for c in np.unique(labels[labels >= 0]):
     tp = np.sum((pred == c) & (labels == c))
