@@ -214,7 +214,8 @@ def init_attention_from_teacher(student_params, teacher_params):
             for k, v in jax.tree_util.tree_flatten_with_path(teacher_params)[0]}
   def pick(path, v):
     key = jax.tree_util.keystr(path)
-    return jnp.asarray(flat_t[key]) if "attn" in key and key in flat_t else v
+    # A copy: the student's state is donated to the step, the teacher's buffers are not.
+    return jnp.array(flat_t[key], copy=True) if "attn" in key and key in flat_t else v
   return jax.tree_util.tree_map_with_path(pick, student_params)
 
 

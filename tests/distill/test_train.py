@@ -97,3 +97,25 @@ def test_two_device_sharded_training_equals_single_device(tmp_path, model):
   loss = float(r.stdout.split("LOSS")[1].split()[0])
   assert loss < 1e-5, loss
   assert emb < 1e-4, emb
+
+
+def test_vit_block_loss_and_attention_init_from_teacher(tmp_path):
+  c = digits.get_config("tiny-vit,smoke")
+  c.teacher.source = "random"
+  c.distill.update(init_attention_from_teacher=True, block_weight=0.1, log_every=1)
+  assert c.distill.block_weight == 0.1
+  teacher = stages.teacher_variables(c, str(tmp_path))
+  student0 = stages.init_variables(
+      stages.encoders.make_encoder(c.model.student), c.data.image_size, c.seed)
+  mixed = stages.init_attention_from_teacher(student0["params"], teacher["params"])
+  flat = lambda t: {jax.tree_util.keystr(k): v
+                    for k, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+  m, t, s = flat(mixed), flat(teacher["params"]), flat(student0["params"])
+  attn = [k for k in m if "attn" in k]
+  assert attn and all(np.array_equal(m[k], t[k]) for k in attn)
+  assert all(np.array_equal(m[k], s[k]) for k in m if "attn" not in k)
+  stages.distill(c, str(tmp_path))
+  with open(tmp_path / "student" / "metrics.jsonl") as f:
+    recs = [json.loads(l) for l in f]
+  # The loss includes 0.1 x the per-block MSEs on top of the final-representation MSE.
+  assert all(r["loss"] > r["mse_final"] for r in recs)
