@@ -10,7 +10,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from featcon.distill import stages
-from featcon.distill import train as train_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
@@ -21,9 +20,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  train_lib.quiet_orbax_logs()
-  train_lib.enable_compilation_cache()
-  stages.write_run_info(_WORKDIR.value, _CONFIG.value, "distill")
+  stages.start_stage(_CONFIG.value, _WORKDIR.value, "distill")
   stages.distill(_CONFIG.value, _WORKDIR.value)
 
 

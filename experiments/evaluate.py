@@ -9,7 +9,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from featcon.distill import stages
-from featcon.distill import train as train_lib
 from featcon.probe import run as probe_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
@@ -20,9 +19,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory with trained probes."
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  train_lib.quiet_orbax_logs()
-  train_lib.enable_compilation_cache()
-  stages.write_run_info(_WORKDIR.value, _CONFIG.value, "evaluate")
+  stages.start_stage(_CONFIG.value, _WORKDIR.value, "evaluate")
   results = probe_run.evaluate(_CONFIG.value, _WORKDIR.value)
   print(results["table_md"])
 

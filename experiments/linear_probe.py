@@ -8,7 +8,6 @@ from ml_collections import config_flags
 
 from featcon.probe import run as probe_run
 from featcon.distill import stages
-from featcon.distill import train as train_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
@@ -19,9 +18,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a finished distill
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  train_lib.quiet_orbax_logs()
-  train_lib.enable_compilation_cache()
-  stages.write_run_info(_WORKDIR.value, _CONFIG.value, "linear_probe")
+  stages.start_stage(_CONFIG.value, _WORKDIR.value, "linear_probe")
   probe_run.train_probes(_CONFIG.value, _WORKDIR.value)
 
 

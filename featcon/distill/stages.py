@@ -60,6 +60,14 @@ def write_run_info(workdir: str, config, stage: str) -> dict:
   return info
 
 
+def start_stage(config, workdir: str, stage: str) -> dict:
+  """What every entry point does first: logging, the compilation cache, run info on disk."""
+  logging.getLogger("featcon").setLevel(logging.INFO)
+  train_lib.quiet_orbax_logs()
+  train_lib.enable_compilation_cache()
+  return write_run_info(workdir, config, stage)
+
+
 # ----------------------------------------------------------------------------- data
 def parse_ref(ref: str, field: str = "data set") -> tuple[str, ...]:
   """``"name:split"`` or ``"name:split:role"`` -> tuple, with a clear error otherwise."""

@@ -1,4 +1,4 @@
-"""Shared test setup: the persistent JAX compilation cache (tests rerun the same tiny steps)."""
+"""Distillation tests: the persistent JAX compilation cache (they rerun the same tiny steps)."""
 import logging
 
 from featcon.distill import train as train_lib
