@@ -34,7 +34,10 @@ EXTRAS = {
     # parity reference; pillow pinned because preprocessing is bit-exact to its resampler.
     "clip": ["safetensors==0.8.0", "pillow==13.0.0"],
     "clip-test": ["torch==2.13.0", "torchvision==0.28.0", "open_clip_torch==3.3.0"],
-    "data": [],
+    # tensorflow-datasets reads prepared array_record data without TensorFlow; it needs
+    # importlib_resources on Python 3.11 and Pillow; sklearn/skimage ship the offline benchmark.
+    "data": ["tensorflow-datasets==4.9.10", "importlib_resources==7.1.0", "pillow==13.0.0",
+             "scikit-learn==1.9.1", "scikit-image==0.26.0"],
     # load_digits for the offline padded-image experiment (featcon.analysis.padding).
     "analysis": ["scikit-learn==1.9.1"],
     "dev": [],

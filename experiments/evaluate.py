@@ -1,0 +1,28 @@
+r"""Evaluates every probe on every ID and OOD set, fits the baseline in logit space and reports
+effective robustness (Taori et al. 2020) and the Figure 1 scatter plot.
+
+  python -m experiments.evaluate --config=configs/distill/digits.py:tiny-rn --workdir=runs/digits_rn
+
+Writes results.json (with config and package versions), results.md and scatter.png.
+"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from featcon.distill import stages
+from featcon.probe import run as probe_run
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
+                                          "Experiment config.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory with trained probes.", required=True)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  stages.start_stage(_CONFIG.value, _WORKDIR.value, "evaluate")
+  results = probe_run.evaluate(_CONFIG.value, _WORKDIR.value)
+  print(results["table_md"])
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,26 @@
+r"""Linear probes on frozen (cached) features of the teacher and the distilled student:
+AdamW/Adam with a cosine schedule and model selection on ID validation, plus closed-form ridge.
+
+  python -m experiments.linear_probe --config=configs/distill/digits.py:tiny-rn --workdir=runs/digits_rn
+"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from featcon.probe import run as probe_run
+from featcon.distill import stages
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
+                                          "Experiment config.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a finished distillation run.",
+                               required=True)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  stages.start_stage(_CONFIG.value, _WORKDIR.value, "linear_probe")
+  probe_run.train_probes(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

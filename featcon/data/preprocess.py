@@ -1,0 +1,66 @@
+"""CLIP preprocessing, training augmentation and the paper's brick-red CIFAR-10 padding (host side)."""
+from __future__ import annotations
+
+import numpy as np
+
+CLIP_MEAN = np.array((0.48145466, 0.4578275, 0.40821073), np.float32)
+CLIP_STD = np.array((0.26862954, 0.26130258, 0.27577711), np.float32)
+BRICK_RED = (150, 50, 50)
+AUGMENTATIONS = ("none", "crop", "crop_flip")
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if image.shape[:2] == tuple(size):
+    return image
+  return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BICUBIC))
+
+
+def clip_preprocess(image: np.ndarray, resolution: int) -> np.ndarray:
+  """CLIP's eval transform: bicubic short-side resize, centre crop, /255, normalise (uint8 -> f32)."""
+  h, w = image.shape[:2]
+  s = resolution / min(h, w)
+  image = _resize(image, (max(resolution, round(h * s)), max(resolution, round(w * s))))
+  h, w = image.shape[:2]
+  y0, x0 = (h - resolution) // 2, (w - resolution) // 2
+  image = image[y0:y0 + resolution, x0:x0 + resolution]
+  return normalize(image)
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+  return (image.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD
+
+
+def train_augment(image: np.ndarray, resolution: int, rng: np.random.Generator,
+                  kind: str = "crop_flip", scale=(0.5, 1.0)) -> np.ndarray:
+  """Training transform: random resized crop (area ``scale``, aspect 3/4..4/3), optional flip.
+
+  ``kind="none"`` falls back to :func:`clip_preprocess`.
+  """
+  if kind not in AUGMENTATIONS:
+    raise ValueError(f"augment={kind!r} is not allowed; allowed: {', '.join(AUGMENTATIONS)}")
+  if kind == "none":
+    return clip_preprocess(image, resolution)
+  h, w = image.shape[:2]
+  for _ in range(10):
+    area = h * w * rng.uniform(*scale)
+    ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    ch, cw = int(round(np.sqrt(area / ratio))), int(round(np.sqrt(area * ratio)))
+    if 0 < ch <= h and 0 < cw <= w:
+      y0, x0 = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
+      break
+  else:
+    ch, cw, y0, x0 = h, w, 0, 0
+  image = _resize(image[y0:y0 + ch, x0:x0 + cw], (resolution, resolution))
+  if kind == "crop_flip" and rng.random() < 0.5:
+    image = image[:, ::-1]
+  return normalize(image)
+
+
+def pad_brick_red(image: np.ndarray, pad: int = 8) -> np.ndarray:
+  """Appendix F.4: pad ``pad`` px of brick red (150, 50, 50) on every side, resize back."""
+  h, w = image.shape[:2]
+  out = np.empty((h + 2 * pad, w + 2 * pad, 3), np.uint8)
+  out[...] = np.array(BRICK_RED, np.uint8)
+  out[pad:pad + h, pad:pad + w] = image[..., :3]
+  return _resize(out, (h, w))

@@ -1,0 +1,1 @@
+"""Representation distillation (Section 2): encoders, training machinery, stages."""

@@ -1,0 +1,181 @@
+"""Probe and evaluation stages over a finished distillation run directory.
+
+Layout under the workdir: ``features/<model>/*.npz`` (cached frozen features),
+``probes/<model>_<kind>.npz`` and ``probes/<model>_<kind>.json`` (selection),
+``results.json`` / ``results.md`` / ``scatter.png``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+
+from featcon.distill import stages
+from featcon.probe import linear, metrics
+
+log = logging.getLogger("featcon")
+PROBE_KINDS = ("adamw", "ridge")
+
+
+def _models(config) -> list[str]:
+  models = [m.strip() for m in config.probe.models.split(",") if m.strip()]
+  for m in models:
+    if m not in ("teacher", "student"):
+      raise ValueError(f"config.probe.models entry {m!r} is not allowed; allowed: teacher, "
+                       "student")
+  return models
+
+
+def _features_fn(config, workdir, model):
+  module, variables = stages.model_variables(config, workdir, model)
+  cache = os.path.join(workdir, "features", model)
+  rep = config.probe.representation
+  return lambda ds: stages.cached_features(module, variables, ds, config, cache, rep)
+
+
+def _lambdas(config):
+  return [float(v) for v in config.probe.ridge_lambdas.split(",") if v.strip()]
+
+
+def train_probes(config, workdir: str) -> dict:
+  """Fits the gradient-trained and the ridge probe for each model; returns their selections."""
+  pc = config.probe
+  train_ds = stages.open_dataset(config, config.data.probe_train, "config.data.probe_train")
+  val_ds = stages.open_dataset(config, config.data.probe_val, "config.data.probe_val")
+  out_dir = os.path.join(workdir, "probes")
+  os.makedirs(out_dir, exist_ok=True)
+  summary = {}
+  for model in _models(config):
+    feats = _features_fn(config, workdir, model)
+    (xt, yt), (xv, yv) = feats(train_ds), feats(val_ds)
+    for kind in PROBE_KINDS:
+      path = os.path.join(out_dir, f"{model}_{kind}")
+      if os.path.exists(path + ".json"):
+        with open(path + ".json") as f:
+          summary[f"{model}_{kind}"] = json.load(f)
+        continue
+      if kind == "ridge":
+        probe = linear.ridge_probe(xt, yt, xv, yv, train_ds.num_classes, _lambdas(config))
+      else:
+        wd = pc.weight_decay_teacher if model == "teacher" and pc.weight_decay_teacher >= 0 \
+            else pc.weight_decay
+        probe = linear.train_linear_probe(
+            xt, yt, xv, yv, train_ds.num_classes, lr=pc.lr, weight_decay=wd,
+            batch_size=pc.batch_size, epochs=pc.epochs, optimizer=pc.optimizer,
+            seed=config.seed)
+      probe.to_npz(path + ".npz")
+      with open(path + ".json", "w") as f:
+        json.dump(probe.selected, f, indent=1)
+      summary[f"{model}_{kind}"] = probe.selected
+      log.info("probe %s/%s: %s", model, kind, probe.selected)
+  return summary
+
+
+def _load_probe(path: str) -> linear.LinearProbe:
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no probe at {path!r}: run `python -m experiments.linear_probe` "
+                            "with the same --config and --workdir first")
+  with np.load(path) as z:
+    return linear.LinearProbe(z["kernel"], z["bias"], str(z["kind"]), {})
+
+
+def _metric(config):
+  if config.eval.metric not in metrics.METRICS:
+    raise ValueError(f"config.eval.metric={config.eval.metric!r} is not allowed; allowed: "
+                     f"{', '.join(metrics.METRICS)}")
+  return metrics.METRICS[config.eval.metric]
+
+
+def baseline_points(config, id_sets, ood_sets, train_ds, val_ds) -> list[dict]:
+  """"Standard models trained on ID data" for the effective-robustness fit.
+
+  - "pixels": ridge probes on raw pixels trained on nested random fractions of the ID
+    probe-training set (a range of ID accuracies, like Taori et al.'s testbed of ERM models);
+  - "csv:PATH": published baseline results, a CSV with columns ``id,ood`` (fractions), e.g.
+    the STANDARD / ROBUST_INTV models of Taori et al.'s testbed (Appendix E.1);
+  - "none": no fit, no effective robustness.
+  """
+  kind = config.eval.baseline
+  if kind == "none":
+    return []
+  if kind.startswith("csv:"):
+    import pandas as pd  # pylint: disable=g-import-not-at-top
+    table = pd.read_csv(kind[4:])
+    return [{"label": str(r.get("model", i)), "group": "baseline", "id": float(r["id"]),
+             "ood": float(r["ood"])} for i, r in table.iterrows()]
+  if kind != "pixels":
+    raise ValueError(f"config.eval.baseline={kind!r} is not allowed; allowed: pixels, "
+                     "csv:PATH, none")
+  metric = _metric(config)
+  xt, yt = stages.pixel_features(train_ds, config)
+  xv, yv = stages.pixel_features(val_ds, config)
+  evals = [(ds, stages.pixel_features(ds, config)) for ds in id_sets + ood_sets]
+  perm = np.random.default_rng(config.seed).permutation(len(yt))
+  points = []
+  for frac in [float(f) for f in config.eval.baseline_fractions.split(",")]:
+    idx = perm[:max(train_ds.num_classes, int(frac * len(yt)))]
+    probe = linear.ridge_probe(xt[idx], yt[idx], xv, yv, train_ds.num_classes, _lambdas(config))
+    accs = {ds.name + ":" + ds.split: metric(linear.predict(probe, x), y, ds.class_groups)
+            for ds, (x, y) in evals}
+    points.append({"label": f"pixels-ridge n={len(idx)}", "group": "baseline",
+                   "id": float(np.mean([accs[d.name + ":" + d.split] for d in id_sets])),
+                   "ood": float(np.mean([accs[d.name + ":" + d.split] for d in ood_sets])),
+                   "per_set": accs})
+  return points
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Accuracy of every probe on every eval set; ID/OOD averages; baseline fit and effective
+  robustness; writes results.json, results.md and scatter.png."""
+  refs = stages.eval_refs(config)
+  sets = {r: stages.open_dataset(config, f"{r[0]}:{r[1]}", "config.data.eval_sets")
+          for r in refs}
+  id_sets = [ds for r, ds in sets.items() if r[2] == "id"]
+  ood_sets = [ds for r, ds in sets.items() if r[2] == "ood"]
+  if not id_sets or not ood_sets:
+    raise ValueError(f"config.data.eval_sets={config.data.eval_sets!r} needs at least one id "
+                     "and one ood set")
+  metric = _metric(config)
+  rows = []
+  for model in _models(config):
+    feats = _features_fn(config, workdir, model)
+    fx = {r: feats(ds) for r, ds in sets.items()}
+    for kind in PROBE_KINDS:
+      probe = _load_probe(os.path.join(workdir, "probes", f"{model}_{kind}.npz"))
+      accs = {f"{r[0]}:{r[1]}": metric(linear.predict(probe, fx[r][0]), fx[r][1],
+                                       sets[r].class_groups) for r in refs}
+      rows.append({"label": f"{model} ({config.model.teacher if model == 'teacher' else config.model.student}) {kind}",
+                   "group": model, "model": model, "probe": kind,
+                   "id": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in refs if r[2] == "id"])),
+                   "ood": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in refs if r[2] == "ood"])),
+                   "per_set": accs})
+  train_ds = stages.open_dataset(config, config.data.probe_train, "config.data.probe_train")
+  val_ds = stages.open_dataset(config, config.data.probe_val, "config.data.probe_val")
+  base = baseline_points(config, id_sets, ood_sets, train_ds, val_ds)
+  fit = None
+  if len(base) >= 2:
+    fit = metrics.fit_baseline([p["id"] for p in base], [p["ood"] for p in base])
+    for p in rows + base:
+      p["effective_robustness"] = float(metrics.effective_robustness(p["id"], p["ood"], fit))
+  lines = [f"| model | probe | ID {config.eval.metric} | OOD {config.eval.metric} | OOD/ID | "
+           "eff. robustness |", "|---|---|---|---|---|---|"]
+  for p in rows:
+    er = p.get("effective_robustness")
+    lines.append(f"| {p['label'].rsplit(' ', 1)[0]} | {p['probe']} | {p['id']:.4f} | "
+                 f"{p['ood']:.4f} | {p['ood'] / max(p['id'], 1e-9):.3f} | "
+                 f"{'' if er is None else f'{er:+.4f}'} |")
+  table = "\n".join(lines)
+  primary = [p for p in rows if p["probe"] == config.probe.primary]
+  metrics.scatter_plot(primary + base, fit, os.path.join(workdir, "scatter.png"),
+                       title=f"{config.model.student} distilled from {config.model.teacher}")
+  results = {"metric": config.eval.metric, "rows": rows, "baseline": base, "baseline_fit": fit, "table_md": table,
+             "eval_sets": [":".join(r) for r in refs],
+             "config": json.loads(config.to_json_best_effort()),
+             "versions": stages.package_versions()}
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=1, sort_keys=True)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(table + "\n")
+  return results
