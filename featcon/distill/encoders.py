@@ -16,6 +16,8 @@ network ``A sigma(W x)`` (Section 3.2) is always local: ``mlp-relu`` and ``mlp-i
 """
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -197,16 +199,15 @@ def has_batch_stats(variables) -> bool:
 def load_pretrained(name: str, checkpoint: str) -> dict:
   """Released pre-trained weights (the paper's CLIP teachers) as Flax variables.
 
-  Wiring point for the CLIP port: uses ``featcon.clip.load_variables(name, checkpoint)`` when
-  the port provides it.
+  Reads ``checkpoint`` (OpenAI TorchScript ``.pt``, ``torch.save`` state dict or
+  ``.safetensors``) with :func:`featcon.clip.load`, which infers the architecture from the
+  weights; raises ``ValueError`` if that architecture is not ``name``'s.
   """
-  try:
-    from featcon import clip  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(f"teacher checkpoint={checkpoint!r} for {name!r} needs the CLIP port "
-                      "(featcon.clip), which is not installed") from e
-  loader = getattr(clip, "load_variables", None)
-  if loader is None:
-    raise NotImplementedError("featcon.clip has no load_variables(name, checkpoint); wire the "
-                              "port's checkpoint reader into encoders.load_pretrained")
-  return loader(name, checkpoint)
+  from featcon import clip  # pylint: disable=g-import-not-at-top
+  encoder = clip.load(checkpoint)
+  same = lambda c: dataclasses.replace(c, heads=None)  # heads are inferred (width / 64)
+  if name in clip.CONFIGS and (type(clip.CONFIGS[name]) is not type(encoder.config)
+                               or same(clip.CONFIGS[name]) != same(encoder.config)):
+    raise ValueError(f"teacher checkpoint={checkpoint!r} holds {encoder.config}, not the "
+                     f"architecture of name={name!r} ({clip.CONFIGS[name]})")
+  return encoder.variables
