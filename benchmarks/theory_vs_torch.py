@@ -27,6 +27,7 @@ flags.DEFINE_integer("seeds", 8, "seeds per activation in the fig8 workload")
 flags.DEFINE_integer("online_configs", 64, "configurations in the online workload")
 flags.DEFINE_integer("torch_configs", 0, "if > 0, time only this many PyTorch configurations "
                      "and scale linearly (each is independent and equally costly)")
+flags.DEFINE_list("workloads", ["fig8", "online"], "which workloads to run")
 flags.DEFINE_string("out", "", "optional JSON file for the numbers")
 FLAGS = flags.FLAGS
 
@@ -124,7 +125,17 @@ def main(argv):
   steps = FLAGS.steps
   res = {"steps": steps, "versions": featcon.versions(), "torch": torch.__version__,
          "torch_threads": torch.get_num_threads(), "peak_flops": matmul_peak()}
-  # fig8
+  if "fig8" in FLAGS.workloads:
+    _fig8(res, steps)
+  if "online" in FLAGS.workloads:
+    _online(res, steps)
+  print(json.dumps(res, indent=2))
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as f:
+      json.dump(res, f, indent=2)
+
+
+def _fig8(res, steps):
   cfg = featcon_config("fig8", steps, FLAGS.seeds, 0)
   t = time.perf_counter()
   df = featcon.sweep(cfg)
@@ -141,7 +152,9 @@ def main(argv):
     torch_fig8(s, a, steps)
   res["fig8_torch_s"] = (time.perf_counter() - t) * n_cfg / len(todo)
   res["fig8_speedup"] = res["fig8_torch_s"] / res["fig8_featcon_s"]
-  # online
+
+
+def _online(res, steps):
   cfg = featcon_config("online", steps, 0, FLAGS.online_configs)
   t = time.perf_counter()
   df = featcon.sweep(cfg)
@@ -155,10 +168,6 @@ def main(argv):
     torch_online(s, float(lr), steps)
   res["online_torch_s"] = (time.perf_counter() - t) * FLAGS.online_configs / len(todo)
   res["online_speedup"] = res["online_torch_s"] / res["online_featcon_s"]
-  print(json.dumps(res, indent=2))
-  if FLAGS.out:
-    with open(FLAGS.out, "w") as f:
-      json.dump(res, f, indent=2)
 
 
 if __name__ == "__main__":
