@@ -80,9 +80,9 @@ def get_config(arg=None):
     c.encoders = "random=random:tiny-rn"
     c.data.source = "digits:test"
     c.data.size = 32               # configs/distill/digits.py: data.image_size
-    c.data.n_per_domain = 300
-    c.data.n_shift = 6
+    c.data.n_per_domain = 300      # the same 300 test digits in each domain
     c.representation = "embedding"
+    c.density_layer = "layer1"     # the paper's G.2: the first residual block
   elif arg == "padding":
     c.run = "padding"
     c.padding.seeds = (0, 1, 2, 3, 4)
