@@ -5,12 +5,18 @@ Command lines:
       every encoder analysis on the padded-digits benchmark, then the padded-image experiment
       (3 conditions × 3 seeds); ≈5–10 min on 2 CPU cores. Needs `pip install -e ".[analysis]"`.
   python -m experiments.analyze --config=configs/analyze.py:smoke --workdir=/tmp/a
-      tiny stand-in encoders on synthetic glyphs, one short padding run; seconds.
+      featcon.clip's tiny-rn / tiny-vit (random init) on synthetic glyphs, one short padding run; seconds.
   python -m experiments.analyze --config=configs/analyze.py:padding --workdir=runs/padding
       only the padded-image experiment (F.4), with 5 seeds.
+  python -m experiments.analyze --config=configs/analyze.py:digits --workdir=runs/analyze_digits \
+      --config.encoders="teacher=tiny-rn@runs/digits_rn/teacher,student=tiny-rn@runs/digits_rn/student,random=random:tiny-rn"
+      teacher vs distilled student vs random init of an `experiments.distill` run
+      (configs/distill/digits.py) on the offline digits benchmark's test split (ID grey
+      backgrounds vs OOD colour photos); about a minute.
 
-Encoders are "label=spec" pairs, spec "random:<arch>" or "<arch>@<checkpoint>" (msgpack file or
-orbax directory), e.g. --config.encoders="teacher=RN50@t.msgpack,student=RN50@s.msgpack,random=random:RN50".
+Encoders are "label=spec" pairs, spec "random:<arch>" or "<arch>@<checkpoint>" (msgpack file,
+orbax directory, or a distillation run's "<workdir>/teacher" / "<workdir>/student"; see
+featcon/analysis/encoders.py), e.g. --config.encoders="teacher=RN50@t.msgpack,student=RN50@s.msgpack,random=random:RN50".
 Expected result on the offline benchmark: see docs/analyses.md.
 """
 import ml_collections
@@ -40,7 +46,7 @@ def get_config(arg=None):
   c.batch_size = 128
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "padded_digits"
+  c.data.source = "padded_digits"  # or "digits:<split>", "padded_glyphs", "npz:<path>"
   c.data.seed = 0
   c.data.n_per_domain = 300
   c.data.n_shift = 6
@@ -69,10 +75,18 @@ def get_config(arg=None):
     c.padding.probe_digits = 10
     c.padding.probe_colours = 3
     c.padding.train_conditions = ("black", "red")
+  elif arg == "digits":
+    c.run = "encoders"
+    c.encoders = "random=random:tiny-rn"
+    c.data.source = "digits:test"
+    c.data.size = 32               # configs/distill/digits.py: data.image_size
+    c.data.n_per_domain = 300      # the same 300 test digits in each domain
+    c.representation = "embedding"
+    c.density_layer = "layer1"     # the paper's G.2: the first residual block
   elif arg == "padding":
     c.run = "padding"
     c.padding.seeds = (0, 1, 2, 3, 4)
   elif arg:
-    raise ValueError(f"config arg={arg!r}: allowed None, 'smoke', 'padding'")
+    raise ValueError(f"config arg={arg!r}: allowed None, 'smoke', 'padding', 'digits'")
   c.lock()
   return c

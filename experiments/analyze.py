@@ -69,6 +69,8 @@ def _main(argv):
   del argv
   if not _WORKDIR.value:
     raise ValueError("--workdir is required")
+  from featcon.distill import train as train_lib  # pylint: disable=g-import-not-at-top
+  train_lib.quiet_orbax_logs()
   res = main(_CONFIG.value, _WORKDIR.value)
   print(json.dumps({k: sorted(v) if isinstance(v, dict) else v for k, v in res.items()}))
 

@@ -1,6 +1,13 @@
 """In-memory image sets with labels and domain ids, as the analyses consume them.
 
-Until the data layer's registry is merged, three sources exist (config field `data.source`):
+Sources (config field `data.source`):
+- "digits:<split>": the offline benchmark of the data registry (`featcon.data.digits`, the data
+  `experiments.distill` trains on): the same `n_per_domain` digits of <split> (train, val, test)
+  on grey-texture backgrounds (domain 0, ID) and on colour photographs (domain 1, OOD), at
+  `size` px, CLIP-normalised exactly as the distillation loader feeds them. Image i of the OOD
+  domain is image i of the ID domain on a colour photo (same digit, ±3 px position re-drawn), so
+  the OOD row of Grad-CAM is already the controlled background shift (no `shifted_images`);
+  `mask`: the 20×20 box the digit is drawn into (its ±3 px jitter not included);
 - "padded_digits": scikit-learn digits on coloured borders (`padding.render`); domain 0 (ID) has
   jittered brick-red borders, domain 1 (OOD) green ones; the controlled shift re-draws the first
   ID images with the OOD border only (same digit, same pixels inside), Figure 6(b)'s setting;
@@ -75,7 +82,31 @@ def padded(glyphs, labels, n_per_domain=300, n_shift=8, size=16, pad=3, jitter=0
       mask=padding.border_mask(size, pad))
 
 
-SOURCES = ("padded_digits", "padded_glyphs", "npz:<path>")
+def digits_benchmark(split="test", size=32, n_per_domain=300, copies=1):
+  """ID/OOD image set of the offline digits benchmark (see the module docstring)."""
+  from featcon.data import preprocess  # pylint: disable=g-import-not-at-top
+  from featcon.data import registry  # pylint: disable=g-import-not-at-top
+  doms = []
+  for kind in ("grey", "colour"):
+    src = registry.load(f"digits_{kind}", split, image_size=size, copies=copies).source
+    n = min(n_per_domain, len(src))
+    doms.append((preprocess.normalize(src.images[:n]), src.labels[:n].astype(np.int32)))
+  (x_id, y_id), (x_ood, y_ood) = doms
+  n = min(len(y_id), len(y_ood))
+  assert np.array_equal(y_id[:n], y_ood[:n]), "grey/colour digits out of step"
+  mask = np.zeros((size, size), np.float32)
+  off, side = (size - 20) // 2, 20  # make_digits' default digit_size
+  mask[off:off + side, off:off + side] = 1.0
+  return ImageSet(
+      images=np.concatenate([x_id, x_ood]).astype(np.float32),
+      labels=np.concatenate([y_id, y_ood]),
+      domains=np.r_[np.zeros(len(y_id), np.int32), np.ones(len(y_ood), np.int32)],
+      num_classes=10,
+      domain_names=("ID (grey backgrounds)", "OOD (colour photos)"),
+      mask=mask if size >= 20 else None)
+
+
+SOURCES = ("padded_digits", "padded_glyphs", "digits:<split>", "npz:<path>")
 
 
 def load(cfg):
@@ -86,6 +117,8 @@ def load(cfg):
                       else padding.synthetic_glyphs(cfg.seed, 2 * cfg.n_per_domain))
     return padded(glyphs, labels, cfg.n_per_domain, cfg.n_shift, cfg.size, cfg.pad, cfg.jitter,
                   cfg.id_family, cfg.ood_family, cfg.seed)
+  if src == "digits" or src.startswith("digits:"):
+    return digits_benchmark(src.partition(":")[2] or "test", cfg.size, cfg.n_per_domain)
   if src.startswith("npz:"):
     z = np.load(src[4:])
     labels = z["labels"].astype(np.int32)

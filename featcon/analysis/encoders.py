@@ -1,13 +1,17 @@
-"""Building encoders for the analyses by name, from random init or a saved checkpoint.
+"""Encoders for the analyses by name, from random init or a saved checkpoint.
 
 Spec strings (config field `encoders`, "label=spec" pairs):
 - "random:<arch>"      random initialisation of <arch> (seed from the config);
-- "<arch>@<path>"      variables restored from <path>: a `flax.serialization` msgpack file, or an
-                       orbax checkpoint directory, matched against the arch's variable shapes.
+- "<arch>@<path>"      variables restored from <path>, matched against the arch's shapes:
+  - a `flax.serialization` msgpack file (what `save` writes);
+  - an orbax PyTree checkpoint directory of the variables;
+  - a run of `experiments.distill`: "<workdir>/teacher" or "<workdir>/student" (or their
+    "checkpoints" folder; the latest step is read, and the teacher's linear head is dropped),
+    or "<workdir>" itself when the label is "teacher" or "student".
 
-<arch> is any name `featcon.clip.create` knows ("RN50", "ViT-B/16", "tiny-rn", "tiny-vit", …).
-Until the CLIP port is merged, "tiny-rn" and "tiny-vit" fall back to the stand-ins below, and
-"small-resnet" is always the CPU-scale network of the padded-digits experiment.
+<arch> is any name `featcon.distill.encoders.make_encoder` knows: the CLIP towers of
+`featcon.clip` ("RN50", "ViT-B/16", …, "tiny-rn", "tiny-vit"), the theory's "mlp-relu" /
+"mlp-identity", and "small-resnet", the CPU-scale network of the padded-digits experiment.
 """
 import os
 from typing import Dict, NamedTuple
@@ -17,82 +21,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from featcon.analysis import nets
+from featcon.distill import encoders as distill_encoders
 
-
-class TinyViTStandIn(nn.Module):
-  """Stand-in for "tiny-vit": patch tokens + class token, pre-LN MLP blocks (no attention).
-
-  Intermediates follow the ViT contract: "stem", "block{i}" (B×T×D), "block{i}_mlp_act"
-  (post-QuickGELU, B×T×4D), "pre_pool", "embedding".
-  """
-  patch: int = 4
-  width: int = 32
-  layers: int = 2
-  out_dim: int = 32
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    del train
-    inter = {}
-    x = nn.Conv(self.width, (self.patch,) * 2, (self.patch,) * 2, use_bias=False, name="conv1")(x)
-    x = x.reshape(x.shape[0], -1, self.width)
-    cls = self.param("class_embedding", nn.initializers.normal(0.02), (self.width,))
-    x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)), x], axis=1)
-    x = x + self.param("positional_embedding", nn.initializers.normal(0.01), x.shape[1:])
-    inter["stem"] = x
-    for i in range(self.layers):
-      x, act = _MlpBlock(self.width, name=f"block{i}")(x)
-      inter[f"block{i}"] = x
-      inter[f"block{i}_mlp_act"] = act
-    inter["pre_pool"] = x
-    emb = nn.Dense(self.out_dim, use_bias=False, name="proj")(nn.LayerNorm(name="ln_post")(x[:, 0]))
-    inter["embedding"] = emb
-    return emb, inter
-
-
-class _QuickGELU(nn.Module):
-
-  @nn.compact
-  def __call__(self, x):
-    return x * jax.nn.sigmoid(1.702 * x)
-
-
-class _MlpBlock(nn.Module):
-  width: int
-
-  @nn.compact
-  def __call__(self, x):
-    h = nn.Dense(4 * self.width, name="c_fc")(nn.LayerNorm(name="ln_2")(x))
-    act = _QuickGELU(name="gelu")(h)
-    return x + nn.Dense(self.width, name="c_proj")(act), act
-
-
-def _stand_in(name):
-  if name == "tiny-rn":
-    return nets.SmallResNet(widths=(8, 16, 32, 64), blocks=1, out_dim=32)
-  if name == "tiny-vit":
-    return TinyViTStandIn()
-  return None
-
-
-INPUT_SIZE = {"tiny-rn": 32, "tiny-vit": 32}
+ROLES = ("teacher", "student")
 
 
 def create(name, **overrides):
-  """The encoder module called `name`: `featcon.clip.create` when present, else a local one."""
-  if name == "small-resnet":
-    return nets.SmallResNet(**overrides)
-  try:
-    from featcon import clip  # pylint: disable=g-import-not-at-top
-    return clip.create(name, **overrides)
-  except (ImportError, AttributeError):
-    pass
-  module = _stand_in(name)
-  if module is None:
-    raise ValueError(f"encoder arch={name!r}: unknown without featcon.clip; allowed here: "
-                     "'tiny-rn', 'tiny-vit', 'small-resnet'")
-  return module.clone(**overrides) if overrides else module
+  """The encoder module called `name` (one builder for the whole library: `make_encoder`)."""
+  return distill_encoders.make_encoder(name, **overrides)
 
 
 class Encoder(NamedTuple):
@@ -113,6 +49,34 @@ def parse_spec(spec):
   raise ValueError(f"encoder spec={spec!r}: use 'random:<arch>' or '<arch>@<checkpoint path>'")
 
 
+def distill_checkpoints(path, label=None):
+  """The orbax checkpoint-manager folder of a distillation run that `path` names, or None.
+
+  Accepts "<workdir>/<role>/checkpoints", "<workdir>/<role>", and "<workdir>" when `label` is a
+  role ("teacher" / "student"); returns (checkpoints folder, role).
+  """
+  path = os.path.abspath(path)
+  cands = [path, os.path.join(path, "checkpoints")]
+  if label in ROLES:
+    cands.append(os.path.join(path, label, "checkpoints"))
+  for c in cands:
+    if os.path.basename(c) == "checkpoints" and os.path.isdir(c) and any(
+        d.isdigit() for d in os.listdir(c)):
+      role = os.path.basename(os.path.dirname(c))
+      return c, role if role in ROLES else None
+  return None
+
+
+def _distill_variables(ckpt_dir):
+  """`{"params", ["batch_stats"]}` of the latest step; a pre-trained teacher's head is dropped."""
+  from featcon.distill import stages  # pylint: disable=g-import-not-at-top
+  variables = stages.load_variables(ckpt_dir)
+  params = variables["params"]
+  if set(params) == {"encoder", "head"}:  # teacher pre-training: encoder + linear head
+    variables = dict(variables, params=params["encoder"])
+  return variables
+
+
 def load(label, spec, input_shape, seed=0, overrides=None):
   """Builds an `Encoder` from a spec; `input_shape` (H, W, C) is used to init the shapes."""
   arch, path = parse_spec(spec)
@@ -122,7 +86,10 @@ def load(label, spec, input_shape, seed=0, overrides=None):
   if path is None:
     return Encoder(label, spec, module, init())
   template = jax.eval_shape(init)
-  if os.path.isdir(path):
+  run = distill_checkpoints(path, label) if os.path.isdir(path) else None
+  if run is not None:
+    variables = _distill_variables(run[0])
+  elif os.path.isdir(path):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     variables = ocp.PyTreeCheckpointer().restore(os.path.abspath(path))
   elif os.path.isfile(path):

@@ -14,7 +14,10 @@ handle to differentiate through. `find_producer` therefore runs the module once 
 method interceptor and records which submodule call returns exactly that value; `grad_cam` then
 adds a zero perturbation to that call's output and differentiates the score with respect to it.
 This works for every module whose named intermediate is the output of a submodule (a block or a
-stage), which is how the CLIP ports and the stand-ins produce "layer1".."layer4" and "block{i}".
+stage): featcon.clip's ResNets return "layer{i}" from their last Bottleneck "layer{i}_{n-1}", its
+ViTs "block{i}" (and "block{i}_mlp_act", a second output) from "transformer_resblocks_{i}", the
+SmallResNet "layer{i}" from its `Stage`. Not differentiable this way: the CLIP "stem"s (an
+average pool / a reshape), the ViT "embedding" (a matrix product in the tower itself).
 """
 import functools
 import math

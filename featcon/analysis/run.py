@@ -36,10 +36,18 @@ def _natural(s):
   return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def default_cam_layer(names):
-  """The last block's output: "layer{max}" for ResNets, "block{max}" for ViTs."""
+def default_cam_layer(names, shapes=None, min_side=4):
+  """The last block's output: "layer{max}" for ResNets, "block{max}" for ViTs.
+
+  With `shapes` (name -> shape), ResNet stages whose map is smaller than `min_side`² are skipped
+  (a Grad-CAM of a 1×1 map is flat: featcon.clip's "tiny-rn" has layer4 at 1×1 on 32-px inputs),
+  unless no stage is that large.
+  """
   for pat in (r"layer\d+", r"block\d+"):
     cands = sorted((n for n in names if re.fullmatch(pat, n)), key=_natural)
+    if shapes is not None and pat.startswith("layer"):
+      big = [n for n in cands if len(shapes[n]) == 4 and min(shapes[n][1:3]) >= min_side]
+      cands = big or cands
     if cands:
       return cands[-1]
   raise ValueError(f"no 'layer<i>' or 'block<i>' intermediate among {sorted(names)}; "
@@ -90,10 +98,12 @@ def run_all(cfg, encs, data, workdir):
     if a not in allowed:
       raise ValueError(f"analyses item {a!r}: allowed {allowed}")
   k = data.num_classes
-  names, layers, sel_layers = {}, {}, {}
+  names, shapes, layers, sel_layers = {}, {}, {}, {}
   for e in encs:
-    names[e.label] = list(jax.eval_shape(
-        lambda e=e: e.module.apply(e.variables, jnp.asarray(data.images[:1]), train=False))[1])
+    inter = jax.eval_shape(
+        lambda e=e: e.module.apply(e.variables, jnp.asarray(data.images[:1]), train=False))[1]
+    names[e.label] = list(inter)
+    shapes[e.label] = {k: tuple(v.shape) for k, v in inter.items()}
     layers[e.label] = [l for l in cfg.layers.split(",") if l] or default_layers(names[e.label])
     for l in layers[e.label] + ([cfg.density_layer] if cfg.density_layer else []):
       if l not in names[e.label]:
@@ -175,12 +185,12 @@ def run_all(cfg, encs, data, workdir):
     results["domain"] = out
 
   if "gradcam" in todo:
-    results["gradcam"] = _gradcam(cfg, encs, data, names, workdir)
+    results["gradcam"] = _gradcam(cfg, encs, data, shapes, workdir)
   _dump(results, os.path.join(workdir, "analyses.json"))
   return results
 
 
-def _gradcam(cfg, encs, data, names, workdir):
+def _gradcam(cfg, encs, data, shapes, workdir):
   """Figure 6: heatmaps of the ID class score; quantitatively, CAM mass on the object region."""
   n = cfg.cam_examples
   x_id, y_id = data.subset(0)
@@ -194,7 +204,7 @@ def _gradcam(cfg, encs, data, names, workdir):
   out = {"head": cfg.cam_head}
   images, cams = {}, {}
   for e in encs:
-    layer = cfg.cam_layer or default_cam_layer(names[e.label])
+    layer = cfg.cam_layer or default_cam_layer(list(shapes[e.label]), shapes[e.label])
     out.setdefault(e.label, {})["layer"] = layer
     emb_id = collect(e, x_id, y_id, data.num_classes, [], "embedding", cfg.batch_size)[1]
     if cfg.cam_head == "probe":

@@ -1,9 +1,13 @@
-"""Encoder specs, stand-ins and checkpoint round trips."""
+"""Encoder specs, the featcon.clip tiny models under the analysis contract, checkpoint round trips."""
 import jax
 import numpy as np
 import pytest
 
+from featcon import clip
 from featcon.analysis import encoders
+from featcon.analysis import gradcam
+from featcon.analysis import run
+from featcon.distill import encoders as distill_encoders
 
 
 def test_parse_spec():
@@ -14,12 +18,43 @@ def test_parse_spec():
       encoders.parse_spec(bad)
 
 
-@pytest.mark.parametrize("arch, keys", [("tiny-rn", {"stem", "layer1", "layer4"}),
-                                        ("tiny-vit", {"block0", "block1_mlp_act", "embedding"})])
-def test_stand_ins_follow_the_contract(arch, keys):
+def test_one_builder_by_name():
+  for name in ("tiny-rn", "tiny-vit"):
+    a, b = encoders.create(name), clip.create(name)
+    assert type(a) is type(b) and clip.config_of(a) == clip.config_of(b)
+    assert distill_encoders.encoder_backend(name) == "featcon.clip"
+  assert type(encoders.create("mlp-relu")) is distill_encoders.TwoLayerNet
+  assert type(encoders.create("small-resnet")).__name__ == "SmallResNet"
+  with pytest.raises(ValueError, match="name='tiny-rnn' is unknown; allowed: .*tiny-rn"):
+    encoders.create("tiny-rnn")
+
+
+CONTRACT = {
+    "tiny-rn": ({"stem", "layer1", "layer2", "layer3", "layer4", "attnpool"}, "layer4"),
+    "tiny-vit": ({"stem", "block0", "block1", "block0_mlp_act", "block1_mlp_act", "pre_pool",
+                  "embedding"}, "block1"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(CONTRACT))
+def test_clip_tiny_models_follow_the_contract(arch):
+  """featcon.clip's tiny towers: intermediate names, and Grad-CAM can differentiate through
+  every block / stage output (each is the output of a submodule call)."""
+  keys, last = CONTRACT[arch]
   enc = encoders.load("x", f"random:{arch}", (32, 32, 3))
-  emb, inter = enc.module.apply(enc.variables, np.zeros((2, 32, 32, 3), np.float32), train=False)
-  assert emb.shape[0] == 2 and keys <= set(inter)
+  x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+  emb, inter = enc.module.apply(enc.variables, x, train=False)
+  assert emb.shape == (2, 32) and set(inter) == keys
+  assert run.default_cam_layer(list(inter)) == last
+  for layer in [k for k in keys if k.startswith(("layer", "block"))]:
+    gradcam.find_producer(enc.module, enc.variables, x, layer, {"train": False})
+  shapes = {k: v.shape for k, v in inter.items()}
+  layer = run.default_cam_layer(list(inter), shapes)
+  cam = gradcam.grad_cam(enc.module, enc.variables, x, layer, lambda e: e, np.array([0, 1]),
+                         {"train": False})
+  assert cam.shape == (2, 32, 32) and np.isfinite(np.asarray(cam)).all()
+  if arch == "tiny-rn":  # layer4 is 1×1 on 32-px inputs: the default CAM layer is a 4×4 map
+    assert shapes["layer4"][1:3] == (1, 1) and layer == "layer2"
 
 
 def test_msgpack_round_trip_and_mismatch(tmp_path):
