@@ -96,7 +96,7 @@ def atomic_write(path, write, binary=False):
     raise
 
 
-def finalize(metrics, diverged_step, steps):
+def finalize(metrics, diverged_step):
   """Host-side post-processing shared by simulate and sweep: NaN after divergence, finals."""
   metrics = {k: np.array(v) for k, v in metrics.items()}
   if diverged_step is not None and diverged_step >= 0:
@@ -135,6 +135,6 @@ def simulate(config=None):
   div = None if div < 0 else div
   if div is not None:
     logging.warning("training diverged (non-finite loss) at step %d; stopped there", div)
-  metrics, finals = finalize(metrics, div, static.steps)
+  metrics, finals = finalize(metrics, div)
   params = {k: np.asarray(v) for k, v in final["params"].items()}
   return Result(metrics, finals, cfg, params, div)

@@ -304,7 +304,7 @@ def tidy_rows(expanded, index, metrics, diverged):
   for j, i in enumerate(index):
     swept, _ = expanded[i]
     m, _ = simulate_lib.finalize({k: v[j] for k, v in metrics.items()},
-                                 int(diverged[j]) if diverged[j] >= 0 else None, None)
+                                 int(diverged[j]) if diverged[j] >= 0 else None)
     for t in range(m["step"].shape[0]):
       row = {"config_id": i}
       row.update({_short(k): (str(_value(v)) if isinstance(v, (tuple, list)) else v)

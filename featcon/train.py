@@ -214,7 +214,6 @@ def make_train(static, on_log=None):
   sigma = network.switch_activation(static.activations, static.leaky_slope)
   loss_fn = losses.loss_fn(static.loss)
   feature = static.path == "feature"
-  track_perp = feature
 
   def train(dyn):
     prob = make_problem(static, dyn)
@@ -261,7 +260,7 @@ def make_train(static, on_log=None):
         updates = dict(updates, W=updates["W"] @ core_proj)
       new_tr = optax.apply_updates(tr, updates)
       alpha, beta = perp
-      if track_perp:
+      if feature:
         beta = dyn.weight_decay * alpha + dyn.momentum * beta
         if core_proj is None:
           alpha = alpha - (lr_fn(t) if callable(lr_fn) else lr_fn) * beta
