@@ -36,6 +36,17 @@ class Producer(NamedTuple):
   leaf: int
 
 
+def _count_call(counts, ctx):
+  """``(key, index)`` of this submodule call: how many calls of ``key`` came before it.
+
+  The recorder and the perturber must number calls identically; both use this.
+  """
+  key = _call_key(ctx)
+  idx = counts.get(key, 0)
+  counts[key] = idx + 1
+  return key, idx
+
+
 def _call_key(ctx):
   return tuple(ctx.module.path)
 
@@ -58,9 +69,7 @@ def find_producer(module, variables, x, layer, apply_kwargs=None):
   def record(next_fun, args, kwargs, ctx):
     out = next_fun(*args, **kwargs)
     if ctx.method_name == "__call__":
-      key = _call_key(ctx)
-      idx = counts.get(key, 0)
-      counts[key] = idx + 1
+      key, idx = _count_call(counts, ctx)
       if key:
         for j, leaf in enumerate(jax.tree.leaves(out)):
           if (isinstance(leaf, jax.Array) and leaf.shape == target.shape
@@ -82,9 +91,7 @@ def _perturb(producer, delta):
   def add(next_fun, args, kwargs, ctx):
     out = next_fun(*args, **kwargs)
     if ctx.method_name == "__call__":
-      key = _call_key(ctx)
-      idx = counts.get(key, 0)
-      counts[key] = idx + 1
+      key, idx = _count_call(counts, ctx)
       if key == producer.path and idx == producer.call_index:
         leaves, tree = jax.tree.flatten(out)
         leaves[producer.leaf] = leaves[producer.leaf] + delta
