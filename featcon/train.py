@@ -156,14 +156,16 @@ def _data_kwargs(static):
               radii=static.core_radii)
 
 
-def make_problem(static, dyn):
-  """Samples the dictionary, data sets and initial weights of a run from ``dyn.seed``.
+def run_keys(seed):
+  """The key layout of a run (stable, for reproducibility): ``PRNGKey(seed)`` split into
+  (dictionary, init, fixed training set, evaluation sets, per-step batches)."""
+  return jax.random.split(jax.random.PRNGKey(seed), 5)
 
-  Key layout (stable, documented for reproducibility): ``key = PRNGKey(seed)`` split into
-  dictionary, init, fixed training set, evaluation sets and per-step batches.
-  """
-  key = jax.random.PRNGKey(dyn.seed)
-  k_dict, k_init, k_train, k_eval, _ = jax.random.split(key, 5)
+
+def make_problem(static, dyn):
+  """Samples the dictionary, data sets and initial weights of a run from ``dyn.seed``
+  (keys from :func:`run_keys`)."""
+  k_dict, k_init, k_train, k_eval, _ = run_keys(dyn.seed)
   M = features.dictionary(k_dict, static.d, static.k)
   feature = static.path == "feature"
   basis = jnp.eye(static.k, dtype=jnp.float32) if feature else M
@@ -229,7 +231,7 @@ def make_train(static, on_log=None):
     if static.oracle_projection:
       core_basis = prob.basis[:, :static.k_core]
       core_proj = core_basis @ core_basis.T
-    k_steps = jax.random.split(jax.random.PRNGKey(dyn.seed), 5)[4]
+    k_steps = run_keys(dyn.seed)[4]
     dkw = _data_kwargs(static)
 
     def get_batch(t):
