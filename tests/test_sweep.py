@@ -11,6 +11,7 @@ import pytest
 import featcon
 from featcon import sweeps as sweep_lib
 from featcon import train as train_lib
+from tests.helpers import merge
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,13 +20,7 @@ BASE = {"data": {"d": 24, "k_core": 4, "k_bg": 4, "n_train": 64, "n_eval": 256},
 
 
 def _cfg(**over):
-  out = {k: dict(v) for k, v in BASE.items()}
-  for k, v in over.items():
-    if isinstance(v, dict):
-      out.setdefault(k, {}).update(v)
-    else:
-      out[k] = v
-  return out
+  return merge(BASE, over)
 
 
 def test_expand_product_and_zip():

@@ -9,16 +9,14 @@ import pytest
 import featcon
 from featcon import config as config_lib
 from featcon import train as train_lib
+from tests.helpers import merge
 
 TINY = {"data": {"d": 48, "k_core": 8, "k_bg": 8, "n_train": 200, "n_eval": 512},
         "model": {"width": 32}, "train": {"steps": 600, "log_every": 200, "lr": 2e-2}}
 
 
 def _over(**sections):
-  out = {k: dict(v) for k, v in TINY.items()}
-  for k, v in sections.items():
-    out.setdefault(k, {}).update(v)
-  return out
+  return merge(TINY, sections)
 
 
 @pytest.mark.parametrize("extra", [
