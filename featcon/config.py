@@ -67,6 +67,7 @@ def default_config():
   c.train.log_every = 1000
   c.train.oracle_projection = False
   c.train.path = "auto"
+  c.train.linear_shortcut = True
   return c
 
 
@@ -201,6 +202,7 @@ def validate(c):
     _fail("train.log_every", log_every, f"a divisor of train.steps = {steps}")
   _bool(c, "train.oracle_projection")
   _choice(c, "train.path", PATHS)
+  _bool(c, "train.linear_shortcut")
   if c.train.path == "feature" and not optim.rotation_equivariant(c.train.optimizer):
     _fail("train.path", "feature", f"'auto' or 'input' for train.optimizer="
           f"{c.train.optimizer!r} (coordinate-wise optimizers must run in input space)")

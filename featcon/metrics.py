@@ -65,13 +65,15 @@ def measure(static, prob, params, act, mask):
   out["core_corr"], out["bg_corr"], out["bg_signed"] = feature_correlations(P, static.k_core, mask)
   classification = static.task == "classification"
 
-  def risk_error(x, t):
-    f = network.apply(params, x, act, mask)
+  def risk_error(x, t, pre=None):
+    pre = network.preactivation(params, x) if pre is None else pre
+    f = network.readout(params, pre, act, mask)
     risk = jnp.mean(loss_fn(f, t))
     err = jnp.mean(losses.zero_one(f, t)) if classification else jnp.float32(jnp.nan)
     return risk, err
 
-  out["id_risk"], out["id_error"] = risk_error(prob.eval_x, prob.eval_t)
+  pre = network.preactivation(params, prob.eval_x)  # shared with the asymmetry statistics
+  out["id_risk"], out["id_error"] = risk_error(prob.eval_x, prob.eval_t, pre)
   out["ood_risk"], out["ood_error"] = risk_error(prob.eval_ood_x, prob.eval_t)
   if not classification:
     out["id_mse"], out["ood_mse"] = out["id_risk"], out["ood_risk"]
@@ -84,7 +86,6 @@ def measure(static, prob, params, act, mask):
     out["core_align"] = jnp.sum(mask * sign_a * jnp.mean(P[:, :static.k_core], 1)) / jnp.sum(mask)
   else:
     out["core_align"] = jnp.float32(jnp.nan)
-  pre = network.preactivation(params, prob.eval_x)
   h_pos, h_neg, p_pos, p_neg = class_conditional(pre, prob.eval_y)
   out["asym_frac"] = asymmetric_fraction(h_pos, h_neg, mask)
   out["act_rate_gap"] = jnp.sum(mask * jnp.abs(p_pos - p_neg)) / jnp.sum(mask)

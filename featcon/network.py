@@ -103,9 +103,31 @@ def init(key, *, m, d_in, fan_in, out_dim=None, width=None, init="pytorch", init
   return params
 
 
+def to_kernel(params):
+  """Stores ``W`` (m, D) transposed as ``"Wt"`` (D, m), the layout of a Flax ``Dense`` kernel.
+
+  The training loop keeps its weights in this layout: XLA:CPU computes the weight gradient
+  ``x^T G`` into a (D, m) array about 1.5x faster than ``G^T x`` into (m, D) for the small
+  per-configuration matrices of a sweep (``benchmarks/theory_vs_torch.py``, docs/performance.md).
+  Every function here accepts either layout.
+  """
+  out = {k: v for k, v in params.items() if k != "W"}
+  out["Wt"] = params["W"].T
+  return out
+
+
+def from_kernel(params):
+  """The inverse of :func:`to_kernel` (a no-op on params that hold ``W``)."""
+  if "Wt" not in params:
+    return params
+  out = {k: v for k, v in params.items() if k != "Wt"}
+  out["W"] = params["Wt"].T
+  return out
+
+
 def preactivation(params, x):
   """``<w_r, x> + b_r`` for a batch ``x`` (n, D): shape (n, m)."""
-  h = x @ params["W"].T
+  h = x @ params["Wt"] if "Wt" in params else x @ params["W"].T
   if "b" in params:
     h = h + params["b"]
   return h
@@ -123,7 +145,12 @@ def apply(params, x, sigma, mask=None):
   Returns:
     (n,) for a scalar output, (n, out) for a vector output.
   """
-  h = sigma(preactivation(params, x))
+  return readout(params, preactivation(params, x), sigma, mask)
+
+
+def readout(params, pre, sigma, mask=None):
+  """``sum_r a_r sigma(pre_r) + c`` from pre-activations ``pre`` (n, m) (see :func:`apply`)."""
+  h = sigma(pre)
   if mask is not None:
     h = h * mask
   out = h @ params["a"]

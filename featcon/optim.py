@@ -2,7 +2,8 @@
 
 * ``sgd``: SGD with *coupled* weight decay (eq. 4), ``w <- w - eta (grad + lambda w)``, with
   PyTorch heavy-ball momentum ``v <- mu v + g; w <- w - eta v`` (``momentum = 0`` is plain SGD;
-  ``optax.trace`` with decay 0 is exactly the identity).
+  ``optax.trace`` with decay 0 is exactly the identity, so ``use_momentum=False`` drops the
+  trace state and its per-step pass over the weights without changing any number).
 * ``adam``: Adam with coupled L2 decay (``torch.optim.Adam(weight_decay=...)``).
 * ``adamw``: AdamW with decoupled decay (``torch.optim.AdamW``).
 
@@ -34,11 +35,16 @@ def schedule(kind, lr, steps, warmup_steps=0):
 
 
 def make(name, *, lr, weight_decay, momentum=0.0, b1=0.9, b2=0.999, eps=1e-8,
-         schedule_kind="constant", steps=1, warmup_steps=0):
-  """The optax ``GradientTransformation`` for ``name`` (see module docstring)."""
+         schedule_kind="constant", steps=1, warmup_steps=0, use_momentum=True):
+  """The optax ``GradientTransformation`` for ``name`` (see module docstring).
+
+  ``use_momentum=False`` (SGD only) builds plain SGD without a momentum trace; the caller
+  guarantees ``momentum == 0`` then.
+  """
   lr = schedule(schedule_kind, lr, steps, warmup_steps)
   if name == "sgd":
-    return optax.chain(optax.add_decayed_weights(weight_decay), optax.trace(decay=momentum),
+    trace = [optax.trace(decay=momentum)] if use_momentum else []
+    return optax.chain(optax.add_decayed_weights(weight_decay), *trace,
                        optax.scale_by_learning_rate(lr))
   if name == "adam":
     return optax.chain(optax.add_decayed_weights(weight_decay),

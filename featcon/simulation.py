@@ -34,8 +34,8 @@ class Result:
     final: the last value of every scalar metric, as floats.
     config: the resolved config.
     params: final params in input coordinates (numpy), or None.
-    diverged_step: the first step whose training loss was not finite (training stopped
-      there; later metrics are NaN), or None.
+    diverged_step: the first step whose training loss was not finite (later metrics are
+      NaN and the final params are those of the last log step before it), or None.
     versions: package versions and platform.
   """
   metrics: Dict[str, np.ndarray]

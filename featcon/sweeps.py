@@ -13,7 +13,9 @@ batch size and activation are taken out, and compiles one ``jit(vmap(train))`` p
 * widths are padded to the group's largest and the extra neurons masked (exact);
 * batch sizes (online, or minibatches of the fixed set) are padded to the largest and the
   extra rows given zero weight (exact);
-* several activations in one group are chosen per configuration with ``lax.switch``.
+* several activations in one group are chosen per configuration with ``lax.switch``, except
+  the identity under the linear shortcut (``train.linear_eligible``), which gets its own cheap
+  program;
 
 What still compiles separately: anything that changes data shapes or code paths (d, K,
 n_train, n_eval, steps, log_every, task, core, coefficient distribution, loss, optimizer,
@@ -157,14 +159,19 @@ def make_groups(resolved):
   pending = {}
   for i, cfg in enumerate(resolved):
     static, dyn = train_lib.from_config(cfg, return_params=False)
-    key = dataclasses.replace(static, width=0, batch=int(static.batch > 0), activations=())
+    key = dataclasses.replace(static, width=0, batch=int(static.batch > 0), activations=(),
+                              use_momentum=False)
     pending.setdefault(key, []).append((i, static, dyn))
   groups = []
   for key, items in pending.items():
     acts = tuple(sorted({s.activations[0] for _, s, _ in items}))
+    width = max(s.width for _, s, _ in items)
+    batch = max(s.batch for _, s, _ in items)
     static = dataclasses.replace(
-        items[0][1], width=max(s.width for _, s, _ in items),
-        batch=max(s.batch for _, s, _ in items), activations=acts)
+        items[0][1], width=width, batch=batch, activations=acts,
+        use_momentum=any(s.use_momentum for _, s, _ in items),
+        masked=any(s.width < width for _, s, _ in items),
+        batch_padded=any(s.batch < batch for _, s, _ in items))
     dyns = [d._replace(act_index=jnp.int32(acts.index(s.activations[0]))) for _, s, d in items]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *dyns)
     groups.append(Group(static, [i for i, _, _ in items], stacked))
@@ -193,12 +200,16 @@ def bytes_per_config(static):
 
 
 def chunk_size(static, n_configs, budget_gb, n_devices=1, max_chunk=4096):
-  """Configurations per compiled call: fits the budget, a multiple of the device count."""
+  """Configurations per compiled call: fits the budget, a multiple of the device count, and
+  as even as possible (64 configurations that need two chunks run as 2 x 32, not 50 + 14
+  padded to 2 x 50: the last chunk is padded, so uneven chunks waste compute)."""
   per = bytes_per_config(static)
   fit = max(1, int(budget_gb * 2**30 // per))
   size = min(n_configs, fit, max_chunk)
   size = max(n_devices, (size // n_devices) * n_devices) if n_devices > 1 else size
-  return size
+  n_chunks = math.ceil(n_configs / size)
+  even = math.ceil(n_configs / n_chunks)
+  return min(size, math.ceil(even / n_devices) * n_devices)
 
 
 class _Progress:

@@ -58,6 +58,12 @@ class Static:
   oracle_projection: bool = False
   path: str = "feature"       # resolved: "feature" or "input"
   return_params: bool = True
+  # Whether the group needs the general machinery (each False is an exact shortcut that drops
+  # per-step passes over the stacked weights; make_groups sets them from the group's members):
+  use_momentum: bool = True   # some config has momentum != 0 (else no optax.trace state)
+  masked: bool = True         # some config is narrower than ``width`` (else no neuron mask)
+  batch_padded: bool = True   # some config's batch is smaller than ``batch`` (else a plain mean)
+  linear: bool = False        # the rank-one linear-network shortcut (see :func:`linear_eligible`)
 
   @property
   def k(self):
@@ -106,12 +112,38 @@ def from_config(c, return_params=True):
       output_signs=c.model.output_signs, loss=c.train.loss, optimizer=c.train.optimizer,
       lr_schedule=c.train.lr_schedule, warmup_steps=c.train.warmup_steps,
       steps=c.train.steps, log_every=c.train.log_every, batch=batch,
-      oracle_projection=c.train.oracle_projection, path=path, return_params=return_params)
+      oracle_projection=c.train.oracle_projection, path=path, return_params=return_params,
+      use_momentum=uses_momentum(c.train.optimizer, c.train.momentum), masked=False,
+      batch_padded=False)
+  static = dataclasses.replace(static, linear=c.train.linear_shortcut and linear_eligible(static))
   dyn = make_dynamic(
       seed=c.seed, lr=c.train.lr, weight_decay=c.train.weight_decay, momentum=c.train.momentum,
       b1=c.train.b1, b2=c.train.b2, eps=c.train.eps, init_scale=c.model.init_scale,
       shift=c.data.shift, width=c.model.width, batch_size=batch, act_index=0)
   return static, dyn
+
+
+def linear_eligible(static):
+  """Whether a run is a linear network whose SGD dynamics stay rank-one around the init.
+
+  With the identity activation, a frozen output ``A`` (m, o) (``a`` as (m, 1) for a scalar
+  output), no biases, SGD with coupled decay (with or without momentum) and no oracle
+  projection, the weight gradient is ``dL/dW = A V`` with ``V = dL/dY`` for the linear model
+  ``f(x) = Y x``, ``Y = A^T W`` (o, D). Then, exactly (Theorem 4.4's setting),
+
+      W_t = alpha_t W_0 + A Q_t,     (momentum buffer: beta_t W_0 + A R_t)
+
+  where ``Q`` (o, D) follows the same optax SGD update with gradient ``V`` as ``W`` would,
+  and ``alpha_t`` the scalar recursion of the orthogonal part (``beta <- lambda alpha + mu beta``,
+  ``alpha <- alpha - eta_t beta``). A step then costs O(n D o) instead of O(n D m).
+  """
+  return (static.activations == ("identity",) and not static.train_output and not static.bias
+          and static.optimizer == "sgd" and not static.oracle_projection)
+
+
+def uses_momentum(optimizer, momentum):
+  """Whether a run needs the SGD momentum trace (``optax.trace`` with decay 0 is the identity)."""
+  return optimizer == "sgd" and float(momentum) != 0.0
 
 
 def make_dynamic(**kw):
@@ -196,7 +228,7 @@ def make_problem(static, dyn):
 
 
 def _split_params(static, params):
-  trainable = {k: v for k, v in params.items() if static.train_output or k in ("W", "b")}
+  trainable = {k: v for k, v in params.items() if static.train_output or k in ("W", "Wt", "b")}
   frozen = {k: v for k, v in params.items() if k not in trainable}
   return trainable, frozen
 
@@ -211,7 +243,11 @@ def make_train(static, on_log=None):
   :func:`featcon.metrics.measure`, plus ``train_loss``, the mean training loss over the
   preceding interval); ``final`` holds ``diverged_step`` (-1 if finite throughout) and, when
   ``static.return_params``, the final params in input coordinates (``W`` is rebuilt from
-  ``P`` and the decayed orthogonal part on the feature path).
+  ``P`` and the decayed orthogonal part on the feature path; after a divergence, the params
+  of the last log step before it).
+
+  The weights are carried in the ``Dense``-kernel layout (:func:`featcon.network.to_kernel`);
+  with ``static.linear`` the carried state is ``Q`` of :func:`linear_eligible` instead.
   """
   sigma = network.switch_activation(static.activations, static.leaky_slope)
   loss_fn = losses.loss_fn(static.loss)
@@ -224,9 +260,16 @@ def make_train(static, on_log=None):
     opt = optim.make(static.optimizer, lr=dyn.lr, weight_decay=dyn.weight_decay,
                      momentum=dyn.momentum, b1=dyn.b1, b2=dyn.b2, eps=dyn.eps,
                      schedule_kind=static.lr_schedule, steps=static.steps,
-                     warmup_steps=static.warmup_steps)
+                     warmup_steps=static.warmup_steps, use_momentum=static.use_momentum)
+    step_mask = mask if static.masked else None
     lr_fn = optim.schedule(static.lr_schedule, dyn.lr, static.steps, static.warmup_steps)
-    trainable, frozen = _split_params(static, prob.params0)
+    trainable, frozen = _split_params(static, network.to_kernel(prob.params0))
+    if static.linear:
+      # W_t = alpha_t W_0 + A Q_t (linear_eligible): train Q (o, D) from zero.
+      amat = frozen["a"].reshape(static.width, -1) * mask[:, None]   # A (m, o), masked rows 0
+      gram = amat.T @ amat                                             # A^T A (o, o)
+      y0 = amat.T @ prob.params0["W"]                                  # A^T W_0 (o, D)
+      trainable = {"Q": jnp.zeros_like(y0)}
     core_proj = None
     if static.oracle_projection:
       core_basis = prob.basis[:, :static.k_core]
@@ -248,45 +291,71 @@ def make_train(static, on_log=None):
       return prob.train_x[idx], prob.train_t[idx], w
 
     def batch_loss(tr, x, t, w):
-      f = network.apply({**tr, **frozen}, x, act, mask)
+      f = network.apply({**tr, **frozen}, x, act, step_mask)
+      if not static.batch_padded:
+        return jnp.mean(loss_fn(f, t))
       return jnp.sum(w * loss_fn(f, t)) / jnp.sum(w)
 
     grad_fn = jax.value_and_grad(batch_loss)
 
+    def linear_loss(y, x, t, w):
+      f = x @ y.T
+      f = f[:, 0] if static.out_dim is None else f
+      if not static.batch_padded:
+        return jnp.mean(loss_fn(f, t))
+      return jnp.sum(w * loss_fn(f, t)) / jnp.sum(w)
+
+    linear_grad_fn = jax.value_and_grad(linear_loss)
+
+    def net_params(tr, alpha):
+      """The network's params (``W`` layout, network coordinates) from the carried state."""
+      if static.linear:
+        return {"W": alpha * prob.params0["W"] + amat @ tr["Q"], **frozen}
+      return network.from_kernel({**tr, **frozen})
+
     def step(carry, t):
       tr, opt_state, perp, diverged, loss_sum = carry
       x, tgt, w = get_batch(t)
-      loss, grads = grad_fn(tr, x, tgt, w)
+      if static.linear:
+        loss, v = linear_grad_fn(perp[0] * y0 + gram @ tr["Q"], x, tgt, w)
+        grads = {"Q": v}
+      else:
+        loss, grads = grad_fn(tr, x, tgt, w)
       updates, new_opt_state = opt.update(grads, opt_state, tr)
       if core_proj is not None:
-        updates = dict(updates, W=updates["W"] @ core_proj)
+        updates = dict(updates, Wt=core_proj @ updates["Wt"])  # = (W_update @ core_proj)^T
       new_tr = optax.apply_updates(tr, updates)
       alpha, beta = perp
-      if feature:
+      if feature or static.linear:
         beta = dyn.weight_decay * alpha + dyn.momentum * beta
         if core_proj is None:
           alpha = alpha - (lr_fn(t) if callable(lr_fn) else lr_fn) * beta
       ok = jnp.isfinite(loss) & (diverged < 0)
       diverged = jnp.where((diverged < 0) & ~jnp.isfinite(loss), t, diverged)
-      keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-      carry = (keep(new_tr, tr), keep(new_opt_state, opt_state),
-               keep((alpha, beta), perp), diverged, loss_sum + jnp.where(ok, loss, 0.0))
+      # No per-step select over the weights: log_interval rolls a diverged interval back.
+      carry = (new_tr, new_opt_state, (alpha, beta), diverged,
+               loss_sum + jnp.where(ok, loss, 0.0))
       return carry, None
 
-    def measure(tr):
-      return metrics_lib.measure(static, prob, {**tr, **frozen}, act, mask)
+    def measure(tr, alpha):
+      return metrics_lib.measure(static, prob, net_params(tr, alpha), act, mask)
 
-    def log_interval(carry, i):
+    def log_interval(carry_in, i):
       t0 = i * static.log_every
-      carry = carry[:4] + (jnp.float32(0.0),)
-      carry, _ = jax.lax.scan(step, carry, t0 + jnp.arange(static.log_every))
-      m = measure(carry[0])
+      carry, _ = jax.lax.scan(step, carry_in[:4] + (jnp.float32(0.0),),
+                              t0 + jnp.arange(static.log_every))
+      # Divergence: once a step's loss is not finite, the run keeps the state it had at the
+      # last log step before that step (its metrics are NaN from there on, see
+      # simulation.finalize); one select per interval instead of one per step.
+      stop = carry[3] >= 0
+      carry = jax.tree.map(lambda a, b: jnp.where(stop, a, b), carry_in[:3], carry[:3]) + carry[3:]
+      m = measure(carry[0], carry[2][0])
       m["train_loss"] = carry[4] / static.log_every
       if on_log is not None:
         jax.debug.callback(on_log, i)
       return carry, m
 
-    m0 = measure(trainable)
+    m0 = measure(trainable, jnp.float32(1.0))
     m0["train_loss"] = jnp.float32(jnp.nan)
     perp0 = (jnp.float32(1.0), jnp.float32(0.0))
     carry0 = (trainable, opt.init(trainable), perp0, jnp.int32(-1), jnp.float32(0.0))
@@ -295,7 +364,7 @@ def make_train(static, on_log=None):
     out["step"] = jnp.arange(static.n_logs + 1, dtype=jnp.int32) * static.log_every
     final = {"diverged_step": carry[3], "perp_scale": carry[2][0]}
     if static.return_params:
-      params = {**carry[0], **frozen}
+      params = net_params(carry[0], carry[2][0])
       if feature:
         w0 = prob.w0_input
         w_perp0 = w0 - (w0 @ prob.M) @ prob.M.T

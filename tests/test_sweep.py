@@ -51,6 +51,13 @@ def test_grouping_compiles_once_for_values_widths_batches_activations():
   cfg2 = _cfg(data={"d": [24, 32]}, train={"loss": ["hinge", "logistic"]})
   ex2 = sweep_lib.expand(cfg2)
   assert len(sweep_lib.make_groups([featcon.resolve_config(c) for _, c in ex2])) == 4
+  # the identity activation runs the linear shortcut: its own (cheap) program, unless disabled
+  for shortcut, n_groups in ((True, 2), (False, 1)):
+    cfg3 = _cfg(model={"activation": ["relu", "identity", "tanh"]},
+                train={"linear_shortcut": shortcut})
+    groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in sweep_lib.expand(cfg3)])
+    assert len(groups) == n_groups
+    assert sorted(g.static.linear for g in groups) == [False, shortcut][:n_groups]
 
 
 def test_sweep_equals_simulate_one_by_one():
@@ -81,9 +88,16 @@ def test_chunking_keeps_results(monkeypatch):
 def test_chunk_size_follows_memory_budget():
   static = train_lib.Static(width=1024, d=256, n_eval=4096)
   per = sweep_lib.bytes_per_config(static)
-  assert sweep_lib.chunk_size(static, 10_000, 1.0) == int(2**30 // per)
+  fit = int(2**30 // per)
+  size = sweep_lib.chunk_size(static, 10_000, 1.0)
+  n_chunks = -(-10_000 // size)
+  assert size <= fit and n_chunks == -(-10_000 // fit)  # within budget, fewest chunks
+  assert size * n_chunks - 10_000 < n_chunks             # even: padding < one per chunk
   assert sweep_lib.chunk_size(static, 3, 1.0) == 3
   assert sweep_lib.chunk_size(static, 10_000, 1.0, n_devices=4) % 4 == 0
+  # 64 configurations that need two chunks run as 2 x 32 (not 50 + 14 padded to 2 x 50)
+  budget = 50.5 * per / 2**30
+  assert sweep_lib.chunk_size(static, 64, budget) == 32
 
 
 def test_sharded_equals_unsharded(tmp_path):

@@ -44,6 +44,44 @@ def test_feature_and_input_paths_agree(extra):
   assert abs(f.metrics["core_corr"][-1] - f.metrics["core_corr"][0]) > 0.01
 
 
+@pytest.mark.parametrize("extra", [
+    {"train": {"momentum": 0.9}},
+    {"train": {"momentum": 0.9, "path": "input", "loss": "logistic", "lr_schedule": "cosine"}},
+    {"data": {"regime": "online"}, "train": {"batch_size": 16, "momentum": 0.0}},
+    {"data": {"task": "regression"}, "train": {"loss": "mse"}},
+    {"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01}},
+])
+def test_linear_shortcut_equals_general_loop(extra):
+  """train.linear_eligible: W_t = alpha_t W_0 + A Q_t reproduces the full (m x D) loop."""
+  sections = merge({"model": {"activation": "identity"}}, extra)
+  c = config_lib.resolve(_over(**sections))
+  static, dyn = train_lib.from_config(c)
+  assert static.linear
+  fast, ffinal = jax.jit(train_lib.make_train(static))(dyn)
+  full, gfinal = jax.jit(train_lib.make_train(dataclasses.replace(static, linear=False)))(dyn)
+  for k in full:
+    np.testing.assert_allclose(fast[k], full[k], rtol=1e-4, atol=1e-6, err_msg=k)
+  # the weights moved (the check is not vacuous) and agree
+  w0 = np.asarray(full["core_corr"])
+  assert abs(w0[-1] - w0[0]) > 1e-3
+  np.testing.assert_allclose(ffinal["params"]["W"], gfinal["params"]["W"], rtol=1e-4, atol=1e-6)
+  if static.path == "feature":  # the input path's general loop has no orthogonal part to scale
+    assert float(ffinal["perp_scale"]) == pytest.approx(float(gfinal["perp_scale"]), rel=1e-6)
+
+
+def test_linear_shortcut_only_where_exact():
+  for extra in ({"model": {"activation": "relu"}},
+                {"model": {"activation": "identity", "bias": True}},
+                {"model": {"activation": "identity", "train_output": True}},
+                {"model": {"activation": "identity"}, "train": {"optimizer": "adam"}},
+                {"model": {"activation": "identity"}, "train": {"oracle_projection": True}},
+                {"model": {"activation": "identity"}, "train": {"linear_shortcut": False}}):
+    static, _ = train_lib.from_config(config_lib.resolve(_over(**extra)))
+    assert not static.linear, extra
+  with pytest.raises(ValueError, match="train.linear_shortcut"):
+    config_lib.resolve(_over(train={"linear_shortcut": "yes"}))
+
+
 def test_auto_path_choice():
   c = config_lib.resolve(TINY)
   assert train_lib.from_config(c)[0].path == "feature"
@@ -96,7 +134,7 @@ def test_padded_width_and_batch_equal_narrow():
   c = config_lib.resolve(over)
   static, dyn = train_lib.from_config(c, return_params=False)
   narrow, _ = jax.jit(train_lib.make_train(static))(dyn)
-  padded_static = dataclasses.replace(static, width=48, batch=20)
+  padded_static = dataclasses.replace(static, width=48, batch=20, masked=True, batch_padded=True)
   padded, _ = jax.jit(train_lib.make_train(padded_static))(dyn)
   for k in narrow:
     a, b = np.asarray(narrow[k]), np.asarray(padded[k])
