@@ -281,6 +281,7 @@ class PaddingData:
                                         self.mean_rgb)
 
   def describe(self):
+    """The data facts written to padding.json (source, sizes, m)."""
     return {"source": self.name, "kind": self.kind, "n_train": int(len(self.train_y)),
             "n_test": int(len(self.test_y)), "num_classes": int(self.num_classes),
             "mean_rgb": [float(v) for v in self.mean_rgb]}
@@ -351,10 +352,12 @@ def check_config(cfg):
 
 
 def make_model(cfg, num_classes=10):
+  """The trained network: `nets.SmallResNet` (stem, stages of basic blocks, GAP, linear head)."""
   return nets.SmallResNet(widths=tuple(cfg.widths), blocks=cfg.blocks, out_dim=num_classes)
 
 
 def _learning_rate(cfg):
+  """Constant `learning_rate`, or cosine decay η_t = η·½(1 + cos(πt/steps)) ("cosine")."""
   if cfg.schedule == "cosine":
     return optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)
   return cfg.learning_rate
