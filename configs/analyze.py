@@ -27,7 +27,8 @@ Command lines:
   python -m experiments.analyze --config=configs/analyze.py:padding_digits_rgb --workdir=runs/padding_digits_rgb
       the RGB path on real colour images that ship offline: the registry's `digits_all` (real
       handwritten digits in red ink on grey-texture and colour-photo backgrounds, 32 px, read at
-      16 px), 4 px of blue padding (blue, not red: the digits' ink is red); see docs/analyses.md.
+      16 px), 4 px of blue padding (blue, not red: the digits' ink is red), 4 conditions × 5
+      seeds; ≈3.5 min on 2 shared CPU cores. Results: docs/analyses.md.
   python -m experiments.analyze --config=configs/analyze.py:digits --workdir=runs/analyze_digits \
       --config.encoders="teacher=tiny-rn@runs/digits_rn/teacher,student=tiny-rn@runs/digits_rn/student,random=random:tiny-rn"
       teacher vs distilled student vs random init of an `experiments.distill` run
@@ -129,6 +130,7 @@ def get_config(arg=None):
     p.train_conditions = ("mean", "none", "blue_fixed", "blue")
     p.test_families = ("blue", "blue_fixed", "green", "red", "black", "mean", "none")
     p.measure_family = "blue"
+    p.seeds = (0, 1, 2, 3, 4)
   elif arg:
     raise ValueError(f"config arg={arg!r}: allowed None, 'smoke', 'padding', 'padding_cifar10', "
                      "'padding_digits_rgb', 'digits'")
