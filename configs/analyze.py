@@ -7,7 +7,28 @@ Command lines:
   python -m experiments.analyze --config=configs/analyze.py:smoke --workdir=/tmp/a
       featcon.clip's tiny-rn / tiny-vit (random init) on synthetic glyphs, one short padding run; seconds.
   python -m experiments.analyze --config=configs/analyze.py:padding --workdir=runs/padding
-      only the padded-image experiment (F.4), with 5 seeds.
+      only the padded-image experiment (F.4) on the digits, with 5 seeds; ≈6.5 min on 2 CPU cores.
+  python -m experiments.analyze --config=configs/analyze.py:padding_cifar10 --workdir=runs/padding_cifar10
+      the padded-image experiment at full scale, the paper's setting: CIFAR-10 (TFDS `cifar10`)
+      padded with 8 px of brick red (150, 50, 50) and resized back to 32×32, a ResNet-20-like
+      SmallResNet (widths 16/32/64, 3 blocks per stage, no normalisation), batch 128, 30k steps
+      (≈85 epochs of the 45k-image train split), AdamW cosine, random flips; conditions
+      "mean" (the control: same geometry, border in the data's mean colour), "none" (unpadded),
+      "red_fixed" (the paper), "red" (brick red ± 0.15); 3 seeds; all 10k test images.
+      Runtime NOT measured (no GPU and no CIFAR-10 here): ≈2–3 min per model on one modern GPU
+      by FLOP count (~0.24 GFLOP per image per step), i.e. ≈30–45 min for the 12 models plus
+      ≈1–2 min to read the images; on 2 CPU cores one step takes ≈1 s (measured with random
+      32×32 images), i.e. ≈8 h per model — use a GPU.
+      Data: CIFAR-10 must be prepared once, on a machine with TensorFlow and network:
+        pip install tensorflow-cpu && tfds build cifar10 --file_format=array_record
+      (or --data_dir=$DATA/tensorflow_datasets, then --config.padding.data_dir=$DATA, the
+      registry's convention, docs/distillation.md); it is then read offline with
+      `tfds.data_source(..., download=False)`. A missing set fails at once with that command.
+  python -m experiments.analyze --config=configs/analyze.py:padding_digits_rgb --workdir=runs/padding_digits_rgb
+      the RGB path on real colour images that ship offline: the registry's `digits_all` (real
+      handwritten digits in red ink on grey-texture and colour-photo backgrounds, 32 px, read at
+      16 px), 4 px of blue padding (blue, not red: the digits' ink is red), 4 conditions × 5
+      seeds; ≈3.5 min on 2 shared CPU cores. Results: docs/analyses.md.
   python -m experiments.analyze --config=configs/analyze.py:digits --workdir=runs/analyze_digits \
       --config.encoders="teacher=tiny-rn@runs/digits_rn/teacher,student=tiny-rn@runs/digits_rn/student,random=random:tiny-rn"
       teacher vs distilled student vs random init of an `experiments.distill` run
@@ -86,7 +107,32 @@ def get_config(arg=None):
   elif arg == "padding":
     c.run = "padding"
     c.padding.seeds = (0, 1, 2, 3, 4)
+  elif arg == "padding_cifar10":
+    c.run = "padding"
+    p = c.padding
+    p.source = "cifar10"
+    p.size, p.pad = 32, 8            # the paper: 8 px on 32×32, resized back to 32×32
+    p.widths, p.blocks = (16, 32, 64), 3
+    p.steps, p.batch_size = 30_000, 128
+    p.learning_rate, p.schedule, p.weight_decay = 1e-3, "cosine", 0.05
+    p.flip = True
+    p.n_train, p.n_test = 0, 10_000  # all 45k of the train split (5k are carved off as val)
+    p.train_conditions = ("mean", "none", "red_fixed", "red")
+    p.test_families = ("red", "red_fixed", "green", "blue", "yellow", "black", "mean", "none")
+    p.eval_batch_size = 1000
+    p.seeds = (0, 1, 2)
+  elif arg == "padding_digits_rgb":
+    c.run = "padding"
+    p = c.padding
+    p.source = "digits_all"
+    p.size, p.pad = 16, 4            # pad/size as the paper's 8/32
+    p.n_test = 450                   # the whole test split
+    p.train_conditions = ("mean", "none", "blue_fixed", "blue")
+    p.test_families = ("blue", "blue_fixed", "green", "red", "black", "mean", "none")
+    p.measure_family = "blue"
+    p.seeds = (0, 1, 2, 3, 4)
   elif arg:
-    raise ValueError(f"config arg={arg!r}: allowed None, 'smoke', 'padding', 'digits'")
+    raise ValueError(f"config arg={arg!r}: allowed None, 'smoke', 'padding', 'padding_cifar10', "
+                     "'padding_digits_rgb', 'digits'")
   c.lock()
   return c

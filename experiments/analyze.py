@@ -36,6 +36,8 @@ def main(cfg, workdir):
     if p not in PARTS:
       raise ValueError(f"run item {p!r}: allowed {PARTS}")
   specs = parse_encoders(cfg.encoders)
+  if "padding" in parts:
+    padding.check_config(cfg.padding)   # fail before any long run
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(cfg.to_json_best_effort(indent=1))
@@ -45,7 +47,9 @@ def main(cfg, workdir):
     pad_dir = os.path.join(workdir, "padding")
     summary, runs = padding.run_experiment(cfg.padding, pad_dir)
     results["padding"] = summary
-    if cfg.analyse_padding_models and data is not None and cfg.padding.size == cfg.data.size:
+    # Only the digits path's models see the padded-digits inputs that c.data describes.
+    if (cfg.analyse_padding_models and data is not None and cfg.padding.source == "digits"
+        and cfg.padding.size == cfg.data.size):
       for cond in ("black", "red"):
         r = next((r for r in runs if r.condition == cond), None)
         if r is not None:
