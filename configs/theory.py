@@ -7,7 +7,7 @@ Run (the README's main job):
 Variants: ``--config=configs/theory.py:<variant>``; single fields with
 ``--config.train.steps=2000``. Expected runtimes are on a 2-core laptop CPU.
 
-* default (~35 s on an idle 2-core CPU, ~2 min under load): the classification split of Figure 8: ReLU vs identity, 4 seeds, the
+* default (~25 s on an idle 2-core CPU, ~1–2 min under load): the classification split of Figure 8: ReLU vs identity, 4 seeds, the
   public script's fixed set (n = 1000, d = 256, K_core = K_bg = 32, width 256, hinge,
   momentum SGD, frozen +-1/m output) at lr 1e-2 for 4,000 steps (the 20,000 steps at lr 1e-3
   of ``:paper`` show the same, 5x slower). Expected: ReLU ends with ID hinge < 0.01 and OOD
