@@ -30,6 +30,8 @@ flags.DEFINE_integer("torch_configs", 0, "if > 0, time only this many PyTorch co
                      "and scale linearly (each is independent and equally costly)")
 flags.DEFINE_list("workloads", ["fig8", "online"], "which workloads to run")
 flags.DEFINE_string("out", "", "optional JSON file for the numbers")
+flags.DEFINE_integer("cpu_devices", 0, "if > 0, featcon shards its configurations over this "
+                     "many CPU devices (jax_num_cpu_devices); PyTorch is unaffected")
 FLAGS = flags.FLAGS
 
 D, K, N, N_EVAL = 256, 64, 1000, 4096
@@ -122,9 +124,11 @@ def matmul_peak():
 
 def main(argv):
   del argv
+  if FLAGS.cpu_devices:
+    jax.config.update("jax_num_cpu_devices", FLAGS.cpu_devices)
   torch.set_num_threads(max(1, torch.get_num_threads()))
   steps = FLAGS.steps
-  res = {"steps": steps, "versions": featcon.versions(), "torch": torch.__version__,
+  res = {"steps": steps, "jax_devices": jax.device_count(), "versions": featcon.versions(), "torch": torch.__version__,
          "torch_threads": torch.get_num_threads(), "peak_flops": matmul_peak()}
   if "fig8" in FLAGS.workloads:
     _fig8(res, steps)

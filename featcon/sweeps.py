@@ -24,6 +24,7 @@ path). Large groups run in equal chunks (so one compile serves them all) sized f
 budget; the configuration axis of each chunk is sharded over all devices.
 """
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -248,6 +249,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   bar = _Progress(n_chunks * group.static.n_logs, desc, progress)
   train = train_lib.make_train(group.static, on_log=bar if progress else None)
   fn = jax.jit(jax.vmap(train))
+  dictionaries = jax.jit(jax.vmap(functools.partial(train_lib.run_dictionary, group.static)))
   mesh = Mesh(np.asarray(devices), ("config",))
   sharding = NamedSharding(mesh, PartitionSpec("config"))
   outs, divs = [], []
@@ -266,13 +268,18 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
     idx = np.arange(c * size, (c + 1) * size)
     idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating its last config
     dyn = jax.tree.map(lambda a: a[idx], group.dyns)
+    args = (dyn,)
     if len(devices) > 1:
-      dyn = jax.device_put(dyn, sharding)
+      # The dictionaries (a QR each) are computed unsharded and passed in: with several forced
+      # host devices, XLA:CPU hangs when the LAPACK QR runs inside the sharded program (JAX
+      # 0.10.2, K = 64). Same function, same numbers as inside the program.
+      dicts = dictionaries(dyn.seed)
+      args = jax.device_put((dyn, dicts), sharding)
     if compile_s is None:
       tc = time.perf_counter()
-      compiled = fn.lower(dyn).compile()
+      compiled = fn.lower(*args).compile()
       compile_s = time.perf_counter() - tc
-    m, final = compiled(dyn)
+    m, final = compiled(*args)
     m, div = jax.device_get((m, final["diverged_step"]))
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
     divs.append(np.asarray(div)[keep])

@@ -194,11 +194,17 @@ def run_keys(seed):
   return jax.random.split(jax.random.PRNGKey(seed), 5)
 
 
-def make_problem(static, dyn):
+def run_dictionary(static, seed):
+  """The run's dictionary ``M`` (d, K) from its seed (the first key of :func:`run_keys`)."""
+  return features.dictionary(run_keys(seed)[0], static.d, static.k)
+
+
+def make_problem(static, dyn, M=None):
   """Samples the dictionary, data sets and initial weights of a run from ``dyn.seed``
-  (keys from :func:`run_keys`)."""
+  (keys from :func:`run_keys`); ``M``, if given, is the run's dictionary computed beforehand
+  with :func:`run_dictionary` (the same numbers)."""
   k_dict, k_init, k_train, k_eval, _ = run_keys(dyn.seed)
-  M = features.dictionary(k_dict, static.d, static.k)
+  M = run_dictionary(static, dyn.seed) if M is None else M
   feature = static.path == "feature"
   basis = jnp.eye(static.k, dtype=jnp.float32) if feature else M
   to_net = (lambda z: z) if feature else (lambda z: z @ M.T)
@@ -253,8 +259,8 @@ def make_train(static, on_log=None):
   loss_fn = losses.loss_fn(static.loss)
   feature = static.path == "feature"
 
-  def train(dyn):
-    prob = make_problem(static, dyn)
+  def train(dyn, M=None):
+    prob = make_problem(static, dyn, M)
     mask = (jnp.arange(static.width) < dyn.width).astype(jnp.float32)
     act = lambda u: sigma(u, dyn.act_index)
     opt = optim.make(static.optimizer, lr=dyn.lr, weight_decay=dyn.weight_decay,
