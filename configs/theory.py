@@ -5,7 +5,8 @@ Run (the README's main job):
   python -m experiments.sweep --config=configs/theory.py --workdir=runs/theory
 
 Variants: ``--config=configs/theory.py:<variant>``; single fields with
-``--config.train.steps=2000``. Expected runtimes are on a 2-core laptop CPU.
+``--config.train.steps=2000``. Expected runtimes are on a 2-core laptop CPU (measured idle,
+2026-11-28, compile included; 2-4x longer when the cores are shared).
 
 * default (~25 s on an idle 2-core CPU, ~1–2 min under load): the classification split of Figure 8: ReLU vs identity, 4 seeds, the
   public script's fixed set (n = 1000, d = 256, K_core = K_bg = 32, width 256, hinge,
@@ -13,16 +14,17 @@ Variants: ``--config=configs/theory.py:<variant>``; single fields with
   of ``:paper`` show the same, 5x slower). Expected: ReLU ends with ID hinge < 0.01 and OOD
   hinge > 0.5, C_bg rising from 0.20 to about 0.4 and a positive signed background mean;
   identity ends with ID ~ OOD ~ 0.003 and a signed background mean of 0.
-* ``paper`` (~5-10 min): the same at the public script's full scale (lr 1e-3, 20,000 steps,
+* ``paper`` (~1.5 min idle): the same at the public script's full scale (lr 1e-3, 20,000 steps,
   8 seeds).
-* ``online`` (~3 min): the theorems' regime: online SGD, hinge, frozen output, widths
+* ``online`` (~35 s idle): the theorems' regime: online SGD, hinge, frozen output, widths
   {64, 256, 1024} x batch sizes {8, 32, 128} x 2 seeds, one compile.
-* ``activations`` (~3 min): Figure 3(d)/10: relu, gelu, sigmoid, tanh; sphere core, AdamW,
+* ``activations`` (~1.5 min idle): Figure 3(d)/10: relu, gelu, sigmoid, tanh; sphere core, AdamW,
   both layers and biases trained; background correlation grows for every nonlinearity.
-* ``regression`` (~1 min): Figure 9: MSE to the core coefficients, ReLU vs identity.
-* ``shift`` (~2 min): OOD risk against the shift strength s in {0, 0.2, ..., 1} (each s
-  retrains: the shift is a vmapped value, so this costs one compile).
-* ``remedy`` (~1 min): claim C7: ReLU with and without the oracle core-subspace projection.
+* ``regression`` (~40 s idle): Figure 9: MSE to the core coefficients, ReLU vs identity.
+* ``shift`` (~30 s idle): OOD risk against the shift strength s in {0, 0.2, ..., 1} (each s
+  retrains: the shift is a vmapped value; two compiles, ReLU and the linear shortcut of the
+  identity).
+* ``remedy`` (~25 s idle): claim C7: ReLU with and without the oracle core-subspace projection.
 * ``smoke`` (seconds): a tiny sweep for tests.
 """
 import ml_collections
