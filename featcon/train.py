@@ -296,20 +296,21 @@ def make_train(static, on_log=None):
       w = (jnp.arange(static.batch) < dyn.batch_size).astype(jnp.float32)
       return prob.train_x[idx], prob.train_t[idx], w
 
-    def batch_loss(tr, x, t, w):
-      f = network.apply({**tr, **frozen}, x, act, step_mask)
+    def mean_loss(f, t, w):
+      """The batch loss: the mean over the rows of a batch (weights w mark padded rows)."""
       if not static.batch_padded:
         return jnp.mean(loss_fn(f, t))
       return jnp.sum(w * loss_fn(f, t)) / jnp.sum(w)
+
+    def batch_loss(tr, x, t, w):
+      return mean_loss(network.apply({**tr, **frozen}, x, act, step_mask), t, w)
 
     grad_fn = jax.value_and_grad(batch_loss)
 
     def linear_loss(y, x, t, w):
+      """The same loss for the linear model ``f(x) = Y x``, ``Y = A^T W`` (linear_eligible)."""
       f = x @ y.T
-      f = f[:, 0] if static.out_dim is None else f
-      if not static.batch_padded:
-        return jnp.mean(loss_fn(f, t))
-      return jnp.sum(w * loss_fn(f, t)) / jnp.sum(w)
+      return mean_loss(f[:, 0] if static.out_dim is None else f, t, w)
 
     linear_grad_fn = jax.value_and_grad(linear_loss)
 
