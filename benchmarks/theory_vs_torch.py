@@ -22,6 +22,7 @@ import torch
 from absl import app, flags
 
 import featcon
+from featcon import sweeps
 
 flags.DEFINE_integer("steps", 20000, "training steps per configuration")
 flags.DEFINE_integer("seeds", 8, "seeds per activation in the fig8 workload")
@@ -128,8 +129,8 @@ def main(argv):
     jax.config.update("jax_num_cpu_devices", FLAGS.cpu_devices)
   torch.set_num_threads(max(1, torch.get_num_threads()))
   steps = FLAGS.steps
-  res = {"steps": steps, "jax_devices": jax.device_count(), "versions": featcon.versions(), "torch": torch.__version__,
-         "torch_threads": torch.get_num_threads(), "peak_flops": matmul_peak()}
+  res = {"steps": steps, "jax_devices": jax.device_count(), "versions": featcon.versions(),
+         "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "peak_flops": matmul_peak()}
   if "fig8" in FLAGS.workloads:
     _fig8(res, steps)
   if "online" in FLAGS.workloads:
@@ -149,9 +150,10 @@ def _fig8(res, steps):
   n_cfg = 2 * FLAGS.seeds
   # training matmuls of the ReLU group: forward Z P^T and gradient Z^T D, each 2 n K m flops
   # per step; the identity group runs the linear shortcut (O(nK) per step), so it is left out.
-  relu = [v for v in df.attrs["timings"].values() if v["configs"] == FLAGS.seeds]
-  res["groups"] = {k: {kk: vv for kk, vv in v.items()} for k, v in df.attrs["timings"].items()}
-  run_s = relu[0]["wall_s"] - relu[0]["compile_s"]
+  groups = sweeps.make_groups([featcon.resolve_config(c) for _, c in sweeps.expand(cfg)])
+  (relu,) = [df.attrs["timings"][g.key] for g in groups if g.static.activations == ("relu",)]
+  res["groups"] = {k: dict(v) for k, v in df.attrs["timings"].items()}
+  run_s = relu["wall_s"] - relu["compile_s"]
   res["fig8_relu_group_run_s"] = run_s
   res["fig8_relu_flops"] = FLAGS.seeds * steps * 2 * (2 * N * K * 256) / run_s
   todo = [(s, a) for a in ("relu", "identity") for s in range(FLAGS.seeds)]
@@ -170,11 +172,11 @@ def _online(res, steps):
   df = featcon.sweep(cfg)
   res["online_featcon_s"] = time.perf_counter() - t
   res["online_compile_s"] = sum(v["compile_s"] for v in df.attrs["timings"].values())
-  (t,) = df.attrs["timings"].values()
-  res["online_chunks"] = f"{t['chunks']} x {t['chunk']}"
+  (timing,) = df.attrs["timings"].values()
+  res["online_chunks"] = f"{timing['chunks']} x {timing['chunk']}"
   # training matmuls (2 x 2 B K m per step and configuration) over the steady-state time
-  res["online_flops"] = (t["chunks"] * t["chunk"] * steps * 2 * (2 * 32 * K * 512)
-                         / (t["wall_s"] - t["compile_s"]))
+  res["online_flops"] = (timing["chunks"] * timing["chunk"] * steps * 2 * (2 * 32 * K * 512)
+                         / (timing["wall_s"] - timing["compile_s"]))
   todo = [(s, lr) for s in range(FLAGS.online_configs // 8) for lr in np.geomspace(1e-3, 1e-1, 8)]
   if FLAGS.torch_configs:
     todo = todo[:FLAGS.torch_configs]

@@ -203,7 +203,7 @@ def make_problem(static, dyn, M=None):
   """Samples the dictionary, data sets and initial weights of a run from ``dyn.seed``
   (keys from :func:`run_keys`); ``M``, if given, is the run's dictionary computed beforehand
   with :func:`run_dictionary` (the same numbers)."""
-  k_dict, k_init, k_train, k_eval, _ = run_keys(dyn.seed)
+  _, k_init, k_train, k_eval, _ = run_keys(dyn.seed)  # the first key is run_dictionary's
   M = run_dictionary(static, dyn.seed) if M is None else M
   feature = static.path == "feature"
   basis = jnp.eye(static.k, dtype=jnp.float32) if feature else M
