@@ -155,12 +155,14 @@ def sample_colours(key, n, family, jitter, mean_rgb=None):
   centre, jittered = parse_family(family, mean_rgb)
   if centre is None:
     return jnp.zeros((n, 3), jnp.float32)
-  noise = jax.random.uniform(key, (n, 3), minval=-jitter, maxval=jitter) if jittered else 0.0
-  return jnp.clip(jnp.broadcast_to(centre + noise, (n, 3)), 0.0, 1.0)
+  if not jittered:
+    return jnp.clip(jnp.broadcast_to(jnp.asarray(centre), (n, 3)), 0.0, 1.0)
+  return _colours(key, n, centre, jitter)
 
 
 def _colours(key, n, centre, amp):
-  """`sample_colours` with the family as traced values (one compiled step for every family)."""
+  """Colours centre + Uniform(−amp, amp) per channel, clipped to [0, 1]; the family may be
+  traced values (one compiled step for every family)."""
   noise = jax.random.uniform(key, (n, 3), minval=-amp, maxval=amp)
   return jnp.clip(jnp.broadcast_to(centre + noise, (n, 3)), 0.0, 1.0)
 

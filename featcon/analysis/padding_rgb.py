@@ -132,7 +132,7 @@ def load_images(name, split, n, size, data_dir=None, seed=0):
   Returns:
     (images, labels int32, num_classes).
   """
-  from featcon.data import registry  # pylint: disable=g-import-not-at-top
+  from featcon.data import preprocess, registry  # pylint: disable=g-import-not-at-top
   ds = registry.load(name, split, data_dir=data_dir or None)
   src = ds.source
   total = len(src)
@@ -151,10 +151,7 @@ def load_images(name, split, n, size, data_dir=None, seed=0):
     if img.shape[-1] == 1:
       img = np.repeat(img, 3, axis=-1)
     img = img[..., :3]
-    if img.shape[:2] != (size, size):
-      from PIL import Image  # pylint: disable=g-import-not-at-top
-      img = np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC))
-    images[j] = img
+    images[j] = preprocess.resize(np.ascontiguousarray(img), (size, size))
     labels[j] = ex["label"]
   if labels.min() < 0 or labels.max() >= ds.num_classes:
     raise ValueError(f"data set {name!r} split={split!r}: labels in [{labels.min()}, "

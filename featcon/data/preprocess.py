@@ -9,7 +9,8 @@ BRICK_RED = (150, 50, 50)
 AUGMENTATIONS = ("none", "crop", "crop_flip")
 
 
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """uint8 image resized to ``size`` = (h, w) with PIL's bicubic filter (unchanged if already so)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   if image.shape[:2] == tuple(size):
     return image
@@ -20,7 +21,7 @@ def clip_preprocess(image: np.ndarray, resolution: int) -> np.ndarray:
   """CLIP's eval transform: bicubic short-side resize, centre crop, /255, normalise (uint8 -> f32)."""
   h, w = image.shape[:2]
   s = resolution / min(h, w)
-  image = _resize(image, (max(resolution, round(h * s)), max(resolution, round(w * s))))
+  image = resize(image, (max(resolution, round(h * s)), max(resolution, round(w * s))))
   h, w = image.shape[:2]
   y0, x0 = (h - resolution) // 2, (w - resolution) // 2
   image = image[y0:y0 + resolution, x0:x0 + resolution]
@@ -51,7 +52,7 @@ def train_augment(image: np.ndarray, resolution: int, rng: np.random.Generator,
       break
   else:
     ch, cw, y0, x0 = h, w, 0, 0
-  image = _resize(image[y0:y0 + ch, x0:x0 + cw], (resolution, resolution))
+  image = resize(image[y0:y0 + ch, x0:x0 + cw], (resolution, resolution))
   if kind == "crop_flip" and rng.random() < 0.5:
     image = image[:, ::-1]
   return normalize(image)
@@ -63,4 +64,4 @@ def pad_brick_red(image: np.ndarray, pad: int = 8) -> np.ndarray:
   out = np.empty((h + 2 * pad, w + 2 * pad, 3), np.uint8)
   out[...] = np.array(BRICK_RED, np.uint8)
   out[pad:pad + h, pad:pad + w] = image[..., :3]
-  return _resize(out, (h, w))
+  return resize(out, (h, w))
