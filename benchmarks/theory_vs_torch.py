@@ -22,7 +22,7 @@ import torch
 from absl import app, flags
 
 import featcon
-from featcon import sweeps
+from featcon.theory import sweeps
 
 flags.DEFINE_integer("steps", 20000, "training steps per configuration")
 flags.DEFINE_integer("seeds", 8, "seeds per activation in the fig8 workload")

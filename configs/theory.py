@@ -29,7 +29,7 @@ Variants: ``--config=configs/theory.py:<variant>``; single fields with
 """
 import ml_collections
 
-from featcon.config import default_config
+from featcon.theory.config import default_config
 
 VARIANTS = ("default", "paper", "online", "activations", "regression", "shift", "remedy",
             "smoke")

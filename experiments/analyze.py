@@ -9,7 +9,7 @@ from ml_collections import config_flags
 from featcon.analysis import datasets
 from featcon.analysis import encoders
 from featcon.analysis import padding
-from featcon.analysis import run
+from featcon.analysis import suite
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/analyze.py", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for PNG and JSON outputs.")
@@ -65,7 +65,7 @@ def main(cfg, workdir):
     encs = [encoders.load(label, spec, shape, cfg.seed,
                           pad_overrides if encoders.parse_spec(spec)[0] == "small-resnet" else None)
             for label, spec in specs]
-    results["encoders"] = run.run_all(cfg, encs, data, os.path.join(workdir, "encoders"))
+    results["encoders"] = suite.run_all(cfg, encs, data, os.path.join(workdir, "encoders"))
   return results
 
 
@@ -73,7 +73,7 @@ def _main(argv):
   del argv
   if not _WORKDIR.value:
     raise ValueError("--workdir is required")
-  from featcon.distill import train as train_lib  # pylint: disable=g-import-not-at-top
+  from featcon import training as train_lib  # pylint: disable=g-import-not-at-top
   train_lib.quiet_orbax_logs()
   res = main(_CONFIG.value, _WORKDIR.value)
   print(json.dumps({k: sorted(v) if isinstance(v, dict) else v for k, v in res.items()}))

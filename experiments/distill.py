@@ -9,7 +9,7 @@ digits benchmark (about a minute on 2 CPU cores). Paper-scale configs: configs/d
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from featcon.distill import stages
+from featcon import distill
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
@@ -20,8 +20,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  stages.start_stage(_CONFIG.value, _WORKDIR.value, "distill")
-  stages.distill(_CONFIG.value, _WORKDIR.value)
+  distill.start_stage(_CONFIG.value, _WORKDIR.value, "distill")
+  distill.distill(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

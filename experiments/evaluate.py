@@ -8,8 +8,8 @@ Writes results.json (with config and package versions), results.md and scatter.p
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from featcon.distill import stages
-from featcon.probe import run as probe_run
+from featcon import distill
+from featcon.probe import stages as probe_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
@@ -19,7 +19,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory with trained probes."
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  stages.start_stage(_CONFIG.value, _WORKDIR.value, "evaluate")
+  distill.start_stage(_CONFIG.value, _WORKDIR.value, "evaluate")
   results = probe_run.evaluate(_CONFIG.value, _WORKDIR.value)
   print(results["table_md"])
 

@@ -6,8 +6,8 @@ AdamW/Adam with a cosine schedule and model selection on ID validation, plus clo
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from featcon.probe import run as probe_run
-from featcon.distill import stages
+from featcon.probe import stages as probe_run
+from featcon import distill
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
@@ -18,7 +18,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a finished distill
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  stages.start_stage(_CONFIG.value, _WORKDIR.value, "linear_probe")
+  distill.start_stage(_CONFIG.value, _WORKDIR.value, "linear_probe")
   probe_run.train_probes(_CONFIG.value, _WORKDIR.value)
 
 

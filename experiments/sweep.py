@@ -15,7 +15,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from featcon import sweeps as sweep_lib
+from featcon.theory import sweeps as sweep_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/theory.py", "Sweep config file.",
                                           lock_config=True)

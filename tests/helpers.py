@@ -3,8 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from featcon import config as config_lib
-from featcon import train as train_lib
+from featcon.theory import config as config_lib
+from featcon.theory import train as train_lib
 
 SMALL = {"data": {"d": 64, "k_core": 16, "k_bg": 16, "n_train": 400, "n_eval": 2048},
          "model": {"width": 64}, "train": {"steps": 4000, "log_every": 500, "lr": 1e-2}}

@@ -6,7 +6,7 @@
 - `gradcam`: Grad-CAM through a named intermediate of any encoder (Figure 6);
 - `padding`: the padded-image experiment (F.4) on scikit-learn digits;
 - `nets`: the small ReLU ResNet used there; `encoders`: encoders by name (through
-  `featcon.distill.encoders.make_encoder`) from random init, a checkpoint or a distillation run;
+  `featcon.models.make_encoder`) from random init, a checkpoint or a distillation run;
 - `datasets`: in-memory image sets with labels and domain ids; `run`: every analysis → PNG + JSON;
 - `plots`: the figures. Entry point: `python -m experiments.analyze` (configs/analyze.py).
 """

@@ -9,7 +9,7 @@ Spec strings (config field `encoders`, "label=spec" pairs):
     "checkpoints" folder; the latest step is read, and the teacher's linear head is dropped),
     or "<workdir>" itself when the label is "teacher" or "student".
 
-<arch> is any name `featcon.distill.encoders.make_encoder` knows: the CLIP towers of
+<arch> is any name `featcon.models.make_encoder` knows: the CLIP towers of
 `featcon.clip` ("RN50", "ViT-B/16", …, "tiny-rn", "tiny-vit"), the theory's "mlp-relu" /
 "mlp-identity", and "small-resnet", the CPU-scale network of the padded-digits experiment.
 """
@@ -21,14 +21,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from featcon.distill import encoders as distill_encoders
+from featcon import models
+from featcon import training
 
-ROLES = ("teacher", "student")
+MODEL_ROLES = ("teacher", "student")
 
 
 def create(name, **overrides):
   """The encoder module called `name` (one builder for the whole library: `make_encoder`)."""
-  return distill_encoders.make_encoder(name, **overrides)
+  return models.make_encoder(name, **overrides)
 
 
 class Encoder(NamedTuple):
@@ -57,20 +58,19 @@ def distill_checkpoints(path, label=None):
   """
   path = os.path.abspath(path)
   cands = [path, os.path.join(path, "checkpoints")]
-  if label in ROLES:
+  if label in MODEL_ROLES:
     cands.append(os.path.join(path, label, "checkpoints"))
   for c in cands:
     if os.path.basename(c) == "checkpoints" and os.path.isdir(c) and any(
         d.isdigit() for d in os.listdir(c)):
       role = os.path.basename(os.path.dirname(c))
-      return c, role if role in ROLES else None
+      return c, role if role in MODEL_ROLES else None
   return None
 
 
 def _distill_variables(ckpt_dir):
   """`{"params", ["batch_stats"]}` of the latest step; a pre-trained teacher's head is dropped."""
-  from featcon.distill import stages  # pylint: disable=g-import-not-at-top
-  variables = stages.load_variables(ckpt_dir)
+  variables = training.load_variables(ckpt_dir)
   params = variables["params"]
   if set(params) == {"encoder", "head"}:  # teacher pre-training: encoder + linear head
     variables = dict(variables, params=params["encoder"])

@@ -10,7 +10,7 @@ activations of a whole data set in memory, so the same code serves an 8×8 toy a
 
 References: Zhang et al. (ICML 2024) Section 5 ("Activation asymmetry in deep networks"),
 Appendix F.2 (class activation rates), F.3 (neuron selectivity, after Morcos et al. 2018),
-G.2 (activation density); `docs/THEORY.md`, last section.
+G.2 (activation density); `docs/theory.md`, last section.
 """
 from typing import NamedTuple
 
@@ -106,7 +106,7 @@ def class_mean_rates(stats):
 def rate_asymmetry(stats):
   """Per-channel `max_c p_k(c) − mean_{c ≠ argmax} p_k(c)`, shape (C,).
 
-  The multi-class counterpart of THEORY.md's `p_r(+1) − p_r(−1)` (Theorem 4.1, Figure 7): 1 when a
+  The multi-class counterpart of docs/theory.md's `p_r(+1) − p_r(−1)` (Theorem 4.1, Figure 7): 1 when a
   channel fires for one class only, 0 when it fires equally for all.
   """
   return _max_minus_rest(activation_rates(stats))

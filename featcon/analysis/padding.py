@@ -28,7 +28,7 @@ changes the content's scale and sharpness as well, so padded − none mixes both
 
 Because the digits are grey, their *core* features lie on the grey axis `g = (1, 1, 1)/√3` of
 colour space, and the padding colour is the only source of chroma (the plane orthogonal to g):
-the chroma part of a first-layer filter is the deep analogue of THEORY.md's background projection
+the chroma part of a first-layer filter is the deep analogue of docs/theory.md's background projection
 `C_bg`. For the control run the chroma part of the stem filters receives no gradient at all (its
 inputs have none), so it only changes by weight decay; any growth in the padded run is learned
 from a feature uncorrelated with the label. Natural images are not grey; their filter measure is
@@ -56,7 +56,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from featcon.analysis import nets
+from featcon.models import small_resnet as nets
 from featcon.analysis import padding_rgb
 
 COLOUR_FAMILIES = {

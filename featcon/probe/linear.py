@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from featcon.distill import train as train_lib
+from featcon import training as train_lib
 from featcon.probe.metrics import accuracy
 
 

@@ -11,7 +11,7 @@ from configs import analyze as analyze_config  # pylint: disable=g-import-not-at
 from configs.distill import digits  # pylint: disable=g-import-not-at-top
 from experiments import analyze  # pylint: disable=g-import-not-at-top
 from featcon.analysis import encoders  # pylint: disable=g-import-not-at-top
-from featcon.distill import stages  # pylint: disable=g-import-not-at-top
+from featcon import distill  # pylint: disable=g-import-not-at-top
 
 FILES = ["activation_rates", "selectivity", "density", "domain", "gradcam", "analyses"]
 
@@ -19,7 +19,7 @@ FILES = ["activation_rates", "selectivity", "density", "domain", "gradcam", "ana
 def test_distill_then_analyze_teacher_student_random(tmp_path):
   wd = str(tmp_path / "distill")
   dcfg = digits.get_config("tiny-rn,smoke")  # teacher pre-trained 6 steps, student distilled 6
-  student = stages.distill(dcfg, wd)
+  student = distill.distill(dcfg, wd)
   cfg = analyze_config.get_config("digits")
   with cfg.unlocked():
     cfg.encoders = (f"teacher=tiny-rn@{wd}/teacher,student=tiny-rn@{wd}/student/checkpoints,"

@@ -6,8 +6,8 @@ import pytest
 from featcon import clip
 from featcon.analysis import encoders
 from featcon.analysis import gradcam
-from featcon.analysis import run
-from featcon.distill import encoders as distill_encoders
+from featcon.analysis import suite
+from featcon import models
 
 
 def test_parse_spec():
@@ -22,8 +22,8 @@ def test_one_builder_by_name():
   for name in ("tiny-rn", "tiny-vit"):
     a, b = encoders.create(name), clip.create(name)
     assert type(a) is type(b) and clip.config_of(a) == clip.config_of(b)
-    assert distill_encoders.encoder_backend(name) == "featcon.clip"
-  assert type(encoders.create("mlp-relu")) is distill_encoders.TwoLayerNet
+    assert models.encoder_backend(name) == "featcon.clip"
+  assert type(encoders.create("mlp-relu")) is models.mlp.TwoLayerNet
   assert type(encoders.create("small-resnet")).__name__ == "SmallResNet"
   with pytest.raises(ValueError, match="name='tiny-rnn' is unknown; allowed: .*tiny-rn"):
     encoders.create("tiny-rnn")
@@ -45,11 +45,11 @@ def test_clip_tiny_models_follow_the_contract(arch):
   x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
   emb, inter = enc.module.apply(enc.variables, x, train=False)
   assert emb.shape == (2, 32) and set(inter) == keys
-  assert run.default_cam_layer(list(inter)) == last
+  assert suite.default_cam_layer(list(inter)) == last
   for layer in [k for k in keys if k.startswith(("layer", "block"))]:
     gradcam.find_producer(enc.module, enc.variables, x, layer, {"train": False})
   shapes = {k: v.shape for k, v in inter.items()}
-  layer = run.default_cam_layer(list(inter), shapes)
+  layer = suite.default_cam_layer(list(inter), shapes)
   cam = gradcam.grad_cam(enc.module, enc.variables, x, layer, lambda e: e, np.array([0, 1]),
                          {"train": False})
   assert cam.shape == (2, 32, 32) and np.isfinite(np.asarray(cam)).all()

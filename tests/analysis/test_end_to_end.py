@@ -51,7 +51,7 @@ def test_bad_config_values_raise(tmp_path):
 
 
 def test_default_layers_follow_the_contract():
-  from featcon.analysis import run  # pylint: disable=g-import-not-at-top
+  from featcon.analysis import suite as run  # pylint: disable=g-import-not-at-top
   assert run.default_layers(["layer10", "stem", "layer2", "attnpool", "layer1"]) == [
       "stem", "layer1", "layer2", "layer10"]
   vit = ["block0", "block1_mlp_act", "block0_mlp_act", "block10_mlp_act", "embedding"]

@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from featcon.distill import train as train_lib
+from featcon import training as train_lib
 
 # Needs the "data" extras (pip install -e ".[test,data]"); skipped without them.
 for _m in ("sklearn", "skimage", "PIL"):
   pytest.importorskip(_m)
 from configs.distill import digits  # pylint: disable=g-import-not-at-top
-from featcon.distill import stages  # pylint: disable=g-import-not-at-top
+from featcon import distill, models  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,12 +31,12 @@ def _leaves(variables):
 
 
 def test_resume_after_interruption_equals_uninterrupted(tmp_path):
-  full = stages.distill(_config(), str(tmp_path / "full"))
+  full = distill.distill(_config(), str(tmp_path / "full"))
   # Interrupted after step 3 (last checkpoint at 3), then rerun: resumes from step 3.
-  stages.distill(_config(stop_after=3, checkpoint_every=100), str(tmp_path / "cut"))
+  distill.distill(_config(stop_after=3, checkpoint_every=100), str(tmp_path / "cut"))
   ckpts = tmp_path / "cut" / "student" / "checkpoints"
   assert sorted(int(p) for p in os.listdir(ckpts) if p.isdigit()) == [3]
-  resumed = stages.distill(_config(checkpoint_every=100), str(tmp_path / "cut"))
+  resumed = distill.distill(_config(checkpoint_every=100), str(tmp_path / "cut"))
   for a, b in zip(_leaves(full), _leaves(resumed), strict=True):
     np.testing.assert_array_equal(a, b)
   with open(tmp_path / "cut" / "student" / "metrics.jsonl") as f:
@@ -61,7 +61,8 @@ import json, sys
 import jax, numpy as np
 from configs.distill import digits
 from featcon.data import Loader
-from featcon.distill import encoders, stages, train as train_lib
+from featcon import distill, models, training as train_lib
+from featcon.data import refs
 train_lib.enable_compilation_cache()
 assert len(jax.devices()) == 2, jax.devices()
 embs, losses = [], []
@@ -70,9 +71,9 @@ for n in (1, 2):
   c.teacher.source = "random"
   c.distill.log_every = 1
   c.num_devices = n
-  v = stages.distill(c, sys.argv[1] + f"/d{{n}}")
-  x = Loader(stages.open_dataset(c, "digits_grey:val").source, 16, 32).train_batch(0)["image"]
-  embs.append(np.asarray(encoders.make_encoder(c.model.student).apply(v, x)[0]))
+  v = distill.distill(c, sys.argv[1] + f"/d{{n}}")
+  x = Loader(refs.open_dataset(c, "digits_grey:val").source, 16, 32).train_batch(0)["image"]
+  embs.append(np.asarray(models.make_encoder(c.model.student).apply(v, x)[0]))
   with open(sys.argv[1] + f"/d{{n}}/student/metrics.jsonl") as f:
     losses.append([json.loads(l)["loss"] for l in f])
 print("EMB", float(np.abs(embs[0] - embs[1]).max() / np.abs(embs[0]).max()))
@@ -104,17 +105,17 @@ def test_vit_block_loss_and_attention_init_from_teacher(tmp_path):
   c.teacher.source = "random"
   c.distill.update(init_attention_from_teacher=True, block_weight=0.1, log_every=1)
   assert c.distill.block_weight == 0.1
-  teacher = stages.teacher_variables(c, str(tmp_path))
-  student0 = stages.init_variables(
-      stages.encoders.make_encoder(c.model.student), c.data.image_size, c.seed)
-  mixed = stages.init_attention_from_teacher(student0["params"], teacher["params"])
+  teacher = distill.teacher_variables(c, str(tmp_path))
+  student0 = train_lib.init_variables(
+      models.make_encoder(c.model.student), c.data.image_size, c.seed)
+  mixed = distill.init_attention_from_teacher(student0["params"], teacher["params"])
   flat = lambda t: {jax.tree_util.keystr(k): v
                     for k, v in jax.tree_util.tree_flatten_with_path(t)[0]}
   m, t, s = flat(mixed), flat(teacher["params"]), flat(student0["params"])
   attn = [k for k in m if "attn" in k]
   assert attn and all(np.array_equal(m[k], t[k]) for k in attn)
   assert all(np.array_equal(m[k], s[k]) for k in m if "attn" not in k)
-  stages.distill(c, str(tmp_path))
+  distill.distill(c, str(tmp_path))
   with open(tmp_path / "student" / "metrics.jsonl") as f:
     recs = [json.loads(l) for l in f]
   # The loss includes 0.1 x the per-block MSEs on top of the final-representation MSE.

@@ -4,8 +4,8 @@ Sweep syntax (``docs/sweeps.md``): any field of a :func:`featcon.default_config`
 hold a *list* of values; lists are axes and combine as a product. ``sweep.zip`` names groups of
 fields whose lists advance together (one axis). Tuples are plain values (``core_radii``).
 
-The engine splits each configuration into :class:`featcon.train.Static` and
-:class:`featcon.train.Dynamic`, groups configurations whose static part agrees once width,
+The engine splits each configuration into :class:`featcon.theory.train.Static` and
+:class:`featcon.theory.train.Dynamic`, groups configurations whose static part agrees once width,
 batch size and activation are taken out, and compiles one ``jit(vmap(train))`` per group:
 
 * seeds, learning rates, weight decays, momenta, Adam betas, init scales and shift strengths
@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from featcon import config as config_lib
-from featcon import simulation as simulate_lib
-from featcon import train as train_lib
+from featcon import io
+from featcon.theory import config as config_lib
+from featcon.theory import simulation as simulate_lib
+from featcon.theory import train as train_lib
 
 SWEEP_DEFAULTS = {"zip": (), "memory_budget_gb": 4.0, "max_chunk": 4096, "progress": True}
 
@@ -284,7 +285,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
     divs.append(np.asarray(div)[keep])
     if cpath:
-      simulate_lib.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
+      io.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
                                 binary=True)
   bar.close()
   compile_s = compile_s or 0.0
@@ -363,9 +364,9 @@ def run(config, workdir=None, progress=None, log=print):
             f"workdir {workdir!r} holds results of a different config (fingerprint "
             f"{old.get('fingerprint')} != {fingerprint}); use a new --workdir or delete it")
     else:
-      meta = {"config": plain, "fingerprint": fingerprint, "versions": simulate_lib.versions(),
+      meta = {"config": plain, "fingerprint": fingerprint, "versions": io.versions(),
               "n_configs": len(resolved)}
-      simulate_lib.atomic_write(cpath, lambda f: json.dump(meta, f, indent=2, default=str))
+      io.atomic_write(cpath, lambda f: json.dump(meta, f, indent=2, default=str))
 
   n = len(resolved)
   all_metrics = [None] * n
@@ -389,11 +390,11 @@ def run(config, workdir=None, progress=None, log=print):
       log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s, "
           f"{timing['chunks']} chunk(s) of {timing['chunk']})")
       if path:
-        simulate_lib.atomic_write(path + ".npz", lambda f: np.savez(
+        io.atomic_write(path + ".npz", lambda f: np.savez(
             f, __diverged=div, **metrics), binary=True)
         info = {"static": dataclasses.asdict(group.static), "indices": group.indices,
                 "timing": timing}
-        simulate_lib.atomic_write(path + ".json", lambda f: json.dump(info, f, default=str))
+        io.atomic_write(path + ".json", lambda f: json.dump(info, f, default=str))
         for f in os.listdir(os.path.dirname(path)):
           if f.startswith(group.key + ".chunk"):
             os.remove(os.path.join(os.path.dirname(path), f))
@@ -436,25 +437,25 @@ def summary_table(df, metrics=("id_risk", "ood_risk", "id_error", "ood_error", "
 
 def write_outputs(workdir, df, expanded, all_metrics, diverged, resolved, timings, log=print):
   """Writes results.csv, trajectories.npz, summary.md and the figures (all atomic)."""
-  from featcon import plots
-  simulate_lib.atomic_write(os.path.join(workdir, "results.csv"),
+  from featcon.theory import plots
+  io.atomic_write(os.path.join(workdir, "results.csv"),
                             lambda f: df.to_csv(f, index=False))
   arrays = {f"metrics/{k}": np.stack([m[k] for m in all_metrics]) for k in all_metrics[0]}
   cols = _swept_columns(expanded)
   for c in cols:
     arrays[f"swept/{c}"] = np.asarray([str(_value(s.get(c))) for s, _ in expanded])
   arrays["diverged_step"] = diverged
-  simulate_lib.atomic_write(os.path.join(workdir, "trajectories.npz"),
+  io.atomic_write(os.path.join(workdir, "trajectories.npz"),
                             lambda f: np.savez(f, **arrays), binary=True)
   table = summary_table(df)
-  versions = simulate_lib.versions()
+  versions = io.versions()
   total = sum(t["wall_s"] for t in timings.values())
   md = ["# Sweep summary", "",
         f"{len(resolved)} configurations, final step {int(df['step'].max())}; mean ± std over "
         "seeds.", "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
         "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
-  simulate_lib.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
+  io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
   figs = plots.sweep_figures(df, all_metrics, expanded, workdir)
   log("\n" + table.to_string(index=False))
   log(f"\nwrote {workdir}/results.csv, trajectories.npz, summary.md and "

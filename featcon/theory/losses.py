@@ -1,4 +1,4 @@
-"""Training losses of Section 3 (THEORY.md, "Training")."""
+"""Training losses of Section 3 (docs/theory.md, "Training")."""
 import jax
 import jax.numpy as jnp
 

@@ -1,4 +1,4 @@
-"""Optimizers of THEORY.md ("Training"), all built from optax transformations.
+"""Optimizers of docs/theory.md ("Training"), all built from optax transformations.
 
 * ``sgd``: SGD with *coupled* weight decay (eq. 4), ``w <- w - eta (grad + lambda w)``, with
   PyTorch heavy-ball momentum ``v <- mu v + g; w <- w - eta v`` (``momentum = 0`` is plain SGD;
@@ -16,7 +16,7 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 
 def rotation_equivariant(name):
-  """True when the optimizer commutes with rotations of the input space (THEORY.md, last section).
+  """True when the optimizer commutes with rotations of the input space (docs/theory.md, last section).
 
   For these the dynamics of ``P = W M`` close in feature coordinates.
   """

@@ -3,24 +3,15 @@ import dataclasses
 import json
 import logging
 import os
-import platform
-import tempfile
 from typing import Any, Dict, Optional
 
 import jax
 import ml_collections
 import numpy as np
 
-from featcon import config as config_lib
-from featcon import train as train_lib
-from featcon.version import __version__
-
-
-def versions():
-  """Versions and platform recorded with every result."""
-  return {"featcon": __version__, "jax": jax.__version__, "numpy": np.__version__,
-          "python": platform.python_version(), "platform": jax.default_backend(),
-          "devices": [str(d) for d in jax.devices()]}
+from featcon import io
+from featcon.theory import config as config_lib
+from featcon.theory import train as train_lib
 
 
 @dataclasses.dataclass
@@ -30,7 +21,7 @@ class Result:
   Attributes:
     metrics: dict of numpy arrays over log steps (``step``, ``id_risk``, ``ood_risk``,
       ``id_error``, ``ood_error``, ``core_corr``, ``bg_corr``, ``bg_signed``, ``asym_frac``,
-      ... see :mod:`featcon.metrics`).
+      ... see :mod:`featcon.theory.metrics`).
     final: the last value of every scalar metric, as floats.
     config: the resolved config.
     params: final params in input coordinates (numpy), or None.
@@ -43,7 +34,7 @@ class Result:
   config: ml_collections.ConfigDict
   params: Optional[Dict[str, np.ndarray]] = None
   diverged_step: Optional[int] = None
-  versions: Dict[str, Any] = dataclasses.field(default_factory=versions)
+  versions: Dict[str, Any] = dataclasses.field(default_factory=io.versions)
 
   def save(self, path):
     """Writes ``path/result.json`` (config, final, versions) and ``path/arrays.npz``, atomically."""
@@ -52,9 +43,9 @@ class Result:
             "diverged_step": self.diverged_step, "versions": self.versions}
     arrays = {f"metrics/{k}": v for k, v in self.metrics.items()}
     arrays.update({f"params/{k}": v for k, v in (self.params or {}).items()})
-    atomic_write(os.path.join(path, "arrays.npz"), lambda f: np.savez(f, **arrays), binary=True)
-    atomic_write(os.path.join(path, "result.json"),
-                 lambda f: json.dump(meta, f, indent=2, default=_jsonable))
+    io.atomic_write(os.path.join(path, "arrays.npz"), lambda f: np.savez(f, **arrays), binary=True)
+    io.atomic_write(os.path.join(path, "result.json"),
+                 lambda f: json.dump(meta, f, indent=2, default=io.jsonable))
 
   @classmethod
   def load(cls, path):
@@ -69,31 +60,9 @@ class Result:
                meta["versions"])
 
 
-def _jsonable(o):
-  if isinstance(o, (np.floating, np.integer)):
-    return o.item()
-  if isinstance(o, np.ndarray):
-    return o.tolist()
-  raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def _tuples(d):
   return {k: (_tuples(v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v)
           for k, v in d.items()}
-
-
-def atomic_write(path, write, binary=False):
-  """Writes a file through a temporary file in the same folder and ``os.replace``."""
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-  try:
-    with os.fdopen(fd, "wb" if binary else "w") as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def finalize(metrics, diverged_step):

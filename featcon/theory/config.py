@@ -10,7 +10,7 @@ import numbers
 
 import ml_collections
 
-from featcon import features, losses, network, optim
+from featcon.theory import features, losses, network, optim
 
 TASKS = ("classification", "regression")
 REGIMES = ("fixed", "online")
@@ -18,7 +18,7 @@ PATHS = ("auto", "feature", "input")
 
 
 def default_config():
-  """The public script's classification setting of THEORY.md.
+  """The public script's classification setting of docs/theory.md.
 
   Fixed set of n = 1000, d = 256, K_core = K_bg = 32, width 256, ReLU, hinge loss, SGD with
   momentum 0.9, lr 1e-3, coupled weight decay 1e-3 (eq. 4), frozen +-1/m output, PyTorch init,

@@ -1,7 +1,7 @@
 r"""The offline benchmark over architectures and seeds: distil -> probe -> evaluate for each
 (model, seed) of configs/distill/digits.py, then one summary table.
 
-  python -m experiments.benchmark --workdir=runs/digits_benchmark --seeds=0,1,2 \
+  python -m experiments.digits_benchmark --workdir=runs/digits_benchmark --seeds=0,1,2 \
       --models=tiny-rn,mlp-relu,mlp-identity,tiny-vit
 
 Each run lives in --workdir/<model>_s<seed> and resumes like the single entry points. The
@@ -18,9 +18,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs.distill import digits
-from featcon.distill import stages
-from featcon.distill import train as train_lib
-from featcon.probe import run as probe_run
+from featcon import distill, io
+from featcon import training as train_lib
+from featcon.probe import stages as probe_run
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/digits_benchmark", "Output directory.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
@@ -38,8 +38,8 @@ def _one(model: str, seed: int, root: str) -> dict:
       os.path.join(wd, "teacher")):
     shutil.copytree(teacher_src, os.path.join(wd, "teacher"))
   t0 = time.time()
-  stages.write_run_info(wd, config, "benchmark")
-  stages.distill(config, wd)
+  distill.write_run_info(wd, config, "benchmark")
+  distill.distill(config, wd)
   probe_run.train_probes(config, wd)
   res = probe_run.evaluate(config, wd)
   res["seconds"] = time.time() - t0
@@ -79,7 +79,7 @@ def main(argv):
       table, rows = summarize(runs, _PROBE.value)
       with open(os.path.join(root, "summary.json"), "w") as f:
         json.dump({"probe": _PROBE.value, "rows": rows, "seconds": seconds,
-                   "versions": stages.package_versions()}, f, indent=1)
+                   "versions": io.versions()}, f, indent=1)
       with open(os.path.join(root, "summary.md"), "w") as f:
         f.write(table + "\n")
       logging.info("summary so far:\n%s", table)

@@ -12,7 +12,10 @@ import os
 
 import numpy as np
 
-from featcon.distill import stages
+from featcon import io
+from featcon.data import refs
+from featcon.distill import runs
+from featcon.probe import features
 from featcon.probe import linear, metrics
 
 log = logging.getLogger("featcon")
@@ -29,10 +32,10 @@ def _models(config) -> list[str]:
 
 
 def _features_fn(config, workdir, model):
-  module, variables = stages.model_variables(config, workdir, model)
+  module, variables = runs.model_variables(config, workdir, model)
   cache = os.path.join(workdir, "features", model)
   rep = config.probe.representation
-  return lambda ds: stages.cached_features(module, variables, ds, config, cache, rep)
+  return lambda ds: features.cached_features(module, variables, ds, config, cache, rep)
 
 
 def _lambdas(config):
@@ -42,8 +45,8 @@ def _lambdas(config):
 def train_probes(config, workdir: str) -> dict:
   """Fits the gradient-trained and the ridge probe for each model; returns their selections."""
   pc = config.probe
-  train_ds = stages.open_dataset(config, config.data.probe_train, "config.data.probe_train")
-  val_ds = stages.open_dataset(config, config.data.probe_val, "config.data.probe_val")
+  train_ds = refs.open_dataset(config, config.data.probe_train, "config.data.probe_train")
+  val_ds = refs.open_dataset(config, config.data.probe_val, "config.data.probe_val")
   out_dir = os.path.join(workdir, "probes")
   os.makedirs(out_dir, exist_ok=True)
   summary = {}
@@ -109,9 +112,9 @@ def baseline_points(config, id_sets, ood_sets, train_ds, val_ds) -> list[dict]:
     raise ValueError(f"config.eval.baseline={kind!r} is not allowed; allowed: pixels, "
                      "csv:PATH, none")
   metric = _metric(config)
-  xt, yt = stages.pixel_features(train_ds, config)
-  xv, yv = stages.pixel_features(val_ds, config)
-  evals = [(ds, stages.pixel_features(ds, config)) for ds in id_sets + ood_sets]
+  xt, yt = features.pixel_features(train_ds, config)
+  xv, yv = features.pixel_features(val_ds, config)
+  evals = [(ds, features.pixel_features(ds, config)) for ds in id_sets + ood_sets]
   perm = np.random.default_rng(config.seed).permutation(len(yt))
   points = []
   for frac in [float(f) for f in config.eval.baseline_fractions.split(",")]:
@@ -129,9 +132,9 @@ def baseline_points(config, id_sets, ood_sets, train_ds, val_ds) -> list[dict]:
 def evaluate(config, workdir: str) -> dict:
   """Accuracy of every probe on every eval set; ID/OOD averages; baseline fit and effective
   robustness; writes results.json, results.md and scatter.png."""
-  refs = stages.eval_refs(config)
-  sets = {r: stages.open_dataset(config, f"{r[0]}:{r[1]}", "config.data.eval_sets")
-          for r in refs}
+  eval_refs = refs.eval_refs(config)
+  sets = {r: refs.open_dataset(config, f"{r[0]}:{r[1]}", "config.data.eval_sets")
+          for r in eval_refs}
   id_sets = [ds for r, ds in sets.items() if r[2] == "id"]
   ood_sets = [ds for r, ds in sets.items() if r[2] == "ood"]
   if not id_sets or not ood_sets:
@@ -145,14 +148,14 @@ def evaluate(config, workdir: str) -> dict:
     for kind in PROBE_KINDS:
       probe = _load_probe(os.path.join(workdir, "probes", f"{model}_{kind}.npz"))
       accs = {f"{r[0]}:{r[1]}": metric(linear.predict(probe, fx[r][0]), fx[r][1],
-                                       sets[r].class_groups) for r in refs}
+                                       sets[r].class_groups) for r in eval_refs}
       rows.append({"label": f"{model} ({config.model.teacher if model == 'teacher' else config.model.student}) {kind}",
                    "group": model, "model": model, "probe": kind,
-                   "id": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in refs if r[2] == "id"])),
-                   "ood": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in refs if r[2] == "ood"])),
+                   "id": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in eval_refs if r[2] == "id"])),
+                   "ood": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in eval_refs if r[2] == "ood"])),
                    "per_set": accs})
-  train_ds = stages.open_dataset(config, config.data.probe_train, "config.data.probe_train")
-  val_ds = stages.open_dataset(config, config.data.probe_val, "config.data.probe_val")
+  train_ds = refs.open_dataset(config, config.data.probe_train, "config.data.probe_train")
+  val_ds = refs.open_dataset(config, config.data.probe_val, "config.data.probe_val")
   base = baseline_points(config, id_sets, ood_sets, train_ds, val_ds)
   fit = None
   if len(base) >= 2:
@@ -171,9 +174,9 @@ def evaluate(config, workdir: str) -> dict:
   metrics.scatter_plot(primary + base, fit, os.path.join(workdir, "scatter.png"),
                        title=f"{config.model.student} distilled from {config.model.teacher}")
   results = {"metric": config.eval.metric, "rows": rows, "baseline": base, "baseline_fit": fit, "table_md": table,
-             "eval_sets": [":".join(r) for r in refs],
+             "eval_sets": [":".join(r) for r in eval_refs],
              "config": json.loads(config.to_json_best_effort()),
-             "versions": stages.package_versions()}
+             "versions": io.versions()}
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, sort_keys=True)
   with open(os.path.join(workdir, "results.md"), "w") as f:

@@ -1,4 +1,4 @@
-"""Measurements behind the theorems (THEORY.md, "What to measure").
+"""Measurements behind the theorems (docs/theory.md, "What to measure").
 
 With ``P = W M`` (m x K), ``P_rj = <w_r, m_j>`` the projection of neuron r on feature j:
 
@@ -18,7 +18,7 @@ Means over neurons respect the width mask, so a padded network measures like the
 """
 import jax.numpy as jnp
 
-from featcon import losses, network
+from featcon.theory import losses, network
 
 SCALAR_KEYS = ("id_risk", "ood_risk", "id_error", "ood_error", "core_corr", "bg_corr",
                "bg_signed", "core_align", "asym_frac", "act_rate_gap")
@@ -30,7 +30,7 @@ def projections(params, basis):
 
 
 def feature_correlations(P, k_core, mask):
-  """(core_corr, bg_corr, bg_signed) of THEORY.md over the neurons where ``mask`` is 1."""
+  """(core_corr, bg_corr, bg_signed) of docs/theory.md over the neurons where ``mask`` is 1."""
   msum = jnp.sum(mask)
   core = jnp.linalg.norm(P[:, :k_core], axis=1)
   bgp = P[:, k_core:]

@@ -6,9 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import featcon  # noqa: E402
-from featcon import config as config_lib  # noqa: E402
-from featcon import train as train_lib  # noqa: E402
-from tests import torch_reference  # noqa: E402
+from featcon.theory import config as config_lib  # noqa: E402
+from featcon.theory import train as train_lib  # noqa: E402
+from tests.theory import torch_reference  # noqa: E402
 
 
 @pytest.mark.parametrize("activation,loss,path", [("relu", "hinge", "input"),

@@ -1,10 +1,10 @@
-"""The one place that builds image encoders by name: ``make_encoder(name, **overrides)``.
+"""The encoder registry, the one place that builds image encoders by name: ``make_encoder(name, **overrides)``.
 
 - CLIP towers (``featcon.clip.CONFIGS``: RN50 ... ViT-L/14@336 and the CPU-scale ``tiny-rn``,
   ``tiny-vit``) come from ``featcon.clip.create(name, **overrides)`` (the Flax CLIP port);
 - the theory's two-layer network ``A sigma(W x)`` (Section 3.2): ``mlp-relu``, ``mlp-identity``;
 - ``small-resnet``: the BatchNorm-free ReLU ResNet of the padded-image experiment
-  (``featcon.analysis.nets.SmallResNet``, Appendix F.4).
+  (``featcon.models.small_resnet.SmallResNet``, Appendix F.4).
 
 Every encoder honours one contract:
 
@@ -25,24 +25,10 @@ import flax.linen as nn
 import jax
 
 from featcon import clip
+from featcon.models import mlp, small_resnet
 
 THEORY_NAMES = ("mlp-relu", "mlp-identity")
 LOCAL_NAMES = THEORY_NAMES + ("small-resnet",)
-
-
-class TwoLayerNet(nn.Module):
-  """The theory's network ``f(x) = A sigma(W x)`` on flattened pixels (Section 3.2)."""
-  width: int = 256
-  output_dim: int = 32
-  activation: str = "relu"
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    del train
-    act = {"relu": nn.relu, "identity": lambda z: z}[self.activation]
-    h = act(nn.Dense(self.width, name="hidden")(x.reshape(x.shape[0], -1)))
-    emb = nn.Dense(self.output_dim, name="out")(h)
-    return emb, {"hidden": h, "embedding": emb}
 
 
 def encoder_names() -> tuple[str, ...]:
@@ -53,10 +39,9 @@ def encoder_names() -> tuple[str, ...]:
 def make_encoder(name: str, **overrides: Any) -> nn.Module:
   """The encoder called ``name`` (see the module docstring), with constructor ``overrides``."""
   if name in THEORY_NAMES:
-    return TwoLayerNet(activation=name.split("-")[1], **overrides)
+    return mlp.TwoLayerNet(activation=name.split("-")[1], **overrides)
   if name == "small-resnet":
-    from featcon.analysis import nets  # pylint: disable=g-import-not-at-top
-    return nets.SmallResNet(**overrides)
+    return small_resnet.SmallResNet(**overrides)
   if name not in clip.CONFIGS:
     raise ValueError(f"encoder name={name!r} is unknown; allowed: {', '.join(encoder_names())}")
   return clip.create(name, **overrides)
@@ -65,9 +50,9 @@ def make_encoder(name: str, **overrides: Any) -> nn.Module:
 def encoder_backend(name: str) -> str:
   """Which implementation ``make_encoder(name)`` uses: "featcon.clip" or the local module."""
   if name in THEORY_NAMES:
-    return "featcon.distill.encoders.TwoLayerNet"
+    return "featcon.models.mlp.TwoLayerNet"
   if name == "small-resnet":
-    return "featcon.analysis.nets.SmallResNet"
+    return "featcon.models.small_resnet.SmallResNet"
   return "featcon.clip"
 
 

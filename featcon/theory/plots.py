@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from featcon import simulation as simulate_lib  # noqa: E402
+from featcon import io  # noqa: E402
 
 
 def _variants(df, exclude=("seed",)):
@@ -22,7 +22,7 @@ def _variants(df, exclude=("seed",)):
 
 
 def _save(fig, path):
-  simulate_lib.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
+  io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
   plt.close(fig)
   return path
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import featcon
-from featcon import config as config_lib
-from featcon import train as train_lib
+from featcon.theory import config as config_lib
+from featcon.theory import train as train_lib
 from tests.helpers import merge
 
 TINY = {"data": {"d": 48, "k_core": 8, "k_bg": 8, "n_train": 200, "n_eval": 512},
@@ -28,7 +28,7 @@ def _over(**sections):
     {"data": {"task": "regression"}, "train": {"loss": "mse"}, "model": {"train_output": True, "output_init": "pytorch"}},
 ])
 def test_feature_and_input_paths_agree(extra):
-  """THEORY.md last section: for SGD (with momentum) the K-dimensional path is exact."""
+  """docs/theory.md last section: for SGD (with momentum) the K-dimensional path is exact."""
   res = {}
   for path in ("feature", "input"):
     sections = {k: dict(v) for k, v in extra.items()}

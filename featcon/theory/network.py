@@ -5,7 +5,7 @@
 
 Params are a dict ``{"W": (m, D), "a": (m,) or (m, out), ["b": (m,), "c": () or (out,)]}``.
 ``D`` is the input dimension ``d``, or ``K`` when the network runs in feature coordinates
-(``P = W M``, THEORY.md last section). Widths can be *padded*: a ``mask`` (m,) of ones and
+(``P = W M``, docs/theory.md last section). Widths can be *padded*: a ``mask`` (m,) of ones and
 zeros switches neurons off so that a padded network computes exactly the narrow one.
 """
 import jax
@@ -21,7 +21,7 @@ def activation(name, leaky_slope=0.1):
   """The activation ``sigma`` by name (Section 3.2, Fig. 10).
 
   ``gelu`` is the exact erf form (PyTorch's default), ``leaky_relu`` has slope ``leaky_slope``
-  (0.1 in THEORY.md) for negative inputs.
+  (0.1 in docs/theory.md) for negative inputs.
   """
   fns = {
       "relu": jax.nn.relu,

@@ -1,4 +1,4 @@
-"""Training as one jit-compiled ``lax.scan`` with in-scan measurements (THEORY.md, "Training").
+"""Training as one jit-compiled ``lax.scan`` with in-scan measurements (docs/theory.md, "Training").
 
 The run is split into what changes compiled code or shapes (:class:`Static`, hashable) and
 what only changes values (:class:`Dynamic`, a pytree of scalars). ``make_train(static)``
@@ -7,7 +7,7 @@ with, as in purejaxrl: the sweep engine ``vmap``s it over seeds, learning rates,
 decays, init scales, shift strengths, widths (padded and masked), batch sizes (padded and
 weighted) and activations (``lax.switch``).
 
-Two exact paths (THEORY.md, last section):
+Two exact paths (docs/theory.md, last section):
 
 * ``input``: the network sees ``x = M z`` in R^d; any optimizer.
 * ``feature``: for rotation-equivariant optimizers (SGD with coupled decay, with or without
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from featcon import features, losses, metrics as metrics_lib, network, optim
+from featcon.theory import features, losses, metrics as metrics_lib, network, optim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Dynamic(NamedTuple):
 
 
 def from_config(c, return_params=True):
-  """Splits a resolved config (see :mod:`featcon.config`) into ``(Static, Dynamic)``."""
+  """Splits a resolved config (see :mod:`featcon.theory.config`) into ``(Static, Dynamic)``."""
   path = c.train.path
   if path == "auto":
     path = "feature" if optim.rotation_equivariant(c.train.optimizer) else "input"
@@ -246,13 +246,13 @@ def make_train(static, on_log=None):
   (``jax.debug.callback``; once per interval even under ``vmap``) to drive a progress bar.
 
   ``metrics`` is a dict of arrays over the ``n_logs + 1`` log steps (see
-  :func:`featcon.metrics.measure`, plus ``train_loss``, the mean training loss over the
+  :func:`featcon.theory.metrics.measure`, plus ``train_loss``, the mean training loss over the
   preceding interval); ``final`` holds ``diverged_step`` (-1 if finite throughout) and, when
   ``static.return_params``, the final params in input coordinates (``W`` is rebuilt from
   ``P`` and the decayed orthogonal part on the feature path; after a divergence, the params
   of the last log step before it).
 
-  The weights are carried in the ``Dense``-kernel layout (:func:`featcon.network.to_kernel`);
+  The weights are carried in the ``Dense``-kernel layout (:func:`featcon.theory.network.to_kernel`);
   with ``static.linear`` the carried state is ``Q`` of :func:`linear_eligible` instead.
   """
   sigma = network.switch_activation(static.activations, static.leaky_slope)

@@ -2,7 +2,7 @@
 
 Used by the parity test and the benchmarks: ``nn.Linear`` hidden layer (no bias), a frozen
 +-1/m output layer, hinge or logistic loss on the full fixed set, ``torch.optim.SGD`` with
-momentum and coupled weight decay. Written from THEORY.md, sharing no code with featcon.
+momentum and coupled weight decay. Written from docs/theory.md, sharing no code with featcon.
 """
 import numpy as np
 import torch

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from featcon import losses, network
+from featcon.theory import losses, network
 
 
 def test_activations_closed_forms():

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 import featcon
-from featcon import sweeps as sweep_lib
-from featcon import train as train_lib
+from featcon.theory import sweeps as sweep_lib
+from featcon.theory import train as train_lib
 from tests.helpers import merge
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BASE = {"data": {"d": 24, "k_core": 4, "k_bg": 4, "n_train": 64, "n_eval": 256},
         "model": {"width": 16}, "train": {"steps": 60, "log_every": 20, "lr": 5e-2}}

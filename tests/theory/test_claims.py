@@ -1,4 +1,4 @@
-"""Claims C1-C7 of THEORY.md reproduced at small scale, each over several seeds.
+"""Claims C1-C7 of docs/theory.md reproduced at small scale, each over several seeds.
 
 Small scale: d = 64, K_core = K_bg = 16, width 64, fixed set of 400, lr 1e-2, 4,000 steps
 (about 20x cheaper than the public script, same phenomena). Margins are chosen so that a

@@ -1,4 +1,4 @@
-"""The structured feature model of Definition 3.1 (THEORY.md, "Features and data").
+"""The structured feature model of Definition 3.1 (docs/theory.md, "Features and data").
 
 Every input is ``x = M z`` with an orthonormal dictionary ``M = [m_1 ... m_K]`` in R^{d x K}
 whose first ``k_core`` columns are the core features and the remaining ``k_bg`` the background

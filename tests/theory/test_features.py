@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from featcon import features
+from featcon.theory import features
 
 KW = dict(k_core=8, k_bg=8)
 

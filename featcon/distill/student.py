@@ -1,0 +1,74 @@
+"""Representation distillation (Section 2, Appendix E.1): a randomly initialised student trained
+to reproduce the frozen teacher's representation on in-distribution images.
+
+Objective: ``L = mean_{b,k} (s(x_b)_k - t(x_b)_k)^2 + w * sum_blocks mean (s_block - t_block)^2``
+with the teacher ``t`` in eval mode and ``w`` = ``config.distill.block_weight`` (0.1 for
+ViT-B/16 in the paper, 0 otherwise).
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+
+from featcon import models
+from featcon import training as train_lib
+from featcon.data import refs
+from featcon.distill import teacher as teacher_lib
+
+
+def init_attention_from_teacher(student_params, teacher_params):
+  """Copies every parameter whose path contains "attn" from the teacher (Appendix E option)."""
+  flat_t = {jax.tree_util.keystr(k): v
+            for k, v in jax.tree_util.tree_flatten_with_path(teacher_params)[0]}
+  def pick(path, v):
+    key = jax.tree_util.keystr(path)
+    # A copy: the student's state is donated to the step, the teacher's buffers are not.
+    return jnp.array(flat_t[key], copy=True) if "attn" in key and key in flat_t else v
+  return jax.tree_util.tree_map_with_path(pick, student_params)
+
+
+def distill_loss(s_emb, s_inter, t_emb, t_inter, block_weight: float):
+  """Final-representation MSE plus ``block_weight`` x the sum of per-block MSEs ("blockN")."""
+  final = jnp.mean(jnp.square(s_emb - t_emb))
+  blocks = sorted(k for k in t_inter if re.fullmatch(r"block\d+", k))
+  block = sum((jnp.mean(jnp.square(s_inter[k] - t_inter[k])) for k in blocks),
+              jnp.zeros(())) if block_weight and blocks else jnp.zeros(())
+  return final + block_weight * block, final
+
+
+def distill(config, workdir: str, mesh=None) -> dict:
+  """Representation distillation (Section 2): returns the student's variables."""
+  dc = config.distill
+  mesh = mesh or train_lib.make_mesh(config.num_devices)
+  teacher_vars = teacher_lib.teacher_variables(config, workdir, mesh)
+  teacher = models.make_encoder(config.model.teacher, **config.model.overrides)
+  student = models.make_encoder(config.model.student, **config.model.student_overrides)
+  svars = train_lib.init_variables(student, config.data.image_size, config.seed)
+  params = svars["params"]
+  if dc.init_attention_from_teacher:
+    params = init_attention_from_teacher(params, teacher_vars["params"])
+  tx = train_lib.make_optimizer(dc.lr, dc.weight_decay, dc.steps, dc.warmup_steps)
+
+  def step(state, batch, tvars):
+    x = batch["image"]
+    t_emb, t_inter = teacher.apply(tvars, x, train=False)
+    t_emb, t_inter = jax.lax.stop_gradient((t_emb, t_inter))
+    def loss_fn(p):
+      s_emb, s_inter, upd = train_lib.apply_train(student, p, state.get("batch_stats"), x)
+      loss, final = distill_loss(s_emb, s_inter, t_emb, t_inter, dc.block_weight)
+      return loss, (upd, final)
+    (loss, (upd, final)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    return train_lib.apply_updates(state, grads, upd, tx), {"loss": loss, "mse_final": final}
+
+  ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train")
+  loader = refs.train_loader(config, ds, dc.batch_size, config.seed)
+  ckpt = os.path.join(workdir, "student", "checkpoints")
+  train_lib.fit(train_lib.new_state(params, svars.get("batch_stats"), tx), step,
+                train_lib.batch_stream(loader, mesh, dc.steps), total_steps=dc.steps, ckpt_dir=ckpt,
+                metrics_path=os.path.join(workdir, "student", "metrics.jsonl"), mesh=mesh,
+                checkpoint_every=dc.checkpoint_every, log_every=dc.log_every,
+                stop_after=dc.stop_after, name="distill", consts=(teacher_vars,))
+  return train_lib.load_variables(ckpt)

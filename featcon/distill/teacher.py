@@ -1,0 +1,62 @@
+"""The frozen teacher of Section 2: released pre-trained weights, or supervised pre-training of
+the teacher architecture on a broad distribution (the CPU-scale stand-in for CLIP's data).
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from featcon import models
+from featcon import training as train_lib
+from featcon.data import refs
+
+
+def teacher_variables(config, workdir: str, mesh=None) -> dict:
+  """The frozen teacher's variables, per ``config.teacher.source``:
+
+  - "checkpoint": released pre-trained weights (the paper's CLIP teachers), via the CLIP port;
+  - "pretrain": supervised pre-training of the teacher architecture plus a linear head on
+    ``config.teacher.data`` (for the offline benchmark: digits on *all* background kinds, the
+    CPU-scale stand-in for CLIP's diverse pre-training data), checkpointed and resumable;
+  - "random": a frozen random initialisation (smoke tests only).
+  """
+  src = config.teacher.source
+  module = models.make_encoder(config.model.teacher, **config.model.overrides)
+  if src == "random":
+    return train_lib.init_variables(module, config.data.image_size, config.seed + 10_000)
+  if src == "checkpoint":
+    return models.load_pretrained(config.model.teacher, config.teacher.checkpoint)
+  if src != "pretrain":
+    raise ValueError(f"config.teacher.source={src!r} is not allowed; allowed: pretrain, "
+                     "checkpoint, random")
+  pc = config.teacher.pretrain
+  ckpt = os.path.join(workdir, "teacher", "checkpoints")
+  mesh = mesh or train_lib.make_mesh(config.num_devices)
+  ds = refs.open_dataset(config, config.teacher.data, "config.teacher.data")
+  var = train_lib.init_variables(module, config.data.image_size, config.seed + 10_000)
+  emb_dim = jax.eval_shape(lambda v: module.apply(
+      v, jnp.zeros((1, config.data.image_size, config.data.image_size, 3)))[0], var).shape[-1]
+  params = {"encoder": var["params"],
+            "head": {"kernel": jnp.zeros((emb_dim, ds.num_classes)),
+                     "bias": jnp.zeros((ds.num_classes,))}}
+  tx = train_lib.make_optimizer(pc.lr, pc.weight_decay, pc.steps, pc.warmup_steps)
+
+  def step(state, batch):
+    def loss_fn(p):
+      emb, _, upd = train_lib.apply_train(module, p["encoder"], state.get("batch_stats"), batch["image"])
+      logits = emb @ p["head"]["kernel"] + p["head"]["bias"]
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+      return loss, (upd, (logits.argmax(-1) == batch["label"]).mean())
+    (loss, (upd, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    return train_lib.apply_updates(state, grads, upd, tx), {"loss": loss, "accuracy": acc}
+
+  loader = refs.train_loader(config, ds, pc.batch_size, config.seed + 20_000)
+  train_lib.fit(train_lib.new_state(params, var.get("batch_stats"), tx), step,
+                train_lib.batch_stream(loader, mesh, pc.steps), total_steps=pc.steps, ckpt_dir=ckpt,
+                metrics_path=os.path.join(workdir, "teacher", "metrics.jsonl"), mesh=mesh,
+                checkpoint_every=config.distill.checkpoint_every,
+                log_every=config.distill.log_every, name="teacher")
+  return train_lib.load_variables(ckpt, subtree="encoder")

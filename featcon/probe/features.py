@@ -1,0 +1,69 @@
+"""Frozen features for linear probes: an encoder's embedding or a pooled intermediate of every
+example of a data set (eval mode, sharded over the devices), cached on disk, and the flattened
+pixels that the baseline "standard models" read.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from featcon import training as train_lib
+from featcon.data import Loader, registry
+
+
+def _pool(x):
+  x = jnp.asarray(x)
+  return x if x.ndim == 2 else x.reshape(x.shape[0], -1, x.shape[-1]).mean(axis=1)
+
+
+def extract_features(module, variables, ds: registry.Dataset, config,
+                     representation: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
+  """Frozen features (eval mode) of every example: the embedding, or a named intermediate
+  (token/spatial axes mean-pooled). Returns (features float32 (N, D), labels (N,))."""
+  fc = config.probe
+  mesh = train_lib.make_mesh(config.num_devices)
+  repl, batch_sh = train_lib.shardings(mesh)
+  bs = fc.feature_batch_size
+  bs = max(len(mesh.devices.flat), bs - bs % len(mesh.devices.flat))
+
+  @jax.jit
+  def fwd(v, x):
+    emb, inter = module.apply(v, x, train=False)
+    return emb if representation == "embedding" else _pool(inter[representation])
+
+  variables = jax.device_put(variables, repl)
+  feats, labels = [], []
+  loader = Loader(ds.source, bs, config.data.image_size, workers=config.data.workers)
+  for batch in loader.eval_iter(sharding=batch_sh):
+    valid = np.asarray(batch["valid"])
+    feats.append(np.asarray(fwd(variables, batch["image"]))[valid])
+    labels.append(np.asarray(batch["label"])[valid])
+  return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
+
+
+def cached_features(module, variables, ds, config, cache_dir: str,
+                    representation: str = "embedding"):
+  """extract_features, cached as ``cache_dir/<name>_<split>.npz`` (never recomputed)."""
+  path = os.path.join(cache_dir, f"{ds.name}_{ds.split}_{representation}.npz")
+  if os.path.exists(path):
+    with np.load(path) as z:
+      return z["features"], z["labels"]
+  f, y = extract_features(module, variables, ds, config, representation)
+  os.makedirs(cache_dir, exist_ok=True)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, features=f, labels=y)
+  os.replace(tmp, path)
+  return f, y
+
+
+def pixel_features(ds: registry.Dataset, config) -> tuple[np.ndarray, np.ndarray]:
+  """Flattened CLIP-normalised pixels (the input of the baseline "standard models")."""
+  loader = Loader(ds.source, 256, config.data.image_size, workers=config.data.workers)
+  feats, labels = [], []
+  for b in loader.eval_iter():
+    feats.append(b["image"][b["valid"]].reshape(int(b["valid"].sum()), -1))
+    labels.append(b["label"][b["valid"]])
+  return np.concatenate(feats), np.concatenate(labels)
