@@ -307,7 +307,8 @@ _FUNCTIONS = {
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
   """``images`` (uint8 ``(N, H, W, 3)``, square) under corruption ``name`` at ``severity``.
 
-  Deterministic in ``(name, severity, seed)``; see the module docstring for the definitions.
+  Deterministic in ``(name, severity, seed)``, with the random draws shared across severities;
+  see the module docstring for the definitions.
   """
   _check(name, severity)
   images = np.asarray(images)
@@ -315,8 +316,9 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
     raise ValueError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
   if images.shape[1] != images.shape[2]:
     raise ValueError(f"images must be square; got H x W = {images.shape[1]} x {images.shape[2]}")
-  rng = np.random.default_rng(np.random.SeedSequence(
-      [2019, CORRUPTIONS.index(name), severity, seed]))
+  # One random stream per (name, seed), shared by the severities: the same noise draws, fog
+  # maps and frost crops at every severity, so severities differ only by their constants.
+  rng = np.random.default_rng(np.random.SeedSequence([2019, CORRUPTIONS.index(name), seed]))
   x = images.astype(np.float32) / np.float32(255.0)
   scale = images.shape[1] / REFERENCE_SIDE
   y = _FUNCTIONS[name](x, CONSTANTS[name][severity - 1], rng, scale)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import os
 
 import numpy as np
@@ -148,9 +149,12 @@ def load_fashion_mnist(part: str) -> tuple[np.ndarray, np.ndarray]:
 
 def parse_mnist_csv(text: str, field: str = "mnist_5k.csv") -> tuple[np.ndarray, np.ndarray]:
   """Rows of 784 pixel values (0..255, row-major 28 x 28) followed by the label (0..9)."""
-  rows = [r for r in text.splitlines() if r.strip()]
-  values = np.array([[int(v) for v in r.split(",")] for r in rows]) if rows else np.zeros((0, 0))
-  if values.ndim != 2 or values.shape[1] != 785:
+  try:
+    values = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.int64, ndmin=2)
+  except ValueError as e:
+    raise ValueError(f"{field}: rows must have 785 comma-separated integers (784 pixels, "
+                     f"label): {e}") from None
+  if values.shape[1] != 785:
     raise ValueError(f"{field}: rows must have 785 comma-separated integers (784 pixels, "
                      f"label); got shape {values.shape}")
   pixels, labels = values[:, :784], values[:, 784]
@@ -293,17 +297,16 @@ N_SCALES = 8  # crop sides drawn from this many geometric steps between side and
 def _background_pyramid(kind: str, image_size: int) -> tuple[tuple[np.ndarray, ...], ...]:
   """Each background image resized so that a ``side`` crop of it is a crop of side ``c`` of the
   original, for ``N_SCALES`` crop sides ``c`` from ``side`` to ``min(H, W) / 2``."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
   out = []
   for img in background_images(kind):
     lo, hi = image_size, max(image_size, min(img.shape[:2]) // 2)
     levels = []
     for c in np.unique(np.round(np.geomspace(lo, hi, N_SCALES)).astype(int)):
       f = image_size / c
-      h, w = max(image_size, int(round(img.shape[0] * f))), max(image_size,
-                                                                int(round(img.shape[1] * f)))
-      ry, rx = resize_matrix(img.shape[0], h), resize_matrix(img.shape[1], w)
-      levels.append(np.einsum("ih,hwc,jw->ijc", ry, img.astype(np.float32), rx,
-                              optimize=True).astype(np.float32))
+      size = (max(image_size, int(round(img.shape[1] * f))),
+              max(image_size, int(round(img.shape[0] * f))))
+      levels.append(np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR), np.float32))
     out.append(tuple(levels))
   return tuple(out)
 
