@@ -286,3 +286,19 @@ def test_corruptions_are_deterministic_and_grow_with_severity():
     corruptions.corrupt(x, "snow", 1)
   with pytest.raises(ValueError, match="must be uint8"):
     corruptions.corrupt(x.astype(np.float32), "fog", 1)
+
+
+def test_real_config_refs_resolve_and_cover_every_shift():
+  from configs.distill import real as real_config  # pylint: disable=g-import-not-at-top
+  assert real_config.CORRUPTIONS == corruptions.CORRUPTIONS
+  c = real_config.get_config("tiny-rn,mnist")
+  triples = refs.eval_refs(c)
+  assert triples[0] == ("mnist_grass", "test", "id")
+  assert all(r == "ood" for _, _, r in triples[1:])
+  assert len(triples) == 5 + 12 * 5 and ("skdigits_grass", "test", "ood") in triples
+  for ref in (c.data.distill_train, c.data.probe_train, c.data.probe_val, c.teacher.data):
+    refs.parse_ref(ref)
+  assert c.teacher.source == "pretrain" and c.teacher.data == "mnist_all:train"
+  d = real_config.get_config(None)
+  assert d.model.teacher == "efficientnet-lite0" and d.teacher.source == "checkpoint"
+  assert d.data.distill_train == "fmnist_grass:train" and len(refs.eval_refs(d)) == 3 + 60
