@@ -13,7 +13,7 @@ install: $(PY)
 	$(PY) -m pip install -q -e .
 
 install-test: $(PY)
-	$(PY) -m pip install -q -e ".[test,clip,clip-test,data,analysis]"
+	$(PY) -m pip install -q -e ".[test,clip,clip-test,data,analysis,pretrained]"
 
 run: install
 	$(PY) -m experiments.sweep --config=configs/theory.py --workdir=$(WORKDIR)
