@@ -29,7 +29,8 @@ CODE_DIRS = ("featcon", "experiments", "configs", "benchmarks")
 MARKDOWN = ("docs/*.md", "README.md", "BUILD_NOTES.md")
 
 _PATH = re.compile(r"(?<![\w/.\-])((?:%s)/[\w./{},*\-]*)" % "|".join(TOP))
-_DOTTED = re.compile(r"(?<![\w./\-])((?:featcon|experiments|configs|benchmarks)(?:\.[A-Za-z_]\w*)+)")
+_DOTTED = re.compile(
+    r"(?<![\w./\-])((?:featcon|experiments|configs|benchmarks)(?:\.[A-Za-z_]\w*)+)")
 _SECTION = re.compile(r"(docs/[\w/\-]+\.md)`?,?\s*\(?\s*\"([^\"]+)\"")
 _MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -42,8 +43,7 @@ def _expand_braces(path):
 
 
 def _clean(path):
-  path = path.rstrip(".,;:")
-  return path
+  return path.rstrip(".,;:")
 
 
 def path_exists(path, root=ROOT):
