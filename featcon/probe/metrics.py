@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from featcon import io
+
 _EPS = 1e-4
 
 
@@ -91,9 +93,7 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  io.save_figure(fig, path)
 
 
 def macro_f1(logits: np.ndarray, labels: np.ndarray,
