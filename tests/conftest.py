@@ -36,7 +36,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-  if config.getoption("--run-heavy") or "heavy" in (config.getoption("-m") or ""):
+  if config.getoption("--run-heavy") or "heavy" in (config.option.markexpr or ""):
     return
   keep, drop = [], []
   for item in items:
