@@ -15,7 +15,7 @@ _LIBS = []  # keep torch.library.Library objects alive
 
 
 def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: full-size CLIP parity tests (still run in CI)")
+  config.addinivalue_line("markers", "slow: full-size CLIP parity tests of the towers CI can afford (run in CI)")
 
 
 def import_open_clip():

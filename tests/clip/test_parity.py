@@ -47,10 +47,42 @@ def test_tiny_variants_parity(open_clip):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["RN50", "ViT-B/16"])
+@pytest.mark.parametrize("name", ["RN50", "RN101", "ViT-B/32", "ViT-B/16"])
 def test_full_parity_fp32(name, open_clip):
   del open_clip
   _check(name, batch=2)
+
+
+# Too slow for the 2-core CI budget: python -m pytest -m heavy tests/clip (docs/testing.md).
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", ["RN50x4", "RN50x16", "RN50x64", "ViT-L/14", "ViT-L/14@336"])
+def test_full_parity_fp32_large(name, open_clip):
+  del open_clip
+  _check(name, batch=1)
+
+
+def _count_exact(name):
+  cfg = clip.get_config(name)
+  x = jax.ShapeDtypeStruct((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
+  variables = jax.eval_shape(clip.create(name).init, jax.random.PRNGKey(0), x)
+  ours = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(variables["params"]))
+  theirs = sum(p.numel() for p in reference.torch_tower(cfg, seed=0).parameters())
+  assert ours == theirs, (name, ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["tiny-rn", "tiny-vit", "RN50", "RN101", "RN50x4", "ViT-B/32",
+                                  "ViT-B/16"])
+def test_parameter_count_equals_open_clip(name, open_clip):
+  """Exactly the trainable parameters of open_clip's tower of the same config."""
+  del open_clip
+  _count_exact(name)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", ["RN50x16", "RN50x64", "ViT-L/14", "ViT-L/14@336"])
+def test_parameter_count_equals_open_clip_large(name, open_clip):
+  del open_clip
+  _count_exact(name)
 
 
 @pytest.mark.parametrize("name", ["tiny-rn", "tiny-vit"])

@@ -70,18 +70,43 @@ def test_c5_regression_split():
   assert (np.abs(i["bg_signed"][:, -1]) < 0.005).all()
 
 
-@pytest.mark.parametrize("act", ["gelu", "sigmoid", "tanh"])
-def test_c6_other_activations(act):
-  """Fig. 3(d) / 10: sphere core, AdamW, both layers and biases trained: background grows."""
-  over = merge(SMALL, {"data": {"core": "sphere"},
+def _c6_config(act):
+  return merge(SMALL, {"data": {"core": "sphere"},
                        "train": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-2,
                                  "loss": "logistic", "steps": 2000},
                        "model": {"activation": act, "train_output": True, "bias": True,
                                  "output_init": "pytorch"}})
-  m = run_seeds(over, (0, 1, 2))[0]
+
+
+C6_SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def c6_identity():
+  return run_seeds(_c6_config("identity"), C6_SEEDS)[0]
+
+
+@pytest.mark.parametrize("act", ["gelu", "sigmoid", "tanh"])
+def test_c6_other_activations(act, c6_identity):
+  """Fig. 3(d) / 10: sphere core, AdamW, both layers and biases trained: background grows.
+
+  Against the identity-network control of the same setting, which cannot fit the sphere core
+  (ID error ~0.5) and whose OOD risk is also above its ID risk (by 0.01-0.44), so the OOD
+  assertions are relative to it. Measured over seeds 0-5 (identity / gelu / sigmoid / tanh):
+  background growth bg_corr[-1] / bg_corr[0] at most 1.34 / at least 4.97 / 9.8 / 7.07; OOD/ID
+  risk ratio 1.01-1.6 / 1.36-3.14 / 4.25-20.5 / 5.09-11.1; mean OOD - ID error -0.004 / 0.076 /
+  0.38 / 0.33; ID error 0.49-0.51 / at most 0.131 / 0.222 / 0.202.
+  """
+  m = run_seeds(_c6_config(act), C6_SEEDS)[0]
+  i = c6_identity
+  growth = lambda r: r["bg_corr"][:, -1] / r["bg_corr"][:, 0]
   assert (m["bg_corr"][:, -1] > 3 * m["bg_corr"][:, 0]).all()
-  assert (m["id_error"][:, -1] < 0.35).all()  # it learned the nonlinear core
-  assert (m["ood_risk"][:, -1] > m["id_risk"][:, -1]).all()
+  assert (growth(m) > 2.5 * growth(i).max()).all(), (growth(m), growth(i))
+  assert (m["id_error"][:, -1] < 0.35).all()  # it learned the nonlinear core ...
+  assert (m["id_error"][:, -1] < i["id_error"][:, -1].mean() - 0.2).all()  # ... linear did not
+  assert (m["ood_risk"][:, -1] > 1.25 * m["id_risk"][:, -1]).all()
+  err_gap = lambda r: (r["ood_error"][:, -1] - r["id_error"][:, -1]).mean()
+  assert err_gap(m) > err_gap(i) + 0.03, (err_gap(m), err_gap(i))
 
 
 def test_c7_oracle_projection_removes_contamination(relu):

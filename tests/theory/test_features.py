@@ -65,3 +65,24 @@ def test_balanced_labels_and_prefix_consistency():
 def test_unknown_distribution():
   with pytest.raises(ValueError, match="data.coeff_dist='cauchy'"):
     features.coefficients(jax.random.PRNGKey(0), (2,), "cauchy")
+
+
+@pytest.mark.parametrize("k_core,k_bg", [(5, 11), (11, 5), (3, 0)])
+def test_unequal_core_and_background_sizes(k_core, k_bg):
+  """The first k_core columns carry the label (y z_j in [0, 1]); the k_bg others do not."""
+  b = features.sample(jax.random.PRNGKey(8), 20_000, k_core=k_core, k_bg=k_bg, shift=0.0)
+  z, y = np.asarray(b.z), np.asarray(b.y)
+  assert z.shape == (20_000, k_core + k_bg)
+  core, bg = z[:, :k_core], z[:, k_core:]
+  assert (y[:, None] * core >= 0).all()
+  np.testing.assert_allclose((y[:, None] * core).mean(0), 0.5, atol=2e-2)
+  np.testing.assert_allclose((core * y[:, None]).mean(0) / np.abs(core).mean(0), 1.0, atol=1e-6)
+  if k_bg:
+    assert bg.min() >= 0 and bg.max() <= 1
+    corr = [abs(np.corrcoef(bg[:, j], y)[0, 1]) for j in range(k_bg)]
+    assert max(corr) < 3e-2, corr
+  o = features.shift_background(jax.random.PRNGKey(9), b, k_core=k_core, shift=1.0)
+  assert o.z.shape == b.z.shape
+  np.testing.assert_array_equal(o.z[:, :k_core], b.z[:, :k_core])
+  if k_bg:
+    assert np.asarray(o.z[:, k_core:]).max() <= 0

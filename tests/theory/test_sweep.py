@@ -192,3 +192,24 @@ def test_interrupted_group_resumes_from_finished_chunks(tmp_path, monkeypatch):
   assert not [f for f in os.listdir(os.path.join(wd, "groups")) if ".chunk" in f]
   monkeypatch.setattr(sweep_lib.jax, "device_get", real_get)
   pd.testing.assert_frame_equal(df, featcon.sweep(cfg))
+
+
+def test_padded_fixed_set_minibatches_and_unequal_sizes_equal_simulate():
+  """Minibatches of the fixed set padded to the largest batch, with k_core != k_bg and d a
+  multiple of neither: every configuration equals its own simulate run."""
+  cfg = _cfg(data={"d": 23, "k_core": 3, "k_bg": 7}, model={"width": [8, 16]},
+             train={"batch_size": [5, 16, 64], "steps": 40})
+  df = featcon.sweep(cfg)
+  groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in sweep_lib.expand(cfg)])
+  assert len(groups) == 2 and any(g.static.batch_padded for g in groups)  # full batch apart
+  for swept, single in sweep_lib.expand(cfg):
+    r = featcon.simulate(single)
+    sel = np.ones(len(df), bool)
+    for k, v in swept.items():
+      sel &= (df[k.split(".")[-1]] == v).values
+    sub = df[sel].sort_values("step")
+    assert len(sub) == 3
+    for key in ("id_risk", "ood_risk", "core_corr", "bg_corr", "bg_signed", "core_align",
+                "train_loss"):
+      np.testing.assert_allclose(sub[key].values, r.metrics[key], rtol=2e-5, atol=1e-6,
+                                 err_msg=f"{swept} {key}")

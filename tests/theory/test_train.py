@@ -26,6 +26,10 @@ def _over(**sections):
     {"model": {"bias": True, "train_output": True, "output_init": "pytorch", "activation": "tanh"}},
     {"data": {"regime": "online"}, "train": {"batch_size": 16, "lr_schedule": "cosine"}},
     {"data": {"task": "regression"}, "train": {"loss": "mse"}, "model": {"train_output": True, "output_init": "pytorch"}},
+    # unequal core and background sizes, d a multiple of neither
+    {"data": {"d": 47, "k_core": 5, "k_bg": 11}},
+    {"data": {"d": 47, "k_core": 11, "k_bg": 4, "task": "regression"}, "train": {"loss": "mse"},
+     "model": {"train_output": True, "output_init": "pytorch"}},
 ])
 def test_feature_and_input_paths_agree(extra):
   """For SGD (with momentum) the K-dimensional path is exact.
@@ -144,3 +148,22 @@ def test_padded_width_and_batch_equal_narrow():
     if k in ("act_rate_pos", "act_rate_neg"):
       b = b[:, :32]
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("k_core,k_bg", [(3, 9), (9, 3)])
+def test_unequal_sizes_reach_every_measurement(k_core, k_bg):
+  """With k_core != k_bg the run's shapes and its core/background split follow the config."""
+  r = featcon.simulate(_over(data={"d": 29, "k_core": k_core, "k_bg": k_bg, "task": "regression"},
+                             train={"loss": "mse", "path": "feature"},
+                             model={"train_output": True, "output_init": "pytorch"}))
+  assert r.params["W"].shape == (32, 29) and r.params["a"].shape == (32, k_core)
+  c = config_lib.resolve(r.config.to_dict())
+  static, dyn = train_lib.from_config(c)
+  M = np.asarray(train_lib.run_dictionary(static, dyn.seed))
+  assert M.shape == (29, k_core + k_bg)
+  P = r.params["W"] @ M
+  bg = np.linalg.norm(P[:, k_core:], axis=1).mean()
+  np.testing.assert_allclose(r.final["bg_corr"], bg, rtol=1e-4)
+  np.testing.assert_allclose(r.final["core_corr"], np.linalg.norm(P[:, :k_core], axis=1).mean(),
+                             rtol=1e-4)
+  np.testing.assert_allclose(r.final["bg_signed"], P[:, k_core:].mean(), rtol=1e-4, atol=1e-7)
