@@ -535,12 +535,21 @@ def _extract_state_dict(obj, path):
   return out
 
 
+def _is_zip(path: str) -> bool:
+  """``zipfile.is_zipfile``, which itself raises on some corrupt end records (e.g. a ZIP64 locator
+  naming several disks); those files are zips to be refused by the zip reader."""
+  try:
+    return zipfile.is_zipfile(path)
+  except (zipfile.BadZipFile, OSError, ValueError, OverflowError, struct.error):
+    return True
+
+
 def _is_safetensors(path: str) -> bool:
   if path.endswith(".safetensors"):
     return True
   with open(path, "rb") as f:
     head = f.read(9)
-  return len(head) == 9 and head[8:9] == b"{" and not zipfile.is_zipfile(path)
+  return len(head) == 9 and head[8:9] == b"{" and not _is_zip(path)
 
 
 def read_state_dict(path: str) -> dict:
@@ -557,7 +566,7 @@ def read_state_dict(path: str) -> dict:
     raise FileNotFoundError(path)
   if _is_safetensors(path):
     return _read_safetensors(path)
-  if not zipfile.is_zipfile(path):
+  if not _is_zip(path):
     raise CheckpointError(
         f"{path}: not a zip archive or safetensors file (truncated? legacy pre-1.6 torch pickles "
         "are refused: re-save with torch.save in a current torch, or convert to safetensors)")
