@@ -5,6 +5,7 @@ Supported (local paths only, nothing is downloaded, torch is never imported):
 * PyTorch zip archives: TorchScript ``.pt`` files (``torch.jit.save``, OpenAI's released CLIP
   models) and plain ``torch.save`` state dicts (also ``{"state_dict": ...}`` training checkpoints
   and ``OrderedDict`` state dicts carrying ``_metadata``);
+* legacy (pre-1.6, non-zip) ``torch.save`` files, with the same unpickler;
 * ``.safetensors`` files (parsed here; the ``safetensors`` package is not needed).
 
 Torch archives are read by parsing ``data.pkl`` with a restricted unpickler built on the
@@ -22,8 +23,8 @@ Every storage is checked against its zip member (exact byte count, uncompressed 
 budget) and every tensor's size, stride and offset against its storage before a view is made; the
 arrays returned in total may not exceed ``4 x file size + 64 MiB`` (a weights file never expands
 more). Every violation, and every malformed zip, pickle or safetensors header, raises
-:class:`CheckpointError` naming the file (and the tensor where there is one). Legacy (pre-1.6,
-non-zip) torch pickles are refused. See ``docs/reliability.md``.
+:class:`CheckpointError` naming the file (and the tensor where there is one). See
+``docs/reliability.md``.
 """
 from __future__ import annotations
 
@@ -171,11 +172,21 @@ class _StorageTag:
   dtype: _DType
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class _Storage:
   key: str
   dtype: _DType
-  array: np.ndarray  # flat raw storage-dtype array, read-only
+  array: np.ndarray | None  # flat raw storage-dtype array; None until a legacy file's data is read
+  numel: int = 0
+  view: tuple | None = None  # legacy storage views: (element offset, element count) of the root
+
+
+@dataclasses.dataclass
+class _Pending:
+  """A legacy-format tensor whose storage bytes follow the pickle; built once they are read."""
+  storage: _Storage
+  args: tuple
+  where: str
 
 
 class _Refused(Exception):
@@ -191,9 +202,9 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pylint: disable=protected-acce
 
   dispatch = dict(pickle._Unpickler.dispatch)  # pylint: disable=protected-access
 
-  def __init__(self, data: bytes, path: str, member: str, zf: zipfile.ZipFile, root: str,
+  def __init__(self, data, path: str, member: str, zf: zipfile.ZipFile | None, root: str,
                budget: _Budget):
-    super().__init__(io.BytesIO(data))
+    super().__init__(data if isinstance(data, io.BytesIO) else io.BytesIO(data))
     self._path, self._member, self._zf, self._root, self._budget = path, member, zf, root, budget
     self._storages = {}
     self._tensor_index = 0
@@ -238,6 +249,8 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pylint: disable=protected-acce
     raise _Refused(f"refusing to load global {module}.{name} from a checkpoint")
 
   def persistent_load(self, pid):
+    if self._zf is None:
+      return self._legacy_persistent_load(pid)
     if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
       raise _Refused(f"unsupported persistent id {pid!r:.200}")
     _, tag, key, _location, numel = pid
@@ -262,15 +275,37 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pylint: disable=protected-acce
     st = self._storages[key] = _Storage(key, tag.dtype, arr)
     return st
 
+  def _legacy_persistent_load(self, pid):
+    """Legacy (non-zip) ids: ('storage', type, root key, location, numel, view or None)."""
+    if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+      raise _Refused(f"unsupported persistent id {pid!r:.200}")
+    _, tag, key, _location, numel, view = pid
+    if not isinstance(tag, _StorageTag):
+      raise CheckpointError(f"{self._where()}: unsupported storage type {tag!r:.100}")
+    if not (isinstance(key, str) and _KEY_RE.fullmatch(key)) or not (_is_int(numel) and
+                                                                      numel >= 0):
+      raise CheckpointError(f"{self._where()}: bad storage key / size {key!r:.100} {numel!r:.50}")
+    root = self._storages.setdefault(key, _Storage(key, tag.dtype, None, numel))
+    if root.dtype != tag.dtype or root.numel != numel:
+      raise CheckpointError(f"{self._where()}: storage {key} used with two types or sizes")
+    if view is None:
+      return root
+    if not (isinstance(view, tuple) and len(view) == 3 and _is_int(view[1]) and
+            _is_int(view[2]) and view[1] >= 0 and view[2] >= 0):
+      raise CheckpointError(f"{self._where()}: bad storage view {view!r:.100}")
+    return _Storage(key, tag.dtype, None, numel, (view[1], view[2]))
+
   def _rebuild_tensor(self, storage, offset, size, stride, *unused):
     self._tensor_index += 1
     if not isinstance(storage, _Storage):
       raise CheckpointError(f"{self._where()}: tensor without a storage")
+    if storage.array is None:
+      return _Pending(storage, (offset, size, stride), self._where())
     return _strided_copy(storage.array, offset, size, stride, storage.dtype,
                          f"{self._where()} (storage data/{storage.key})", self._budget)
 
   def _rebuild_parameter(self, data, *unused):
-    if not isinstance(data, np.ndarray):
+    if not isinstance(data, (np.ndarray, _Pending)):
       raise CheckpointError(f"{self._where()}: parameter without tensor data")
     return data
 
@@ -434,6 +469,81 @@ def _read_torch_zip(path: str):
   return obj
 
 
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+
+
+def _read_legacy(path: str):
+  """A legacy (pre-1.6, non-zip) ``torch.save`` file, with the same restricted unpickler.
+
+  Layout: pickles of the magic number, the protocol version and a system-info dict, the object
+  pickle (storages as persistent ids), a pickle of the storage keys, then for each key an int64
+  element count and the raw little-endian bytes.
+  """
+  budget = _Budget(path)
+  with open(path, "rb") as f:
+    buf = io.BytesIO(f.read())
+
+  def unpickler(what):
+    return _RestrictedUnpickler(buf, path, what, None, "", budget)
+
+  try:
+    if unpickler("header").load() != _LEGACY_MAGIC:
+      raise CheckpointError(f"{path}: not a zip archive, safetensors or torch.save file "
+                            "(truncated or corrupt?)")
+    unpickler("header").load()  # protocol version
+    unpickler("header").load()  # sys info (byte order, type sizes)
+    main = unpickler("pickle")
+    obj = main.load()
+    keys = unpickler("storage keys").load()
+  except CheckpointError:
+    raise
+  except _Refused as e:
+    raise CheckpointError(f"{path}: {e}") from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"{path}: not a valid torch.save file (truncated or corrupt?): "
+                          f"{type(e).__name__}: {e!s:.200}") from e
+  storages = main._storages  # pylint: disable=protected-access
+  if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(storages):
+    raise CheckpointError(f"{path}: storage key list does not match the storages the pickle uses")
+  for key in keys:
+    st = storages[key]
+    head = buf.read(8)
+    if len(head) != 8 or struct.unpack("<q", head)[0] != st.numel:
+      raise CheckpointError(f"{path}: storage {key}: element count missing or not {st.numel} "
+                            "(truncated or corrupt?)")
+    nbytes = st.numel * st.dtype.itemsize
+    if nbytes > budget.left:
+      raise CheckpointError(f"{path}: storage {key} declares {nbytes} bytes, over the limit")
+    raw = buf.read(nbytes)
+    if len(raw) != nbytes:
+      raise CheckpointError(f"{path}: storage {key} holds {len(raw)} of {nbytes} bytes "
+                            "(truncated?)")
+    st.array = np.frombuffer(raw, st.dtype.storage)
+  return _resolve_pending(obj, storages, budget)
+
+
+def _resolve_pending(obj, storages, budget, depth=0):
+  """Replace the legacy reader's :class:`_Pending` tensors in dicts / lists by arrays."""
+  if depth > 32:
+    raise CheckpointError("checkpoint object nested deeper than 32 levels")
+  if isinstance(obj, _Pending):
+    st, (offset, size, stride) = obj.storage, obj.args
+    flat = storages[st.key].array
+    if st.view is not None:
+      begin, count = st.view
+      if begin + count > flat.size:
+        raise CheckpointError(f"{obj.where}: storage view {st.view} past the end of storage "
+                              f"{st.key} ({flat.size} elements)")
+      flat = flat[begin:begin + count]
+    return _strided_copy(flat, offset, size, stride, st.dtype, obj.where, budget)
+  if isinstance(obj, dict):
+    for k in list(obj):
+      obj[k] = _resolve_pending(obj[k], storages, budget, depth + 1)
+  elif isinstance(obj, list):
+    obj[:] = [_resolve_pending(v, storages, budget, depth + 1) for v in obj]
+  return obj
+
+
 # ----------------------------------------------------------------------------- safetensors
 
 _MAX_HEADER = 100 << 20  # the safetensors format's own limit
@@ -557,7 +667,8 @@ def read_state_dict(path: str) -> dict:
   widened to float32). No code from the file is executed and torch is not imported.
 
   Accepts torch zip archives (TorchScript or ``torch.save`` state dicts, optionally under
-  ``"state_dict"``, ``module.`` prefixes stripped) and safetensors files. Raises
+  ``"state_dict"``, ``module.`` prefixes stripped), legacy non-zip ``torch.save`` files and
+  safetensors files. Raises
   :class:`CheckpointError` naming the file (and tensor) for anything malformed, inconsistent,
   over the size budget or outside the allow-list; ``FileNotFoundError`` if ``path`` is missing.
   """
@@ -567,7 +678,5 @@ def read_state_dict(path: str) -> dict:
   if _is_safetensors(path):
     return _read_safetensors(path)
   if not _is_zip(path):
-    raise CheckpointError(
-        f"{path}: not a zip archive or safetensors file (truncated? legacy pre-1.6 torch pickles "
-        "are refused: re-save with torch.save in a current torch, or convert to safetensors)")
+    return _extract_state_dict(_read_legacy(path), path)
   return _extract_state_dict(_read_torch_zip(path), path)

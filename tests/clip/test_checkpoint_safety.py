@@ -84,7 +84,8 @@ def tiny_module(sd):
 
 def write_bases(out):
   """Write state_dict.pt, wrapped.pt (``{"state_dict": ...}``, ``module.`` keys), script.pt
-  (TorchScript) and st.safetensors into ``out``; returns (state dict, {kind: path})."""
+  (TorchScript), legacy.pt (pre-1.6 format) and st.safetensors into ``out``; returns
+  (state dict, {kind: path})."""
   from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
   sd = tiny_state_dict()
   module = tiny_module(sd)
@@ -96,6 +97,8 @@ def write_bases(out):
              paths["wrapped"])
   paths["script"] = os.path.join(out, "script.pt")
   torch.jit.save(torch.jit.script(module), paths["script"])
+  paths["legacy"] = os.path.join(out, "legacy.pt")
+  torch.save(module.state_dict(), paths["legacy"], _use_new_zipfile_serialization=False)
   paths["safetensors"] = os.path.join(out, "st.safetensors")
   save_file({k: v.numpy() for k, v in sd.items() if k.startswith("visual.")},
             paths["safetensors"])
@@ -236,11 +239,25 @@ def test_state_dict_variants_match_torch(tmp_path):
       np.testing.assert_array_equal(got[k], v.numpy())
 
 
-def test_legacy_pickle_refused(tmp_path):
-  p = tmp_path / "legacy.pt"
-  torch.save({"w": torch.ones(2)}, p, _use_new_zipfile_serialization=False)
-  with pytest.raises(clip.CheckpointError, match="legacy"):
-    clip.read_state_dict(p)
+def test_legacy_format_matches_torch(tmp_path):
+  """Pre-1.6 (non-zip) torch.save files: same restricted unpickler, storages after the pickle."""
+  m = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+  base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+  sd = dict(m.state_dict(), t=base.t(), s=base[1:, ::2], h=torch.ones(3).half())
+  p = tmp_path / "legacy.pth"
+  torch.save({"state_dict": sd}, p, _use_new_zipfile_serialization=False)
+  assert not zipfile.is_zipfile(p)
+  got = clip.read_state_dict(p)
+  want = torch.load(p, weights_only=True)["state_dict"]
+  assert set(got) == set(want)
+  for k, v in want.items():
+    assert got[k].dtype == v.numpy().dtype, k
+    np.testing.assert_array_equal(got[k], v.numpy(), err_msg=k)
+  data = p.read_bytes()
+  for cut in (len(data) - 3, len(data) // 2, 40):
+    (tmp_path / "cut.pth").write_bytes(data[:cut])
+    with pytest.raises(clip.CheckpointError, match="cut.pth"):
+      clip.read_state_dict(tmp_path / "cut.pth")
 
 
 def _safetensors(header, body):
@@ -546,6 +563,38 @@ def _mutate_zip(path, rng):
   return "zip_" + kind, out.getvalue()
 
 
+def _mutate_legacy(path, rng):
+  """Mutate the object pickle (4th of 5) or the storage bytes of a legacy torch.save file."""
+  with open(path, "rb") as f:
+    data = f.read()
+  bounds, pos = [], 0
+  for _ in range(5):
+    end = pos + max(p for _, _, p in pickletools.genops(data[pos:])) + 1
+    bounds.append((pos, end))
+    pos = end
+  a, e = bounds[3]
+  pkl, head, tail = data[a:e], data[:a], data[e:]
+  kind = rng.choice(["int", "int", "pkl_flip", "dtype", "tail_cut", "tail_grow"])
+  if kind == "int":
+    ops = _int_ops(pkl)
+    i, j, _ = ops[int(rng.integers(len(ops)))]
+    pkl = pkl[:i] + _encode_int(_HOSTILE_INTS[int(rng.integers(len(_HOSTILE_INTS)))]) + pkl[j:]
+  elif kind == "pkl_flip":
+    b = bytearray(pkl)
+    b[int(rng.integers(len(b)))] = int(rng.integers(256))
+    pkl = bytes(b)
+  elif kind == "dtype":
+    found = list(re.finditer(rb"ctorch\n(\w+)Storage\n", pkl))
+    m = found[int(rng.integers(len(found)))]
+    name = _DTYPE_NAMES[int(rng.integers(len(_DTYPE_NAMES)))]
+    pkl = pkl[:m.start()] + f"ctorch\n{name}Storage\n".encode() + pkl[m.end():]
+  elif kind == "tail_cut":
+    tail = tail[: int(rng.integers(len(tail)))]
+  else:
+    tail = tail + rng.bytes(int(rng.integers(1, 64)))
+  return "legacy_" + kind, head + pkl + tail
+
+
 def _mutate_safetensors(path, rng):
   with open(path, "rb") as f:
     raw = f.read()
@@ -608,6 +657,8 @@ def make_mutants(paths, n, seed, out):
         kind, data = _mutate_bytes(f.read(), rng)
     elif base == "safetensors":
       kind, data = _mutate_safetensors(path, rng)
+    elif base == "legacy":
+      kind, data = _mutate_legacy(path, rng)
     else:
       kind, data = _mutate_zip(path, rng)
     ext = ".safetensors" if base == "safetensors" else ".pt"
