@@ -92,7 +92,7 @@ def _padding_lines(summary):
             if k in m]
     acc = [k for k in m if k.startswith("accuracy.")]
     lines.append(f"  {cond}: final loss {_pm(m['final_loss'])}")
-    lines.append("    filters: " + ", ".join(
+    lines.append("    filters (init → trained): " + ", ".join(
         f"{k[len('filter.'):]} {_pm(m['init_' + k])} → {_pm(m[k])}" for k in filt))
     lines.append("    accuracy: " + ", ".join(f"{k[len('accuracy.'):]} {_pm(m[k])}" for k in acc))
     lines.append("    colour share of variance: " + ", ".join(
