@@ -185,9 +185,50 @@ def _domain(ctx):
   return out
 
 
-def _gradcam_analysis(ctx):
-  """Figure 6(a, b): Grad-CAM heatmaps for ID, OOD and background-only shift (`gradcam.{json,png}`)."""
-  return _gradcam(ctx.cfg, ctx.encs, ctx.data, ctx.shapes, ctx.workdir)
+def _gradcam(ctx):
+  """Figure 6(a, b): Grad-CAM heatmaps of the ID class score for ID, OOD and background-only
+  shift; quantitatively, CAM mass on the object region (`gradcam.{json,png}`)."""
+  cfg, encs, data, shapes, workdir = ctx.cfg, ctx.encs, ctx.data, ctx.shapes, ctx.workdir
+  n = cfg.cam_examples
+  x_id, y_id = data.subset(0)
+  x_ood, y_ood = data.subset(1) if (data.domains == 1).any() else (x_id[:0], y_id[:0])
+  rows = {"ID": (x_id[:n], y_id[:n])}
+  if data.shifted_images is not None:  # the ID row shows the originals of the shifted images
+    si = np.asarray(data.shifted_index)[:n]
+    rows["ID"] = (data.images[si], data.labels[si])
+    rows["ID, background shifted"] = (data.shifted_images[:len(si)], data.labels[si])
+  rows["OOD"] = (x_ood[:n], y_ood[:n])
+  out = {"head": cfg.cam_head}
+  images, cams = {}, {}
+  for e in encs:
+    layer = cfg.cam_layer or default_cam_layer(list(shapes[e.label]), shapes[e.label])
+    out.setdefault(e.label, {})["layer"] = layer
+    emb_id = collect(e, x_id, y_id, data.num_classes, [], "embedding", cfg.batch_size)[1]
+    if cfg.cam_head == "probe":
+      probe = representation.fit_ridge_probe(emb_id, y_id, data.num_classes, cfg.probe_l2)
+      score_fn = lambda emb, p=probe: representation.probe_scores(p, emb)  # noqa: E731
+      out.setdefault(e.label, {})["probe_train_error"] = float(
+          representation.probe_error(probe, emb_id, y_id))
+    elif cfg.cam_head == "identity":
+      score_fn = lambda emb: emb  # noqa: E731
+    else:
+      raise ValueError(f"cam_head={cfg.cam_head!r}: allowed ('probe', 'identity')")
+    producer = None
+    for r, (x, y) in rows.items():
+      if not x.shape[0]:
+        continue
+      if producer is None:
+        producer = gradcam.find_producer(e.module, e.variables, jnp.asarray(x), layer,
+                                         {"train": False})
+      c = gradcam.grad_cam(e.module, e.variables, x, layer, score_fn, y, {"train": False},
+                           producer)
+      images[f"{e.label}: {r}"], cams[f"{e.label}: {r}"] = x, c
+      if data.mask is not None:
+        out.setdefault(e.label, {})[f"mass_on_object.{r}"] = float(
+            gradcam.cam_mass_in_mask(c, data.mask).mean())
+  _dump(out, os.path.join(workdir, "gradcam.json"))
+  plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"))
+  return out
 
 
 # Name → analysis(ctx) -> results; `run_all` runs those named in `cfg.analyses`, in this order.
@@ -196,7 +237,7 @@ ANALYSES = {
     "selectivity": _selectivity,
     "density": _density,
     "domain": _domain,
-    "gradcam": _gradcam_analysis,
+    "gradcam": _gradcam,
 }
 
 
@@ -242,47 +283,3 @@ def _context(cfg, encs, data, workdir):
       stats[enc.label, dom], reps[enc.label, dom] = collect(
           enc, x, y, data.num_classes, sel_layers[enc.label], cfg.representation, cfg.batch_size)
   return Context(cfg, encs, data, workdir, layers, sel_layers, shapes, stats, reps)
-
-
-def _gradcam(cfg, encs, data, shapes, workdir):
-  """Figure 6: heatmaps of the ID class score; quantitatively, CAM mass on the object region."""
-  n = cfg.cam_examples
-  x_id, y_id = data.subset(0)
-  x_ood, y_ood = data.subset(1) if (data.domains == 1).any() else (x_id[:0], y_id[:0])
-  rows = {"ID": (x_id[:n], y_id[:n])}
-  if data.shifted_images is not None:  # the ID row shows the originals of the shifted images
-    si = np.asarray(data.shifted_index)[:n]
-    rows["ID"] = (data.images[si], data.labels[si])
-    rows["ID, background shifted"] = (data.shifted_images[:len(si)], data.labels[si])
-  rows["OOD"] = (x_ood[:n], y_ood[:n])
-  out = {"head": cfg.cam_head}
-  images, cams = {}, {}
-  for e in encs:
-    layer = cfg.cam_layer or default_cam_layer(list(shapes[e.label]), shapes[e.label])
-    out.setdefault(e.label, {})["layer"] = layer
-    emb_id = collect(e, x_id, y_id, data.num_classes, [], "embedding", cfg.batch_size)[1]
-    if cfg.cam_head == "probe":
-      probe = representation.fit_ridge_probe(emb_id, y_id, data.num_classes, cfg.probe_l2)
-      score_fn = lambda emb, p=probe: representation.probe_scores(p, emb)  # noqa: E731
-      out.setdefault(e.label, {})["probe_train_error"] = float(
-          representation.probe_error(probe, emb_id, y_id))
-    elif cfg.cam_head == "identity":
-      score_fn = lambda emb: emb  # noqa: E731
-    else:
-      raise ValueError(f"cam_head={cfg.cam_head!r}: allowed ('probe', 'identity')")
-    producer = None
-    for r, (x, y) in rows.items():
-      if not x.shape[0]:
-        continue
-      if producer is None:
-        producer = gradcam.find_producer(e.module, e.variables, jnp.asarray(x), layer,
-                                         {"train": False})
-      c = gradcam.grad_cam(e.module, e.variables, x, layer, score_fn, y, {"train": False},
-                           producer)
-      images[f"{e.label}: {r}"], cams[f"{e.label}: {r}"] = x, c
-      if data.mask is not None:
-        out.setdefault(e.label, {})[f"mass_on_object.{r}"] = float(
-            gradcam.cam_mass_in_mask(c, data.mask).mean())
-  _dump(out, os.path.join(workdir, "gradcam.json"))
-  plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"))
-  return out
