@@ -42,7 +42,34 @@ Expected result on the offline benchmark: see docs/analyses.md.
 """
 import ml_collections
 
-from featcon.analysis import padding
+
+def padding_config():
+  """The padded-image experiment (`featcon.analysis.padding`) at CPU scale on the digits
+  (≈15–30 s per model on 2 shared cores); fields checked by `padding.check_config`."""
+  c = ml_collections.ConfigDict()
+  c.source = "digits"      # or a registry data set with train/test splits, e.g. "cifar10"
+  c.data_dir = ""          # registry data_dir ("" = TFDS's default ~/tensorflow_datasets)
+  c.n_train = 0            # training images used (0 = all; digits: those not in the test set)
+  c.size = 16              # canvas side (digits); image side, resized on read if needed (RGB)
+  c.pad = 3                # border width; digits fill the central size - 2·pad pixels
+  c.widths = (8, 16, 32)
+  c.blocks = 1
+  c.steps = 600
+  c.batch_size = 64
+  c.learning_rate = 3e-3
+  c.schedule = "constant"  # or "cosine" (decay to 0 over `steps`)
+  c.weight_decay = 1e-4
+  c.flip = False           # random horizontal flips (RGB; the border is symmetric)
+  c.n_test = 500
+  c.jitter = 0.15          # half-width of the uniform per-channel jitter of a coloured family
+  c.train_conditions = ("black", "red_fixed", "red")  # control, the paper's, jittered red
+  c.test_families = ("red", "red_fixed", "green", "blue", "yellow", "black")
+  c.measure_family = "red"  # the padding colour c whose direction the filter measures use
+  c.probe_digits = 200     # test images × colours for the representation variance
+  c.probe_colours = 8
+  c.eval_batch_size = 2048  # images per forward pass when measuring
+  c.seeds = (0, 1, 2)
+  return c
 
 
 def get_config(arg=None):
@@ -77,7 +104,7 @@ def get_config(arg=None):
   c.data.id_family = "red"
   c.data.ood_family = "green"
 
-  c.padding = padding.default_config()
+  c.padding = padding_config()
 
   if arg == "smoke":
     c.encoders = "rn=random:tiny-rn,vit=random:tiny-vit"

@@ -1,17 +1,20 @@
 """Runs every encoder analysis of Section 5 / Appendices F.2, F.3, G.1, G.2 and writes PNG + JSON.
 
 `run_all(cfg, encoders, data, workdir)` takes any encoders with the featcon contract (see
-`encoders.py`) and an `ImageSet`, and writes into `workdir`:
+`encoders.py`) and an `ImageSet`, and runs the analyses of the `ANALYSES` table (name →
+function of a `Context`) that `cfg.analyses` names; each writes into `workdir`:
 - activation_rates.{json,png}   F.2: class activation rates per block;
 - selectivity.{json,png}        F.3 / Figure 5: mean neuron selectivity per layer, ID vs OOD;
 - density.{json,png}            G.2 / Figure 15: histogram of each unit's mean activation;
 - domain.{json,png}             G.1 / Table 5, Figure 14: domain-probe error and 2-D PCA;
 - gradcam.{json,png}            Figure 6(a, b): heatmaps for ID, OOD and background-only shift.
 """
+import dataclasses
 import functools
 import json
 import os
 import re
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -89,109 +92,103 @@ def _dump(obj, path):
     json.dump(obj, f, indent=1)
 
 
-def run_all(cfg, encs, data, workdir):
-  """Runs the analyses named in `cfg.analyses` for every encoder; returns the results dict."""
-  os.makedirs(workdir, exist_ok=True)
-  allowed = ("rates", "selectivity", "density", "domain", "gradcam")
-  todo = [a for a in cfg.analyses.split(",") if a]
-  for a in todo:
-    if a not in allowed:
-      raise ValueError(f"analyses item {a!r}: allowed {allowed}")
-  k = data.num_classes
-  names, shapes, layers, sel_layers = {}, {}, {}, {}
-  for e in encs:
-    inter = jax.eval_shape(
-        lambda e=e: e.module.apply(e.variables, jnp.asarray(data.images[:1]), train=False))[1]
-    names[e.label] = list(inter)
-    shapes[e.label] = {k: tuple(v.shape) for k, v in inter.items()}
-    layers[e.label] = [l for l in cfg.layers.split(",") if l] or default_layers(names[e.label])
-    for l in layers[e.label] + ([cfg.density_layer] if cfg.density_layer else []):
-      if l not in names[e.label]:
-        raise ValueError(f"layer {l!r}: not an intermediate of encoder {e.label!r}; "
-                         f"allowed {names[e.label]}")
-    if cfg.representation != "embedding" and cfg.representation not in names[e.label]:
-      raise ValueError(f"representation={cfg.representation!r}: not an intermediate of encoder "
-                       f"{e.label!r}; allowed 'embedding' or one of {names[e.label]}")
-    sel_layers[e.label] = layers[e.label] + (
-        [cfg.representation] if cfg.representation in names[e.label] else [])
-  stats, reps = {}, {}
-  for enc in encs:
-    for dom in sorted(set(data.domains.tolist())):
-      x, y = data.subset(dom)
-      stats[enc.label, dom], reps[enc.label, dom] = collect(
-          enc, x, y, k, sel_layers[enc.label], cfg.representation, cfg.batch_size)
-  results = {"layers": layers, "encoders": {e.label: e.spec for e in encs}}
+@dataclasses.dataclass
+class Context:
+  """What every analysis reads: the config, the encoders, the data and the streamed statistics.
 
-  if "rates" in todo:
-    out, panels = {}, {}
-    for e in encs:
-      for l in layers[e.label]:
-        st = stats[e.label, 0][l]
-        out.setdefault(l, {})[e.label] = {
-            "mean_rate": float(metrics.activation_rates(st).mean()),
-            "rate_asymmetry": float(metrics.rate_asymmetry(st).mean()),
-            "class_mean_rates": np.asarray(metrics.class_mean_rates(st)).round(4).tolist()}
-        panels.setdefault(l, {})[e.label] = metrics.activation_rates(st)
-    _dump(out, os.path.join(workdir, "activation_rates.json"))
-    plots.histograms(panels, os.path.join(workdir, "activation_rates.png"), range_=(0, 1),
-                     xlabel="class activation rate p_k(c)")
-    results["rates"] = out
-
-  if "selectivity" in todo:
-    out, bars = {}, {}
-    for e in encs:
-      for l in sel_layers[e.label]:
-        for dom, dname in enumerate(data.domain_names):
-          if (e.label, dom) not in stats:
-            continue
-          v = float(metrics.selectivity(metrics.class_means(stats[e.label, dom][l]),
-                                        cfg.selectivity_mode).mean())
-          out.setdefault(l, {}).setdefault(e.label, {})[dname] = v
-          bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e.label] = v
-    _dump({"mode": cfg.selectivity_mode, "mean_selectivity": out},
-          os.path.join(workdir, "selectivity.json"))
-    plots.grouped_bars(bars, os.path.join(workdir, "selectivity.png"), "mean selectivity")
-    results["selectivity"] = out
-
-  if "density" in todo:
-    out, panel = {}, {}
-    for e in encs:
-      dl = cfg.density_layer or layers[e.label][0]
-      if dl not in stats[e.label, 0]:  # one more pass for a layer outside the rate layers
-        x, y = data.subset(0)
-        stats[e.label, 0][dl] = collect(e, x, y, k, [dl], cfg.representation,
-                                        cfg.batch_size)[0][dl]
-      st = stats[e.label, 0][dl]
-      out[e.label] = {"layer": dl, **metrics.density_summary(st, cfg.density_threshold)}
-      panel[f"{e.label} ({dl})"] = metrics.unit_means(st)
-    _dump(out, os.path.join(workdir, "density.json"))
-    plots.histograms({"unit mean activation (ID)": panel},
-                     os.path.join(workdir, "density.png"), bins=30, xlabel="mean activation")
-    results["density"] = out
-
-  if "domain" in todo:
-    out, panels = {}, {}
-    for i, e in enumerate(encs):
-      doms = sorted(d for (lab, d) in reps if lab == e.label)
-      x = np.concatenate([reps[e.label, d] for d in doms])
-      dom = np.concatenate([np.full(reps[e.label, d].shape[0], d) for d in doms])
-      out[e.label] = representation.domain_error(
-          x, dom, jax.random.PRNGKey(cfg.seed + i), cfg.holdout, cfg.probe_l2)
-      proj, expl = representation.pca_2d(x)
-      out[e.label]["pca_explained"] = np.asarray(expl).tolist()
-      panels[e.label] = (proj, dom, data.domain_names)
-    _dump({"representation": cfg.representation, **out}, os.path.join(workdir, "domain.json"))
-    plots.scatter_2d(panels, os.path.join(workdir, "domain.png"))
-    results["domain"] = out
-
-  if "gradcam" in todo:
-    results["gradcam"] = _gradcam(cfg, encs, data, shapes, workdir)
-  _dump(results, os.path.join(workdir, "analyses.json"))
-  return results
+  layers[label]: the analysed post-nonlinearity layers of encoder `label`; sel_layers[label]:
+  those plus the representation if it is an intermediate; stats[label, domain][layer]: the
+  `ClassStats` of that layer over the domain's images; reps[label, domain]: the representation;
+  shapes[label]: every intermediate's shape.
+  """
+  cfg: Any
+  encs: list
+  data: Any
+  workdir: str
+  layers: dict
+  sel_layers: dict
+  shapes: dict
+  stats: dict
+  reps: dict
 
 
-def _gradcam(cfg, encs, data, shapes, workdir):
-  """Figure 6: heatmaps of the ID class score; quantitatively, CAM mass on the object region."""
+def _rates(ctx):
+  """F.2: class activation rates per block (`activation_rates.{json,png}`)."""
+  out, panels = {}, {}
+  for e in ctx.encs:
+    for l in ctx.layers[e.label]:
+      st = ctx.stats[e.label, 0][l]
+      out.setdefault(l, {})[e.label] = {
+          "mean_rate": float(metrics.activation_rates(st).mean()),
+          "rate_asymmetry": float(metrics.rate_asymmetry(st).mean()),
+          "class_mean_rates": np.asarray(metrics.class_mean_rates(st)).round(4).tolist()}
+      panels.setdefault(l, {})[e.label] = metrics.activation_rates(st)
+  _dump(out, os.path.join(ctx.workdir, "activation_rates.json"))
+  plots.histograms(panels, os.path.join(ctx.workdir, "activation_rates.png"), range_=(0, 1),
+                   xlabel="class activation rate p_k(c)")
+  return out
+
+
+def _selectivity(ctx):
+  """F.3 / Figure 5: mean neuron selectivity per layer, ID vs OOD (`selectivity.{json,png}`)."""
+  cfg, data = ctx.cfg, ctx.data
+  out, bars = {}, {}
+  for e in ctx.encs:
+    for l in ctx.sel_layers[e.label]:
+      for dom, dname in enumerate(data.domain_names):
+        if (e.label, dom) not in ctx.stats:
+          continue
+        v = float(metrics.selectivity(metrics.class_means(ctx.stats[e.label, dom][l]),
+                                      cfg.selectivity_mode).mean())
+        out.setdefault(l, {}).setdefault(e.label, {})[dname] = v
+        bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e.label] = v
+  _dump({"mode": cfg.selectivity_mode, "mean_selectivity": out},
+        os.path.join(ctx.workdir, "selectivity.json"))
+  plots.grouped_bars(bars, os.path.join(ctx.workdir, "selectivity.png"), "mean selectivity")
+  return out
+
+
+def _density(ctx):
+  """G.2 / Figure 15: histogram of each unit's mean activation (`density.{json,png}`)."""
+  cfg, data = ctx.cfg, ctx.data
+  out, panel = {}, {}
+  for e in ctx.encs:
+    dl = cfg.density_layer or ctx.layers[e.label][0]
+    if dl not in ctx.stats[e.label, 0]:  # one more pass for a layer outside the rate layers
+      x, y = data.subset(0)
+      ctx.stats[e.label, 0][dl] = collect(e, x, y, data.num_classes, [dl], cfg.representation,
+                                          cfg.batch_size)[0][dl]
+    st = ctx.stats[e.label, 0][dl]
+    out[e.label] = {"layer": dl, **metrics.density_summary(st, cfg.density_threshold)}
+    panel[f"{e.label} ({dl})"] = metrics.unit_means(st)
+  _dump(out, os.path.join(ctx.workdir, "density.json"))
+  plots.histograms({"unit mean activation (ID)": panel},
+                   os.path.join(ctx.workdir, "density.png"), bins=30, xlabel="mean activation")
+  return out
+
+
+def _domain(ctx):
+  """G.1 / Table 5, Figure 14: domain-probe error and 2-D PCA (`domain.{json,png}`)."""
+  cfg, reps = ctx.cfg, ctx.reps
+  out, panels = {}, {}
+  for i, e in enumerate(ctx.encs):
+    doms = sorted(d for (lab, d) in reps if lab == e.label)
+    x = np.concatenate([reps[e.label, d] for d in doms])
+    dom = np.concatenate([np.full(reps[e.label, d].shape[0], d) for d in doms])
+    out[e.label] = representation.domain_error(
+        x, dom, jax.random.PRNGKey(cfg.seed + i), cfg.holdout, cfg.probe_l2)
+    proj, expl = representation.pca_2d(x)
+    out[e.label]["pca_explained"] = np.asarray(expl).tolist()
+    panels[e.label] = (proj, dom, ctx.data.domain_names)
+  _dump({"representation": cfg.representation, **out}, os.path.join(ctx.workdir, "domain.json"))
+  plots.scatter_2d(panels, os.path.join(ctx.workdir, "domain.png"))
+  return out
+
+
+def _gradcam(ctx):
+  """Figure 6(a, b): Grad-CAM heatmaps of the ID class score for ID, OOD and background-only
+  shift; quantitatively, CAM mass on the object region (`gradcam.{json,png}`)."""
+  cfg, encs, data, shapes, workdir = ctx.cfg, ctx.encs, ctx.data, ctx.shapes, ctx.workdir
   n = cfg.cam_examples
   x_id, y_id = data.subset(0)
   x_ood, y_ood = data.subset(1) if (data.domains == 1).any() else (x_id[:0], y_id[:0])
@@ -232,3 +229,57 @@ def _gradcam(cfg, encs, data, shapes, workdir):
   _dump(out, os.path.join(workdir, "gradcam.json"))
   plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"))
   return out
+
+
+# Name → analysis(ctx) -> results; `run_all` runs those named in `cfg.analyses`, in this order.
+ANALYSES = {
+    "rates": _rates,
+    "selectivity": _selectivity,
+    "density": _density,
+    "domain": _domain,
+    "gradcam": _gradcam,
+}
+
+
+def run_all(cfg, encs, data, workdir):
+  """Runs the analyses named in `cfg.analyses` (keys of `ANALYSES`) for every encoder; writes each
+  one's files and `analyses.json` into `workdir` and returns the results dict."""
+  todo = [a for a in cfg.analyses.split(",") if a]
+  for a in todo:
+    if a not in ANALYSES:
+      raise ValueError(f"analyses item {a!r}: allowed {tuple(ANALYSES)}")
+  os.makedirs(workdir, exist_ok=True)
+  ctx = _context(cfg, encs, data, workdir)
+  results = {"layers": ctx.layers, "encoders": {e.label: e.spec for e in encs}}
+  for name, analysis in ANALYSES.items():
+    if name in todo:
+      results[name] = analysis(ctx)
+  _dump(results, os.path.join(workdir, "analyses.json"))
+  return results
+
+
+def _context(cfg, encs, data, workdir):
+  """Checks the configured layers against every encoder and streams the data through each one."""
+  names, shapes, layers, sel_layers = {}, {}, {}, {}
+  for e in encs:
+    inter = jax.eval_shape(
+        lambda e=e: e.module.apply(e.variables, jnp.asarray(data.images[:1]), train=False))[1]
+    names[e.label] = list(inter)
+    shapes[e.label] = {k: tuple(v.shape) for k, v in inter.items()}
+    layers[e.label] = [l for l in cfg.layers.split(",") if l] or default_layers(names[e.label])
+    for l in layers[e.label] + ([cfg.density_layer] if cfg.density_layer else []):
+      if l not in names[e.label]:
+        raise ValueError(f"layer {l!r}: not an intermediate of encoder {e.label!r}; "
+                         f"allowed {names[e.label]}")
+    if cfg.representation != "embedding" and cfg.representation not in names[e.label]:
+      raise ValueError(f"representation={cfg.representation!r}: not an intermediate of encoder "
+                       f"{e.label!r}; allowed 'embedding' or one of {names[e.label]}")
+    sel_layers[e.label] = layers[e.label] + (
+        [cfg.representation] if cfg.representation in names[e.label] else [])
+  stats, reps = {}, {}
+  for enc in encs:
+    for dom in sorted(set(data.domains.tolist())):
+      x, y = data.subset(dom)
+      stats[enc.label, dom], reps[enc.label, dom] = collect(
+          enc, x, y, data.num_classes, sel_layers[enc.label], cfg.representation, cfg.batch_size)
+  return Context(cfg, encs, data, workdir, layers, sel_layers, shapes, stats, reps)

@@ -50,10 +50,29 @@ def _background_images(kind: str) -> tuple[np.ndarray, ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def _digits() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+def load_raw() -> tuple[np.ndarray, np.ndarray]:
+  """scikit-learn's 1,797 handwritten digits, unsplit: grey values (N, 8, 8) float32 in [0, 1]
+  (the 0–16 ink counts / 16) and labels (N,) int64. The one loader of the raw digits; each user
+  draws its own documented split from it. Cached and read-only (index, do not write).
+
+  Needs scikit-learn (the `analysis` extra: `pip install -e ".[analysis]"`).
+  """
+  try:
+    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError('the scikit-learn digits need scikit-learn: pip install -e ".[analysis]"'
+                      ) from e
   d = load_digits()
   images, labels = d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)
+  images.flags.writeable = False
+  labels.flags.writeable = False
+  return images, labels
+
+
+@functools.lru_cache(maxsize=None)
+def _digits() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+  """The benchmark's split of `load_raw` (module docstring): 60 / 15 / 25 %, seed 0."""
+  images, labels = load_raw()
   perm = np.random.default_rng(0).permutation(len(labels))
   n_train, n_val = int(0.6 * len(labels)), int(0.15 * len(labels))
   parts = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val],

@@ -58,10 +58,37 @@ def train_augment(image: np.ndarray, resolution: int, rng: np.random.Generator,
   return normalize(image)
 
 
+def pad_canvas(images, colours, pad: int, xp=np):
+  """The border geometry of Appendix F.4: P_p(x, c), the image inside a border of ``pad`` px of
+  one constant colour, P_p(x, c)[i, j] = x[i − p, j − p] inside and c on the border.
+
+  Args:
+    images: (..., H, W, C) array (one image or a batch).
+    colours: (..., C) border colour, one per image (broadcast against the leading axes).
+    pad: border width p >= 0.
+    xp: the array module, ``numpy`` (host, uint8 or float) or ``jax.numpy`` (on device, traceable).
+  Returns:
+    (..., H + 2p, W + 2p, C) canvas of the images' dtype (exact copies of both inputs' values).
+  """
+  if pad < 0:
+    raise ValueError(f"pad={pad}: must be >= 0")
+  h, w = images.shape[-3:-1]
+  inside = np.zeros((h + 2 * pad, w + 2 * pad, 1), bool)
+  inside[pad:pad + h, pad:pad + w] = True
+  widths = [(0, 0)] * (images.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)]
+  colours = xp.asarray(colours, images.dtype)[..., None, None, :]
+  return xp.where(inside, xp.pad(images, widths), colours)
+
+
 def pad_brick_red(image: np.ndarray, pad: int = 8) -> np.ndarray:
-  """Appendix F.4: pad ``pad`` px of brick red (150, 50, 50) on every side, resize back."""
-  h, w = image.shape[:2]
-  out = np.empty((h + 2 * pad, w + 2 * pad, 3), np.uint8)
-  out[...] = np.array(BRICK_RED, np.uint8)
-  out[pad:pad + h, pad:pad + w] = image[..., :3]
-  return resize(out, (h, w))
+  """Appendix F.4 on the host: `pad_canvas` with ``pad`` px of brick red (150, 50, 50), then
+  resized back to the input size with PIL's bicubic filter on uint8 (`resize`).
+
+  The registry's ``cifar10_red`` transform. The padded-image experiment
+  (`featcon.analysis.padding.render_rgb`) builds the same canvas with the same colour constant,
+  but on device inside its jitted training step (fresh colours every step), where PIL cannot run,
+  and resizes it with jax's antialiased linear filter in float, which keeps border pixels exactly
+  the colour (bicubic overshoots). So the colour and the geometry are shared and the resamplers
+  differ; each caller keeps the numbers it has always produced.
+  """
+  return resize(pad_canvas(image[..., :3], np.array(BRICK_RED, np.uint8), pad), image.shape[:2])

@@ -9,8 +9,8 @@ for _m in ("sklearn", "skimage", "PIL"):
   pytest.importorskip(_m)
 from configs import analyze as analyze_config  # pylint: disable=g-import-not-at-top
 from configs.distill import digits  # pylint: disable=g-import-not-at-top
-from experiments import analyze  # pylint: disable=g-import-not-at-top
 from featcon.analysis import encoders  # pylint: disable=g-import-not-at-top
+from featcon.analysis import experiment  # pylint: disable=g-import-not-at-top
 from featcon import distill  # pylint: disable=g-import-not-at-top
 
 FILES = ["activation_rates", "selectivity", "density", "domain", "gradcam", "analyses"]
@@ -27,7 +27,7 @@ def test_distill_then_analyze_teacher_student_random(tmp_path):
     cfg.data.n_per_domain = 24
     cfg.cam_examples = 3
     cfg.batch_size = 16
-  res = analyze.main(cfg, str(tmp_path / "an"))
+  res = experiment.run(cfg, str(tmp_path / "an"))
   out = tmp_path / "an" / "encoders"
   for f in FILES:
     json.loads((out / f"{f}.json").read_text())

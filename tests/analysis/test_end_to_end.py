@@ -4,14 +4,14 @@ import json
 import pytest
 
 from configs import analyze as analyze_config
-from experiments import analyze
+from featcon.analysis import experiment
 
 FILES = ["activation_rates", "selectivity", "density", "domain", "gradcam"]
 
 
 def test_smoke_writes_every_figure_and_number(tmp_path):
   cfg = analyze_config.get_config("smoke")
-  res = analyze.main(cfg, str(tmp_path))
+  res = experiment.run(cfg, str(tmp_path))
   enc_dir = tmp_path / "encoders"
   for f in FILES:
     assert (enc_dir / f"{f}.png").stat().st_size > 0
@@ -34,18 +34,18 @@ def test_bad_config_values_raise(tmp_path):
   with cfg.unlocked():
     cfg.run = "encoders,plots"
   with pytest.raises(ValueError, match="run item 'plots'"):
-    analyze.main(cfg, str(tmp_path))
+    experiment.run(cfg, str(tmp_path))
   cfg = analyze_config.get_config("smoke")
   with cfg.unlocked():
     cfg.encoders = "rn:random:tiny-rn"
   with pytest.raises(ValueError, match="encoders item"):
-    analyze.main(cfg, str(tmp_path))
+    experiment.run(cfg, str(tmp_path))
   cfg = analyze_config.get_config("smoke")
   with cfg.unlocked():
     cfg.run = "encoders"
     cfg.representation = "pre_logit"
   with pytest.raises(ValueError, match="representation='pre_logit'.*allowed"):
-    analyze.main(cfg, str(tmp_path))
+    experiment.run(cfg, str(tmp_path))
   with pytest.raises(ValueError, match="config arg='big'"):
     analyze_config.get_config("big")
 

@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import analyze as analyze_config
 from featcon.analysis import padding
 
 
@@ -48,7 +49,7 @@ def test_render_and_colours():
 
 
 def test_tiny_experiment_runs(tmp_path):
-  cfg = padding.default_config()
+  cfg = analyze_config.padding_config()
   cfg.update(steps=5, seeds=(0,), n_test=20, probe_digits=4, probe_colours=2, size=12, pad=2,
              train_conditions=("black", "red"), widths=(4, 8))
   glyphs, labels = padding.synthetic_glyphs(0, 90)
