@@ -60,8 +60,8 @@ def distill(config, workdir: str, mesh=None) -> dict:
       s_emb, s_inter, upd = train_lib.apply_train(student, p, state.get("batch_stats"), x)
       loss, final = distill_loss(s_emb, s_inter, t_emb, t_inter, dc.block_weight)
       return loss, (upd, final)
-    (loss, (upd, final)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    return train_lib.apply_updates(state, grads, upd, tx), {"loss": loss, "mse_final": final}
+    state, loss, final = train_lib.state_step(loss_fn, state, tx)
+    return state, {"loss": loss, "mse_final": final}
 
   ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train")
   loader = refs.train_loader(config, ds, dc.batch_size, config.seed)

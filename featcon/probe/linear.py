@@ -57,16 +57,15 @@ def train_linear_probe(x_train, y_train, x_val, y_val, num_classes: int, *, lr: 
   xs, ys = jnp.asarray((x_train - mu) / sd), jnp.asarray(y_train, jnp.int32)
   xv = jnp.asarray((np.asarray(x_val, np.float32) - mu) / sd)
 
+  def loss_fn(p, idx):
+    logits = xs[idx] @ p["kernel"] + p["bias"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, ys[idx]).mean()
+
   @jax.jit
   def epoch(carry, key):
     def step(c, idx):
-      p, o = c
-      def loss_fn(p):
-        logits = xs[idx] @ p["kernel"] + p["bias"]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, ys[idx]).mean()
-      loss, g = jax.value_and_grad(loss_fn)(p)
-      u, o = tx.update(g, o, p)
-      return (optax.apply_updates(p, u), o), loss
+      p, o, loss = train_lib.optimizer_step(loss_fn, *c, tx, idx)
+      return (p, o), loss
     perm = jax.random.permutation(key, n)[:steps_per_epoch * bs].reshape(steps_per_epoch, bs)
     return jax.lax.scan(step, carry, perm)
 
