@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from featcon import io
 from featcon import training as train_lib
 from featcon.probe import ridge
 from featcon.probe.metrics import accuracy
@@ -27,8 +28,11 @@ class LinearProbe:
   selected: dict
 
   def to_npz(self, path: str):
-    np.savez(path, kernel=self.kernel, bias=self.bias, kind=self.kind,
-             selected=np.asarray(repr(self.selected)))
+    """Writes the probe to ``path`` (the name as given, atomically)."""
+    io.atomic_write(path, lambda f: np.savez(f, kernel=self.kernel, bias=self.bias,
+                                             kind=self.kind,
+                                             selected=np.asarray(repr(self.selected))),
+                    binary=True)
 
 
 def predict(probe: LinearProbe, features: np.ndarray) -> np.ndarray:

@@ -8,9 +8,12 @@ prediction at its ID accuracy.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
+
+from featcon import io
 
 _EPS = 1e-4
 
@@ -92,7 +95,8 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fmt = os.path.splitext(path)[1].lstrip(".") or "png"
+  io.atomic_write(path, lambda f: fig.savefig(f, dpi=120, format=fmt), binary=True)
   plt.close(fig)
 
 
