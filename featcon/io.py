@@ -2,7 +2,8 @@
 
 Every result featcon writes goes through :func:`atomic_write` (a temporary file in the same
 folder, then ``os.replace``), so an interrupted run never leaves a half-written file behind, and
-carries :func:`versions` (the packages and devices that made it).
+carries :func:`versions` (the packages and devices that made it). Figures of every stage are
+written by :func:`save_figure`.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from typing import Any, Callable
@@ -52,6 +54,42 @@ def atomic_write(path: str, write: Callable[[Any], None], binary: bool = False) 
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+  return path
+
+
+FIGURE_DPI = 110
+
+
+def save_figure(fig, path: str, dpi: int = FIGURE_DPI) -> str:
+  """Writes a Matplotlib figure atomically, with a tight layout, and closes it.
+
+  The format follows the file name's extension (``.png``, ``.pdf``, ``.svg``, ...).
+
+  Args:
+    fig: a ``matplotlib.figure.Figure``.
+    path: the file to write.
+    dpi: resolution of raster formats, dots per inch (positive).
+
+  Returns:
+    ``path``.
+
+  Raises:
+    ValueError: for a non-positive ``dpi`` or a path without an extension, before writing.
+  """
+  if not (isinstance(dpi, (int, float)) and not isinstance(dpi, bool) and dpi > 0):
+    raise ValueError(f"save_figure: dpi={dpi!r}; allowed: a positive number")
+  fmt = os.path.splitext(path)[1][1:].lower()
+  if not fmt:
+    raise ValueError(f"save_figure: path={path!r} has no extension; allowed: a file name "
+                     "ending in a Matplotlib format such as .png, .pdf or .svg")
+  fig.tight_layout()
+  try:
+    atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi), binary=True)
+  finally:
+    # A figure made through pyplot is registered there until closed; pyplot is then imported.
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+      pyplot.close(fig)
   return path
 
 

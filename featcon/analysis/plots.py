@@ -5,12 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-
-def _save(fig, path):
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+from featcon import io  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _normalise(img):
@@ -32,7 +27,7 @@ def filters(kernels, path, max_filters=16):
       ax.set_xticks([])
       ax.set_yticks([])
     axes[i, 0].set_ylabel(n, rotation=0, ha="right", fontsize=8)
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def image_grid(rows, path, cmap=None):
@@ -49,7 +44,7 @@ def image_grid(rows, path, cmap=None):
       if j < imgs.shape[0]:
         ax.imshow(np.clip(imgs[j], 0, 1), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     axes[i, 0].set_ylabel(name, rotation=0, ha="right", fontsize=8)
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def histograms(panels, path, bins=20, range_=None, xlabel=""):
@@ -63,7 +58,7 @@ def histograms(panels, path, bins=20, range_=None, xlabel=""):
     ax.set_title(p, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
   axes[0, 0].legend(fontsize=7)
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def grouped_bars(values, path, ylabel=""):
@@ -79,7 +74,7 @@ def grouped_bars(values, path, ylabel=""):
   ax.set_xticklabels(groups, fontsize=7, rotation=30, ha="right")
   ax.set_ylabel(ylabel, fontsize=8)
   ax.legend(fontsize=7)
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def scatter_2d(panels, path):
@@ -96,7 +91,7 @@ def scatter_2d(panels, path):
     ax.set_xticks([])
     ax.set_yticks([])
   axes[0, 0].legend(fontsize=7)
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def cam_grid(images, cams, path):
@@ -114,4 +109,4 @@ def cam_grid(images, cams, path):
         ax.imshow(_normalise(img[j]) if img.shape[-1] == 3 else img[j], interpolation="nearest")
         ax.imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
     axes[i, 0].set_ylabel(name, rotation=0, ha="right", fontsize=7)
-  return _save(fig, path)
+  return io.save_figure(fig, path)

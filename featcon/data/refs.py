@@ -46,8 +46,11 @@ def open_dataset(config, ref: str, field: str = "data set") -> registry.Dataset:
   for part in parts:
     name, split = parse_ref(part, field)[:2]
     kw = {}
-    if name.startswith("digits_"):
+    kind = registry.get_spec(name).kind
+    if kind == "digits":
       kw = dict(config.data.digits, image_size=config.data.image_size)
+    elif kind in ("real", "real_c"):
+      kw = dict(image_size=config.data.image_size)
     sets.append(registry.load(name, split, data_dir=config.data.data_dir or None, **kw))
   if len(sets) == 1:
     return sets[0]

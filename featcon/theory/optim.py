@@ -16,7 +16,9 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 
 def rotation_equivariant(name):
-  """True when the optimizer commutes with rotations of the input space (docs/theory.md, last section).
+  """True when the optimizer commutes with rotations of the input space.
+
+  docs/theory.md, "Exact feature-coordinate dynamics".
 
   For these the dynamics of ``P = W M`` close in feature coordinates.
   """

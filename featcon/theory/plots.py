@@ -21,12 +21,6 @@ def _variants(df, exclude=("seed",)):
   return out
 
 
-def _save(fig, path):
-  io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
-  plt.close(fig)
-  return path
-
-
 def curves(df, path, panels=(("id_risk", "ood_risk"), ("core_corr",), ("bg_corr",),
                              ("bg_signed",))):
   """Fig. 8 / 9: risks and feature correlations over steps; lines are seed means, bands min-max."""
@@ -47,8 +41,7 @@ def curves(df, path, panels=(("id_risk", "ood_risk"), ("core_corr",), ("bg_corr"
     ax.set_title(" / ".join(keys))
     ax.set_xlabel("step")
   axes[0].legend(fontsize=7)
-  fig.tight_layout()
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def asymmetry(all_metrics, expanded, df, path):
@@ -64,8 +57,7 @@ def asymmetry(all_metrics, expanded, df, path):
     ax.set_title(label, fontsize=8)
     ax.set_xlabel("p(+1) - p(-1)")
   axes[0][0].legend()
-  fig.tight_layout()
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def by_category(df, x, path, metrics=("bg_corr", "bg_signed")):
@@ -80,8 +72,7 @@ def by_category(df, x, path, metrics=("bg_corr", "bg_signed")):
     ax.set_xticks(np.arange(len(g)), [str(k) for k in g.mean().index], rotation=20)
     ax.set_title(m)
   np.atleast_1d(axes)[0].legend()
-  fig.tight_layout()
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def versus(df, x, path, metrics=("id_risk", "ood_risk")):
@@ -95,8 +86,7 @@ def versus(df, x, path, metrics=("id_risk", "ood_risk")):
                   capsize=2, label=f"{label} {m}")
   ax.set_xlabel(x)
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  return _save(fig, path)
+  return io.save_figure(fig, path)
 
 
 def sweep_figures(df, all_metrics, expanded, workdir):

@@ -1,4 +1,9 @@
-"""Vectorised sweeps: ``featcon.sweep(config)`` and the engine behind ``experiments.sweep``.
+"""The sweep engine: ``featcon.sweep(config)`` and the work behind ``experiments.sweep``.
+
+Axes (:func:`expand`), compiled groups (:func:`make_groups`), memory-sized chunks
+(:func:`chunk_size`), sharding over devices and resumable workdirs (:func:`run_group`,
+:func:`run`). What a sweep writes (tidy table, summary, figures) is
+:mod:`featcon.theory.results`.
 
 Sweep syntax (``docs/sweeps.md``): any field of a :func:`featcon.default_config` config may
 hold a *list* of values; lists are axes and combine as a product. ``sweep.zip`` names groups of
@@ -37,12 +42,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import pandas as pd
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from featcon import io
 from featcon.theory import config as config_lib
-from featcon.theory import simulation as simulate_lib
+from featcon.theory import results
 from featcon.theory import train as train_lib
 
 SWEEP_DEFAULTS = {"zip": (), "memory_budget_gb": 4.0, "max_chunk": 4096, "progress": True}
@@ -286,7 +290,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
     divs.append(np.asarray(div)[keep])
     if cpath:
       io.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
-                                binary=True)
+                      binary=True)
   bar.close()
   compile_s = compile_s or 0.0
   metrics = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
@@ -299,49 +303,13 @@ def _hash(obj):
   return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _swept_columns(expanded):
-  cols = []
-  for swept, _ in expanded:
-    for k in swept:
-      if k not in cols:
-        cols.append(k)
-  return cols
-
-
-def _short(col):
-  return col.split(".")[-1]
-
-
-def _value(v):
-  return list(v) if isinstance(v, tuple) else v
-
-
-def tidy_rows(expanded, index, metrics, diverged):
-  """Rows of the tidy table for configurations ``index`` of a group: one per log step."""
-  rows = []
-  scalar = [k for k, v in metrics.items() if v.ndim == 2 and k != "step"]
-  for j, i in enumerate(index):
-    swept, _ = expanded[i]
-    m, _ = simulate_lib.finalize({k: v[j] for k, v in metrics.items()},
-                                 int(diverged[j]) if diverged[j] >= 0 else None)
-    for t in range(m["step"].shape[0]):
-      row = {"config_id": i}
-      row.update({_short(k): (str(_value(v)) if isinstance(v, (tuple, list)) else v)
-                  for k, v in swept.items()})
-      row["step"] = int(m["step"][t])
-      row.update({k: float(m[k][t]) for k in scalar})
-      row["diverged_step"] = int(diverged[j])
-      rows.append(row)
-  return rows
-
-
 def run(config, workdir=None, progress=None, log=print):
   """Runs a sweep; writes results into ``workdir`` when given (resumable). Returns a DataFrame.
 
   Workdir layout: ``config.json`` (sweep config, expansion hash, versions),
   ``groups/<key>.npz`` + ``groups/<key>.json`` (finished groups, written atomically),
-  ``results.csv`` (tidy: one row per configuration and log step), ``trajectories.npz``
-  (metrics as arrays [config, log, ...] and the swept values), ``summary.md`` and figures.
+  and the results of :func:`featcon.theory.results.write_outputs` (``results.csv``,
+  ``trajectories.npz``, ``summary.md`` and figures).
   A rerun skips finished groups; a different config in an existing workdir is refused.
   """
   sec = sweep_section(config)
@@ -405,69 +373,10 @@ def run(config, workdir=None, progress=None, log=print):
       log(f"warning: {int(np.sum(div >= 0))} configuration(s) diverged (non-finite loss); "
           "their metrics are NaN after the step recorded in 'diverged_step'")
 
-  rows = []
-  for i in range(n):
-    rows += tidy_rows(expanded, [i], {k: v[None] for k, v in all_metrics[i].items()},
-                      diverged[i:i + 1])
-  df = pd.DataFrame(rows)
-  df.attrs["timings"] = timings
-  df.attrs["swept"] = [_short(c) for c in _swept_columns(expanded)]
+  df = results.tidy_table(expanded, all_metrics, diverged, timings)
   if workdir:
-    write_outputs(workdir, df, expanded, all_metrics, diverged, resolved, timings, log)
+    results.write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log)
   return df
-
-
-def summary_table(df, metrics=("id_risk", "ood_risk", "id_error", "ood_error", "core_corr",
-                               "bg_corr", "bg_signed", "asym_frac")):
-  """Final-step metrics per configuration, mean +- std over seeds (a DataFrame)."""
-  last = df[df["step"] == df["step"].max()] if "step" in df else df
-  keys = [c for c in df.attrs.get("swept", []) if c != "seed" and c in last.columns]
-  metrics = [m for m in metrics if m in last.columns and last[m].notna().any()]
-  if keys:
-    g = last.groupby(keys, sort=False)[metrics]
-  else:
-    g = last.assign(_all="all").groupby("_all")[metrics]
-  mean, std, count = g.mean(), g.std(ddof=0), g.size()
-  out = mean.copy().astype(object)
-  for m in metrics:
-    out[m] = [f"{a:.4f} ± {b:.4f}" for a, b in zip(mean[m], std[m])]
-  out.insert(0, "seeds", count.values)
-  return out.reset_index()
-
-
-def write_outputs(workdir, df, expanded, all_metrics, diverged, resolved, timings, log=print):
-  """Writes results.csv, trajectories.npz, summary.md and the figures (all atomic)."""
-  from featcon.theory import plots
-  io.atomic_write(os.path.join(workdir, "results.csv"),
-                            lambda f: df.to_csv(f, index=False))
-  arrays = {f"metrics/{k}": np.stack([m[k] for m in all_metrics]) for k in all_metrics[0]}
-  cols = _swept_columns(expanded)
-  for c in cols:
-    arrays[f"swept/{c}"] = np.asarray([str(_value(s.get(c))) for s, _ in expanded])
-  arrays["diverged_step"] = diverged
-  io.atomic_write(os.path.join(workdir, "trajectories.npz"),
-                            lambda f: np.savez(f, **arrays), binary=True)
-  table = summary_table(df)
-  versions = io.versions()
-  total = sum(t["wall_s"] for t in timings.values())
-  md = ["# Sweep summary", "",
-        f"{len(resolved)} configurations, final step {int(df['step'].max())}; mean ± std over "
-        "seeds.", "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
-        "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
-        + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
-  io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
-  figs = plots.sweep_figures(df, all_metrics, expanded, workdir)
-  log("\n" + table.to_string(index=False))
-  log(f"\nwrote {workdir}/results.csv, trajectories.npz, summary.md and "
-      f"{len(figs)} figure(s): {', '.join(os.path.basename(f) for f in figs)}")
-
-
-def _has_tabulate():
-  try:
-    import tabulate  # noqa: F401
-    return True
-  except ImportError:
-    return False
 
 
 def sweep(config, workdir=None, progress=False):

@@ -7,7 +7,7 @@ with, as in purejaxrl: the sweep engine ``vmap``s it over seeds, learning rates,
 decays, init scales, shift strengths, widths (padded and masked), batch sizes (padded and
 weighted) and activations (``lax.switch``).
 
-Two exact paths (docs/theory.md, last section):
+Two exact paths (docs/theory.md, "Exact feature-coordinate dynamics"):
 
 * ``input``: the network sees ``x = M z`` in R^d; any optimizer.
 * ``feature``: for rotation-equivariant optimizers (SGD with coupled decay, with or without

@@ -28,7 +28,10 @@ def _over(**sections):
     {"data": {"task": "regression"}, "train": {"loss": "mse"}, "model": {"train_output": True, "output_init": "pytorch"}},
 ])
 def test_feature_and_input_paths_agree(extra):
-  """docs/theory.md last section: for SGD (with momentum) the K-dimensional path is exact."""
+  """For SGD (with momentum) the K-dimensional path is exact.
+
+  docs/theory.md, "Exact feature-coordinate dynamics".
+  """
   res = {}
   for path in ("feature", "input"):
     sections = {k: dict(v) for k, v in extra.items()}

@@ -1,0 +1,120 @@
+"""What a sweep writes: the tidy table, the summary and the figures.
+
+:func:`tidy_table` turns the engine's per-configuration metrics (:mod:`featcon.theory.sweeps`)
+into one DataFrame row per configuration and log step, with one column per swept field (named
+by its last component: ``train.lr`` becomes ``lr``). :func:`write_outputs` writes it as
+``results.csv``, the arrays as ``trajectories.npz``, the final-step table of
+:func:`summary_table` as ``summary.md`` and the figures of :mod:`featcon.theory.plots`, each
+file atomically.
+"""
+import importlib.util
+import os
+
+import numpy as np
+import pandas as pd
+
+from featcon import io
+from featcon.theory import plots
+from featcon.theory import simulation
+
+
+def _swept_columns(expanded):
+  cols = []
+  for swept, _ in expanded:
+    for k in swept:
+      if k not in cols:
+        cols.append(k)
+  return cols
+
+
+def _short(col):
+  return col.split(".")[-1]
+
+
+def _value(v):
+  return list(v) if isinstance(v, tuple) else v
+
+
+def tidy_rows(expanded, index, metrics, diverged):
+  """Rows of the tidy table for configurations ``index`` of a group: one per log step."""
+  rows = []
+  scalar = [k for k, v in metrics.items() if v.ndim == 2 and k != "step"]
+  for j, i in enumerate(index):
+    swept, _ = expanded[i]
+    m, _ = simulation.finalize({k: v[j] for k, v in metrics.items()},
+                               int(diverged[j]) if diverged[j] >= 0 else None)
+    for t in range(m["step"].shape[0]):
+      row = {"config_id": i}
+      row.update({_short(k): (str(_value(v)) if isinstance(v, (tuple, list)) else v)
+                  for k, v in swept.items()})
+      row["step"] = int(m["step"][t])
+      row.update({k: float(m[k][t]) for k in scalar})
+      row["diverged_step"] = int(diverged[j])
+      rows.append(row)
+  return rows
+
+
+def tidy_table(expanded, all_metrics, diverged, timings):
+  """The tidy DataFrame of a sweep: one row per configuration and log step.
+
+  Args:
+    expanded: ``[(swept_values, config)]`` of :func:`featcon.theory.sweeps.expand`.
+    all_metrics: per configuration, a dict of arrays over log steps.
+    diverged: per configuration, the first non-finite step or -1.
+    timings: per compiled group, its timing dict (kept in ``df.attrs["timings"]``).
+  """
+  rows = []
+  for i, m in enumerate(all_metrics):
+    rows += tidy_rows(expanded, [i], {k: v[None] for k, v in m.items()}, diverged[i:i + 1])
+  df = pd.DataFrame(rows)
+  df.attrs["timings"] = timings
+  df.attrs["swept"] = [_short(c) for c in _swept_columns(expanded)]
+  return df
+
+
+def summary_table(df, metrics=("id_risk", "ood_risk", "id_error", "ood_error", "core_corr",
+                               "bg_corr", "bg_signed", "asym_frac")):
+  """Final-step metrics per configuration, mean +- std over seeds (a DataFrame)."""
+  last = df[df["step"] == df["step"].max()] if "step" in df else df
+  keys = [c for c in df.attrs.get("swept", []) if c != "seed" and c in last.columns]
+  metrics = [m for m in metrics if m in last.columns and last[m].notna().any()]
+  if keys:
+    g = last.groupby(keys, sort=False)[metrics]
+  else:
+    g = last.assign(_all="all").groupby("_all")[metrics]
+  mean, std, count = g.mean(), g.std(ddof=0), g.size()
+  out = mean.copy().astype(object)
+  for m in metrics:
+    out[m] = [f"{a:.4f} ± {b:.4f}" for a, b in zip(mean[m], std[m])]
+  out.insert(0, "seeds", count.values)
+  return out.reset_index()
+
+
+def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=print):
+  """Writes results.csv, trajectories.npz, summary.md and the figures (all atomic)."""
+  io.atomic_write(os.path.join(workdir, "results.csv"), lambda f: df.to_csv(f, index=False))
+  arrays = {f"metrics/{k}": np.stack([m[k] for m in all_metrics]) for k in all_metrics[0]}
+  cols = _swept_columns(expanded)
+  for c in cols:
+    arrays[f"swept/{c}"] = np.asarray([str(_value(s.get(c))) for s, _ in expanded])
+  arrays["diverged_step"] = diverged
+  io.atomic_write(os.path.join(workdir, "trajectories.npz"),
+                  lambda f: np.savez(f, **arrays), binary=True)
+  table = summary_table(df)
+  versions = io.versions()
+  total = sum(t["wall_s"] for t in timings.values())
+  md = ["# Sweep summary", "",
+        f"{len(all_metrics)} configurations, final step {int(df['step'].max())}; mean ± std over "
+        "seeds.", "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
+        "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
+  io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
+  figs = plots.sweep_figures(df, all_metrics, expanded, workdir)
+  log("\n" + table.to_string(index=False))
+  log(f"\nwrote {workdir}/results.csv, trajectories.npz, summary.md and "
+      f"{len(figs)} figure(s): {', '.join(os.path.basename(f) for f in figs)}")
+
+
+def _has_tabulate():
+  """Whether pandas can write Markdown tables (``DataFrame.to_markdown`` needs tabulate)."""
+  return importlib.util.find_spec("tabulate") is not None
