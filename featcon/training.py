@@ -215,14 +215,28 @@ def apply_train(module, params, batch_stats, x):
   return emb, inter, upd.get("batch_stats")
 
 
+def _advance(state, params, opt_state, batch_stats):
+  new = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
+  if "batch_stats" in state:
+    new["batch_stats"] = batch_stats
+  return new
+
+
 def apply_updates(state, grads, upd, tx):
   """One optimizer step on a state of :func:`new_state`, with the new batch statistics ``upd``."""
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-  new = dict(state, step=state["step"] + 1, params=optax.apply_updates(state["params"], updates),
-             opt_state=opt_state)
-  if "batch_stats" in state:
-    new["batch_stats"] = upd
-  return new
+  return _advance(state, optax.apply_updates(state["params"], updates), opt_state, upd)
+
+
+def state_step(loss_fn: Callable, state: dict, tx: optax.GradientTransformation, *args):
+  """:func:`optimizer_step` on a state of :func:`new_state`.
+
+  ``loss_fn(params, *args) -> (loss, (batch_stats, aux))`` with the batch statistics of the
+  train-mode forward pass (None without BatchNorm). Returns ``(new_state, loss, aux)``.
+  """
+  params, opt_state, loss, (upd, aux) = optimizer_step(
+      loss_fn, state["params"], state["opt_state"], tx, *args, has_aux=True)
+  return _advance(state, params, opt_state, upd), loss, aux
 
 
 def batch_stream(loader, mesh, total_steps):

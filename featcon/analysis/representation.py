@@ -3,7 +3,8 @@
 Table 5 of the paper reports the error of a linear *domain* classifier (the class label replaced
 by the domain index) on held-out examples, and Figure 14 shows a 2-D PCA picture of ID vs OOD
 representations. The probe here is closed-form multi-output ridge regression on one-hot targets
-(the `fewshot_lsr` idea of big_vision), so it is deterministic, fast and needs no tuning loop:
+(the `fewshot_lsr` idea of big_vision; the solver is featcon.probe.ridge, shared with the ridge
+probes of the OOD evaluation), so it is deterministic, fast and needs no tuning loop:
 
   standardise X with the training mean μ and std s:  X̃ = (X − μ) / s
   centre the one-hot targets Y:                     Ỹ = Y − mean(Y)
@@ -13,10 +14,14 @@ The same probe gives class logits for Grad-CAM on an encoder without a classifie
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from featcon.probe import ridge
 
 
 def fit_ridge_probe(x, labels, num_classes, l2=1e-3):
-  """Fits the closed-form ridge probe above; returns a dict of arrays (`mu`, `scale`, `w`, `b`).
+  """Fits the closed-form ridge probe above (featcon.probe.ridge, 1/0 targets, float64 solve);
+  returns a dict of float32 arrays (`mu`, `scale`, `w`, `b`).
 
   Args:
     x: (n, d) features.
@@ -24,18 +29,13 @@ def fit_ridge_probe(x, labels, num_classes, l2=1e-3):
     num_classes: number of outputs (static).
     l2: λ, relative to the standardised features.
   """
-  x = jnp.asarray(x, jnp.float32)
+  x = np.asarray(x)
   if x.ndim != 2:
     raise ValueError(f"x.shape={x.shape}: probe features must be (n, d)")
-  mu = x.mean(0)
-  scale = jnp.maximum(x.std(0), 1e-6)
-  xs = (x - mu) / scale
-  y = jax.nn.one_hot(jnp.asarray(labels), num_classes)
-  ybar = y.mean(0)
-  n, d = xs.shape
-  gram = xs.T @ xs / n + l2 * jnp.eye(d)
-  w = jnp.linalg.solve(gram, xs.T @ (y - ybar) / n)
-  return {"mu": mu, "scale": scale, "w": w, "b": ybar}
+  fit = ridge.fit_ridge(x, np.asarray(labels), num_classes, [l2], targets="onehot")
+  as32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+  return {"mu": as32(fit.mu), "scale": as32(fit.scale), "w": as32(fit.weights[0]),
+          "b": as32(fit.ybar)}
 
 
 def probe_scores(probe, x):

@@ -1,35 +1,28 @@
-"""CLIP preprocessing, training augmentation and the paper's brick-red CIFAR-10 padding (host side)."""
+"""CLIP preprocessing, training augmentation and the paper's brick-red CIFAR-10 padding (host
+side). CLIP's constants, eval transform and bicubic resize are featcon.clip.preprocess's."""
 from __future__ import annotations
 
 import numpy as np
 
-CLIP_MEAN = np.array((0.48145466, 0.4578275, 0.40821073), np.float32)
-CLIP_STD = np.array((0.26862954, 0.26130258, 0.27577711), np.float32)
+from featcon.clip.preprocess import MEAN, STD, normalize, resize_bicubic
+from featcon.clip.preprocess import preprocess as _clip_eval_transform
+
+CLIP_MEAN = np.asarray(MEAN, np.float32)
+CLIP_STD = np.asarray(STD, np.float32)
 BRICK_RED = (150, 50, 50)
 AUGMENTATIONS = ("none", "crop", "crop_flip")
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """uint8 image resized to ``size`` = (h, w) with PIL's bicubic filter (unchanged if already so)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  if image.shape[:2] == tuple(size):
-    return image
-  return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BICUBIC))
+  """uint8 image resized to ``size`` = (h, w) with Pillow's bicubic filter (unchanged if already
+  so): featcon.clip's resize, through Pillow when it is installed."""
+  return resize_bicubic(image, size[0], size[1], backend="auto")
 
 
 def clip_preprocess(image: np.ndarray, resolution: int) -> np.ndarray:
-  """CLIP's eval transform: bicubic short-side resize, centre crop, /255, normalise (uint8 -> f32)."""
-  h, w = image.shape[:2]
-  s = resolution / min(h, w)
-  image = resize(image, (max(resolution, round(h * s)), max(resolution, round(w * s))))
-  h, w = image.shape[:2]
-  y0, x0 = (h - resolution) // 2, (w - resolution) // 2
-  image = image[y0:y0 + resolution, x0:x0 + resolution]
-  return normalize(image)
-
-
-def normalize(image: np.ndarray) -> np.ndarray:
-  return (image.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD
+  """CLIP's eval transform (featcon.clip's, bit-identical to open_clip's): bicubic short-side
+  resize, centre crop, /255, normalise (uint8 -> f32)."""
+  return _clip_eval_transform(image, resolution, backend="auto")
 
 
 def train_augment(image: np.ndarray, resolution: int, rng: np.random.Generator,

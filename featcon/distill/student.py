@@ -39,6 +39,23 @@ def distill_loss(s_emb, s_inter, t_emb, t_inter, block_weight: float):
   return final + block_weight * block, final
 
 
+def distill_step(teacher, student, tx, block_weight: float):
+  """The step of :func:`distill`: ``step(state, batch, teacher_variables) -> (state, metrics)``
+  on a state of ``training.new_state``, one ``tx`` update of the objective above (the teacher
+  in eval mode, the student in train mode); metrics ``loss`` and ``mse_final``."""
+  def step(state, batch, tvars):
+    x = batch["image"]
+    t_emb, t_inter = teacher.apply(tvars, x, train=False)
+    t_emb, t_inter = jax.lax.stop_gradient((t_emb, t_inter))
+    def loss_fn(p):
+      s_emb, s_inter, upd = train_lib.apply_train(student, p, state.get("batch_stats"), x)
+      loss, final = distill_loss(s_emb, s_inter, t_emb, t_inter, block_weight)
+      return loss, (upd, final)
+    state, loss, final = train_lib.state_step(loss_fn, state, tx)
+    return state, {"loss": loss, "mse_final": final}
+  return step
+
+
 def distill(config, workdir: str, mesh=None) -> dict:
   """Representation distillation (Section 2): returns the student's variables."""
   dc = config.distill
@@ -51,18 +68,7 @@ def distill(config, workdir: str, mesh=None) -> dict:
   if dc.init_attention_from_teacher:
     params = init_attention_from_teacher(params, teacher_vars["params"])
   tx = train_lib.make_optimizer(dc.lr, dc.weight_decay, dc.steps, dc.warmup_steps)
-
-  def step(state, batch, tvars):
-    x = batch["image"]
-    t_emb, t_inter = teacher.apply(tvars, x, train=False)
-    t_emb, t_inter = jax.lax.stop_gradient((t_emb, t_inter))
-    def loss_fn(p):
-      s_emb, s_inter, upd = train_lib.apply_train(student, p, state.get("batch_stats"), x)
-      loss, final = distill_loss(s_emb, s_inter, t_emb, t_inter, dc.block_weight)
-      return loss, (upd, final)
-    (loss, (upd, final)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    return train_lib.apply_updates(state, grads, upd, tx), {"loss": loss, "mse_final": final}
-
+  step = distill_step(teacher, student, tx, dc.block_weight)
   ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train")
   loader = refs.train_loader(config, ds, dc.batch_size, config.seed)
   ckpt = os.path.join(workdir, "student", "checkpoints")

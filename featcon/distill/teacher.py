@@ -50,8 +50,8 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
       logits = emb @ p["head"]["kernel"] + p["head"]["bias"]
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
       return loss, (upd, (logits.argmax(-1) == batch["label"]).mean())
-    (loss, (upd, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    return train_lib.apply_updates(state, grads, upd, tx), {"loss": loss, "accuracy": acc}
+    state, loss, acc = train_lib.state_step(loss_fn, state, tx)
+    return state, {"loss": loss, "accuracy": acc}
 
   loader = refs.train_loader(config, ds, pc.batch_size, config.seed + 20_000)
   train_lib.fit(train_lib.new_state(params, var.get("batch_stats"), tx), step,

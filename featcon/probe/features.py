@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featcon import io
 from featcon import training as train_lib
 from featcon.data import Loader, registry
 
@@ -46,16 +47,14 @@ def extract_features(module, variables, ds: registry.Dataset, config,
 
 def cached_features(module, variables, ds, config, cache_dir: str,
                     representation: str = "embedding"):
-  """extract_features, cached as ``cache_dir/<name>_<split>.npz`` (never recomputed)."""
+  """extract_features, cached as ``cache_dir/<name>_<split>_<representation>.npz`` (written
+  atomically, never recomputed)."""
   path = os.path.join(cache_dir, f"{ds.name}_{ds.split}_{representation}.npz")
   if os.path.exists(path):
     with np.load(path) as z:
       return z["features"], z["labels"]
   f, y = extract_features(module, variables, ds, config, representation)
-  os.makedirs(cache_dir, exist_ok=True)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, features=f, labels=y)
-  os.replace(tmp, path)
+  io.atomic_write(path, lambda fh: np.savez(fh, features=f, labels=y), binary=True)
   return f, y
 
 

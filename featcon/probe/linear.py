@@ -1,11 +1,7 @@
 """Linear probes on frozen features: gradient-trained (AdamW/Adam, cosine schedule, model
-selection on ID validation accuracy; Appendix E) and closed-form ridge regression.
-
-Ridge (as in big_vision's few-shot evaluator): with centred features ``X`` (n x d), one-hot
-targets ``Y`` in {-1, +1} and penalty ``lam``,
-``W = argmin ||X W - Y||^2 + lam ||W||^2 = (X^T X + lam I)^{-1} X^T Y``; when ``n < d`` the
-equivalent dual form ``W = X^T (X X^T + lam I)^{-1} Y`` is used. The bias absorbs the means:
-``b = mean(Y) - mean(X) W``. ``lam`` is chosen on the ID validation set.
+selection on ID validation accuracy; Appendix E) and closed-form ridge regression onto +-1
+one-hot targets (the solver and its formulas: featcon.probe.ridge), ``lam`` chosen on the ID
+validation set.
 """
 from __future__ import annotations
 
@@ -17,7 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from featcon import io
 from featcon import training as train_lib
+from featcon.probe import ridge
 from featcon.probe.metrics import accuracy
 
 
@@ -30,8 +28,11 @@ class LinearProbe:
   selected: dict
 
   def to_npz(self, path: str):
-    np.savez(path, kernel=self.kernel, bias=self.bias, kind=self.kind,
-             selected=np.asarray(repr(self.selected)))
+    """Writes the probe to ``path`` (the name as given, atomically)."""
+    io.atomic_write(path, lambda f: np.savez(f, kernel=self.kernel, bias=self.bias,
+                                             kind=self.kind,
+                                             selected=np.asarray(repr(self.selected))),
+                    binary=True)
 
 
 def predict(probe: LinearProbe, features: np.ndarray) -> np.ndarray:
@@ -60,16 +61,15 @@ def train_linear_probe(x_train, y_train, x_val, y_val, num_classes: int, *, lr: 
   xs, ys = jnp.asarray((x_train - mu) / sd), jnp.asarray(y_train, jnp.int32)
   xv = jnp.asarray((np.asarray(x_val, np.float32) - mu) / sd)
 
+  def loss_fn(p, idx):
+    logits = xs[idx] @ p["kernel"] + p["bias"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, ys[idx]).mean()
+
   @jax.jit
   def epoch(carry, key):
     def step(c, idx):
-      p, o = c
-      def loss_fn(p):
-        logits = xs[idx] @ p["kernel"] + p["bias"]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, ys[idx]).mean()
-      loss, g = jax.value_and_grad(loss_fn)(p)
-      u, o = tx.update(g, o, p)
-      return (optax.apply_updates(p, u), o), loss
+      p, o, loss = train_lib.optimizer_step(loss_fn, *c, tx, idx)
+      return (p, o), loss
     perm = jax.random.permutation(key, n)[:steps_per_epoch * bs].reshape(steps_per_epoch, bs)
     return jax.lax.scan(step, carry, perm)
 
@@ -94,33 +94,16 @@ def train_linear_probe(x_train, y_train, x_val, y_val, num_classes: int, *, lr: 
 
 def ridge_probe(x_train, y_train, x_val, y_val, num_classes: int,
                 lambdas: Sequence[float] = (1e-3, 1e-2, 1e-1, 1, 10, 100, 1e3)) -> LinearProbe:
-  """Closed-form ridge regression onto +-1 one-hot targets, ``lam`` selected on ID validation
-  (formulas in the module docstring). Features are standardised; lambdas are relative to n."""
-  x = np.asarray(x_train, np.float64)
-  mu, sd = x.mean(0), x.std(0) + 1e-6
-  x = (x - mu) / sd
-  n, d = x.shape
-  y = -np.ones((n, num_classes))
-  y[np.arange(n), np.asarray(y_train)] = 1.0
-  ym = y.mean(0)
-  yc = y - ym
-  xv = (np.asarray(x_val, np.float64) - mu) / sd
-  if n >= d:
-    evals, evecs = np.linalg.eigh(x.T @ x)
-    proj = evecs.T @ (x.T @ yc)
-    solve = lambda lam: evecs @ (proj / (evals + lam)[:, None])
-  else:
-    evals, evecs = np.linalg.eigh(x @ x.T)
-    proj = evecs.T @ yc
-    solve = lambda lam: x.T @ (evecs @ (proj / (evals + lam)[:, None]))
+  """Closed-form ridge regression onto +-1 one-hot targets (featcon.probe.ridge), ``lam``
+  (relative to n) selected on ID validation accuracy; the first best ``lam`` wins ties."""
+  fit = ridge.fit_ridge(x_train, y_train, num_classes, lambdas, targets="pm1")
+  xv = np.asarray(x_val, np.float64)
   best = None
-  for lam in lambdas:
-    w = solve(lam * n)
-    acc = accuracy(xv @ w + ym, y_val)
+  for i, lam in enumerate(fit.lambdas):
+    kernel, bias = fit.affine(i)
+    acc = accuracy(xv @ kernel + bias, y_val)
     if best is None or acc > best[0]:
-      best = (acc, lam, w)
-  acc, lam, w = best
-  kernel = w / sd[:, None]
-  bias = ym - mu @ kernel
+      best = (acc, lam, kernel, bias)
+  acc, lam, kernel, bias = best
   return LinearProbe(kernel.astype(np.float32), bias.astype(np.float32), "ridge",
                      {"lambda": lam, "val_accuracy": acc})

@@ -2,7 +2,7 @@
 
 Layout under the workdir: ``features/<model>/*.npz`` (cached frozen features),
 ``probes/<model>_<kind>.npz`` and ``probes/<model>_<kind>.json`` (selection),
-``results.json`` / ``results.md`` / ``scatter.png``.
+``results.json`` / ``results.md`` / ``scatter.png``, each written atomically (featcon.io).
 """
 from __future__ import annotations
 
@@ -48,7 +48,6 @@ def train_probes(config, workdir: str) -> dict:
   train_ds = refs.open_dataset(config, config.data.probe_train, "config.data.probe_train")
   val_ds = refs.open_dataset(config, config.data.probe_val, "config.data.probe_val")
   out_dir = os.path.join(workdir, "probes")
-  os.makedirs(out_dir, exist_ok=True)
   summary = {}
   for model in _models(config):
     feats = _features_fn(config, workdir, model)
@@ -69,8 +68,7 @@ def train_probes(config, workdir: str) -> dict:
             batch_size=pc.batch_size, epochs=pc.epochs, optimizer=pc.optimizer,
             seed=config.seed)
       probe.to_npz(path + ".npz")
-      with open(path + ".json", "w") as f:
-        json.dump(probe.selected, f, indent=1)
+      io.write_json(path + ".json", probe.selected, indent=1)  # written last: marks it done
       summary[f"{model}_{kind}"] = probe.selected
       log.info("probe %s/%s: %s", model, kind, probe.selected)
   return summary
@@ -177,8 +175,6 @@ def evaluate(config, workdir: str) -> dict:
              "eval_sets": [":".join(r) for r in eval_refs],
              "config": json.loads(config.to_json_best_effort()),
              "versions": io.versions()}
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, sort_keys=True)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(table + "\n")
+  io.write_json(os.path.join(workdir, "results.json"), results, indent=1, sort_keys=True)
+  io.atomic_write(os.path.join(workdir, "results.md"), lambda f: f.write(table + "\n"))
   return results

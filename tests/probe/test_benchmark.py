@@ -1,0 +1,46 @@
+"""The benchmark summary over seeds, and the atomic files of the probe stage."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from featcon.probe import benchmark, linear
+
+
+def _res(t_id, t_ood, s_id, s_ood):
+  rows = []
+  for who, (i, o) in (("teacher", (t_id, t_ood)), ("student", (s_id, s_ood))):
+    rows.append({"model": who, "probe": "adamw", "id": i, "ood": o, "effective_robustness": o - i})
+    rows.append({"model": who, "probe": "ridge", "id": 0.0, "ood": 0.0})
+  return {"rows": rows}
+
+
+def test_summary_mean_and_std_over_seeds(tmp_path):
+  results = {"tiny-rn": {0: _res(0.9, 0.5, 0.8, 0.3), 1: _res(0.7, 0.5, 0.6, 0.5)}}
+  table = benchmark.write_summary(str(tmp_path), results, {"tiny-rn_s0": 1.0}, "adamw")
+  with open(tmp_path / "summary.json") as f:
+    summary = json.load(f)
+  assert summary["rows"]["tiny-rn/teacher"]["id"] == [0.9, 0.7]
+  assert summary["rows"]["tiny-rn/student"]["ood"] == [0.3, 0.5]
+  assert summary["seconds"] == {"tiny-rn_s0": 1.0} and "jax" in summary["versions"]
+  # teacher: ID 0.8 ± 0.1, OOD 0.5 ± 0, drop 0.3 ± 0.1; student: ER (-0.5, -0.1) -> -0.3 ± 0.2.
+  assert "| tiny-rn | teacher | 2 | 0.800 ± 0.100 | 0.500 ± 0.000 | 0.300 ± 0.100 |" in table
+  assert "| tiny-rn | student | 2 | 0.700 ± 0.100 | 0.400 ± 0.100 | 0.300 ± 0.200 | " \
+         "-0.300 ± 0.200 |" in table
+  assert (tmp_path / "summary.md").read_text() == table + "\n"
+  assert sorted(os.listdir(tmp_path)) == ["summary.json", "summary.md"]  # no temporary files
+  # The ridge rows carry no effective robustness: nan, not an error.
+  assert "nan" in benchmark.summarize(results, "ridge")[0]
+  with pytest.raises(ValueError, match="probe='sgd'"):
+    benchmark.summarize(results, "sgd")
+
+
+def test_probe_npz_written_atomically_under_its_name(tmp_path):
+  p = linear.LinearProbe(np.eye(2, dtype=np.float32), np.zeros(2, np.float32), "ridge",
+                         {"lambda": 0.1})
+  p.to_npz(str(tmp_path / "p.npz"))
+  assert os.listdir(tmp_path) == ["p.npz"]
+  with np.load(tmp_path / "p.npz") as z:
+    np.testing.assert_array_equal(z["kernel"], p.kernel)
+    assert str(z["kind"]) == "ridge"
