@@ -417,9 +417,17 @@ def run(config, workdir=None, progress=None, log=print):
   return df
 
 
-def summary_table(df, metrics=("id_risk", "ood_risk", "id_error", "ood_error", "core_corr",
-                               "bg_corr", "bg_signed", "asym_frac")):
-  """Final-step metrics per configuration, mean +- std over seeds (a DataFrame)."""
+SUMMARY_NOTE = ("`ood_risk`/`ood_error`: fresh OOD samples; `train_ood_risk`: the fixed set's own "
+                "cores with the background redrawn, the public script's reported OOD loss.")
+
+
+def summary_table(df, metrics=("id_risk", "ood_risk", "train_ood_risk", "id_error", "ood_error",
+                               "core_corr", "bg_corr", "bg_signed", "asym_frac")):
+  """Final-step metrics per configuration, mean +- std over seeds (a DataFrame).
+
+  ``ood_risk`` is measured on fresh OOD samples, ``train_ood_risk`` (fixed-set regime) on the
+  public script's OOD set: the training examples' cores with the background redrawn.
+  """
   last = df[df["step"] == df["step"].max()] if "step" in df else df
   keys = [c for c in df.attrs.get("swept", []) if c != "seed" and c in last.columns]
   metrics = [m for m in metrics if m in last.columns and last[m].notna().any()]
@@ -452,7 +460,7 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, resolved, timing
   total = sum(t["wall_s"] for t in timings.values())
   md = ["# Sweep summary", "",
         f"{len(resolved)} configurations, final step {int(df['step'].max())}; mean ± std over "
-        "seeds.", "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
+        "seeds. " + SUMMARY_NOTE, "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
         "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
   io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
