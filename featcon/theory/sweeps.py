@@ -460,7 +460,8 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, resolved, timing
   total = sum(t["wall_s"] for t in timings.values())
   md = ["# Sweep summary", "",
         f"{len(resolved)} configurations, final step {int(df['step'].max())}; mean ± std over "
-        "seeds. " + SUMMARY_NOTE, "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
+        "seeds. " + SUMMARY_NOTE, "",
+        table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
         "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
   io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))

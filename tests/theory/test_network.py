@@ -107,7 +107,10 @@ def test_mse_regression_gradient():
 
 
 def test_frozen_output_bias_init():
-  """The public script's frozen output: weights +-1/m, bias c at its nn.Linear draw U(-1/sqrt(m), 1/sqrt(m))."""
+  """The public script's frozen output: weights +-1/m, bias c at its nn.Linear draw.
+
+  c ~ U(-1/sqrt(m), 1/sqrt(m)); the hidden bias ~ U(-1/sqrt(d), 1/sqrt(d)).
+  """
   m = 64
   cs = []
   for s in range(400):
@@ -115,7 +118,7 @@ def test_frozen_output_bias_init():
                      output_init="signs", output_bias_init="pytorch")
     cs.append(float(p["c"]))
     bmax = float(np.abs(np.asarray(p["b"])).max())
-    assert bmax <= 1 / np.sqrt(8) and bmax > 0.5 / np.sqrt(8)  # hidden bias U(-1/sqrt(d), 1/sqrt(d))
+    assert bmax <= 1 / np.sqrt(8) and bmax > 0.5 / np.sqrt(8)
   cs = np.asarray(cs)
   assert np.abs(cs).max() <= 1 / np.sqrt(m)
   np.testing.assert_allclose(cs.var(), 1 / (3 * m), rtol=0.2)  # U(-k, k): k^2 / 3

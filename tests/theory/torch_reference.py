@@ -137,7 +137,7 @@ def script_problem(seed, *, d=256, k_core=32, k_bg=32, n=1000, width=256, core="
 
 
 def measure(net, prob, k_core, loss="hinge"):
-  """Final measurements of docs/theory.md on the script's sets: losses, C_core, C_bg, signed mean."""
+  """Measurements of docs/theory.md on the script's sets: losses, C_core, C_bg, signed mean."""
   with torch.no_grad():
     P = net.hidden.weight @ prob["M"]
     loss_fn = LOSSES[loss]
