@@ -70,12 +70,13 @@ def test_matches_pytorch_public_script_loop(activation, loss, path, extra):
   names += ["a"] if cfg.model.train_output else []
   for k in names:
     np.testing.assert_allclose(res.params[k], ref[k], rtol=0, atol=1e-5, err_msg=k)
-  if bias:
+  if bias and activation != "identity":
+    # (a linear network's bias gradient a_r * mean(dl/df) nearly cancels on a balanced set)
     moved = np.abs(ref["b"] - p0["b"]).max()
     assert moved > 1e-3, moved  # the hidden bias trains
     assert np.abs(ref["b"] - res.params["b"]).max() < 1e-3 * moved
-    if not cfg.model.train_output:  # the frozen output bias stays at its draw
-      assert float(res.params["c"]) == float(p0["c"])
+  if bias and not cfg.model.train_output:  # the frozen output bias stays at its draw
+    assert float(res.params["c"]) == float(p0["c"])
   interval_means = losses_torch.reshape(10, 100).mean(1)
   np.testing.assert_allclose(res.metrics["train_loss"][1:], interval_means, rtol=1e-4)
   assert interval_means[-1] < 0.95 * interval_means[0]  # it trained
