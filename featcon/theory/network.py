@@ -16,6 +16,7 @@ ACTIVATIONS = ("relu", "gelu", "sigmoid", "tanh", "leaky_relu", "identity")
 INITS = ("pytorch", "gaussian")
 OUTPUT_INITS = ("signs", "pytorch")
 OUTPUT_SIGNS = ("half", "random")
+OUTPUT_BIAS_INITS = ("pytorch", "zero")
 
 
 def activation(name, leaky_slope=0.1):
@@ -46,7 +47,7 @@ def switch_activation(names, leaky_slope=0.1):
 
 
 def init(key, *, m, d_in, fan_in, out_dim=None, width=None, init="pytorch", init_scale=1.0,
-         bias=False, output_init="signs", output_signs="half"):
+         bias=False, output_init="signs", output_signs="half", output_bias_init="pytorch"):
   """Initial parameters (Section 3.2).
 
   Args:
@@ -63,6 +64,11 @@ def init(key, *, m, d_in, fan_in, out_dim=None, width=None, init="pytorch", init
     output_init: ``"signs"``: frozen-style +-1/m_eff output weights (``output_signs``
       ``"half"``: first half +, second half - as the public script; ``"random"``: random signs
       as the paper); ``"pytorch"``: U(-1/sqrt(m_eff), 1/sqrt(m_eff)).
+    output_bias_init: the output bias ``c`` when ``bias`` and ``output_init="signs"``:
+      ``"pytorch"`` keeps ``nn.Linear``'s random initial value U(-1/sqrt(m_eff), 1/sqrt(m_eff))
+      (the public script overwrites only the output weights with +-1/m, so its frozen ``c``
+      stays at that draw); ``"zero"``: c = 0. With ``output_init="pytorch"`` (a trained
+      output layer) ``c`` is always the PyTorch draw.
 
   Row ``r`` of every per-neuron array does not depend on ``m`` (prefix-consistent draws), so a
   padded init restricted to its first ``m_eff`` rows equals the narrow init.
@@ -97,7 +103,10 @@ def init(key, *, m, d_in, fan_in, out_dim=None, width=None, init="pytorch", init
   if bias:
     params["b"] = b
     cshape = () if out_dim is None else (out_dim,)
-    if output_init == "pytorch":
+    if output_bias_init not in OUTPUT_BIAS_INITS:
+      raise ValueError(f"model.output_bias_init={output_bias_init!r} is not one of "
+                       f"{OUTPUT_BIAS_INITS}")
+    if output_init == "pytorch" or output_bias_init == "pytorch":
       params["c"] = jax.random.uniform(kc, cshape, jnp.float32, -1.0, 1.0) / jnp.sqrt(widthf)
     else:
       params["c"] = jnp.zeros(cshape, jnp.float32)

@@ -72,8 +72,12 @@ def tidy_table(expanded, all_metrics, diverged, timings):
   return df
 
 
-def summary_table(df, metrics=("id_risk", "ood_risk", "id_error", "ood_error", "core_corr",
-                               "bg_corr", "bg_signed", "asym_frac")):
+SUMMARY_NOTE = ("`ood_risk`/`ood_error`: fresh OOD samples; `train_ood_risk`: the fixed set's own "
+                "cores with the background redrawn, the public script's reported OOD loss.")
+
+
+def summary_table(df, metrics=("id_risk", "ood_risk", "train_ood_risk", "id_error", "ood_error",
+                               "core_corr", "bg_corr", "bg_signed", "asym_frac")):
   """Final-step metrics per configuration, mean +- std over seeds (a DataFrame)."""
   last = df[df["step"] == df["step"].max()] if "step" in df else df
   keys = [c for c in df.attrs.get("swept", []) if c != "seed" and c in last.columns]
@@ -105,7 +109,7 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
   total = sum(t["wall_s"] for t in timings.values())
   md = ["# Sweep summary", "",
         f"{len(all_metrics)} configurations, final step {int(df['step'].max())}; mean ± std over "
-        "seeds.", "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
+        "seeds. " + SUMMARY_NOTE, "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
         "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
   io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))

@@ -48,6 +48,7 @@ class Static:
   train_output: bool = False
   output_init: str = "signs"
   output_signs: str = "half"
+  output_bias_init: str = "pytorch"
   loss: str = "hinge"
   optimizer: str = "sgd"
   lr_schedule: str = "constant"
@@ -109,7 +110,8 @@ def from_config(c, return_params=True):
       width=c.model.width, activations=(c.model.activation,),
       leaky_slope=float(c.model.leaky_slope), init=c.model.init, bias=c.model.bias,
       train_output=c.model.train_output, output_init=c.model.output_init,
-      output_signs=c.model.output_signs, loss=c.train.loss, optimizer=c.train.optimizer,
+      output_signs=c.model.output_signs, output_bias_init=c.model.output_bias_init,
+      loss=c.train.loss, optimizer=c.train.optimizer,
       lr_schedule=c.train.lr_schedule, warmup_steps=c.train.warmup_steps,
       steps=c.train.steps, log_every=c.train.log_every, batch=batch,
       oracle_projection=c.train.oracle_projection, path=path, return_params=return_params,
@@ -127,8 +129,8 @@ def linear_eligible(static):
   """Whether a run is a linear network whose SGD dynamics stay rank-one around the init.
 
   With the identity activation, a frozen output ``A`` (m, o) (``a`` as (m, 1) for a scalar
-  output), no biases, SGD with coupled decay (with or without momentum) and no oracle
-  projection, the weight gradient is ``dL/dW = A V`` with ``V = dL/dY`` for the linear model
+  output), SGD with coupled decay (with or without momentum) and no oracle projection, the
+  weight gradient is ``dL/dW = A V`` with ``V = dL/dY`` for the linear model
   ``f(x) = Y x``, ``Y = A^T W`` (o, D). Then, exactly (Theorem 4.4's setting),
 
       W_t = alpha_t W_0 + A Q_t,     (momentum buffer: beta_t W_0 + A R_t)
@@ -136,8 +138,13 @@ def linear_eligible(static):
   where ``Q`` (o, D) follows the same optax SGD update with gradient ``V`` as ``W`` would,
   and ``alpha_t`` the scalar recursion of the orthogonal part (``beta <- lambda alpha + mu beta``,
   ``alpha <- alpha - eta_t beta``). A step then costs O(n D o) instead of O(n D m).
+
+  With biases (a trained hidden bias ``b``, a frozen output bias ``c``) the same holds for the
+  augmented weights ``[W | b]`` on inputs ``[x | 1]``: ``f(x) = Y [x | 1] + c`` with
+  ``Y = A^T [W | b]`` (o, D + 1), ``dL/db = A V_b``, and ``b`` decays and carries momentum as
+  ``W`` does, so ``[W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t`` with ``Q`` (o, D + 1).
   """
-  return (static.activations == ("identity",) and not static.train_output and not static.bias
+  return (static.activations == ("identity",) and not static.train_output
           and static.optimizer == "sgd" and not static.oracle_projection)
 
 
@@ -225,7 +232,8 @@ def make_problem(static, dyn, M=None):
   params = network.init(
       k_init, m=static.width, d_in=static.d, fan_in=static.d, out_dim=static.out_dim,
       width=dyn.width, init=static.init, init_scale=dyn.init_scale, bias=static.bias,
-      output_init=static.output_init, output_signs=static.output_signs)
+      output_init=static.output_init, output_signs=static.output_signs,
+      output_bias_init=static.output_bias_init)
   w0 = params["W"]
   if feature:
     params = dict(params, W=w0 @ M)
@@ -271,10 +279,13 @@ def make_train(static, on_log=None):
     lr_fn = optim.schedule(static.lr_schedule, dyn.lr, static.steps, static.warmup_steps)
     trainable, frozen = _split_params(static, network.to_kernel(prob.params0))
     if static.linear:
-      # W_t = alpha_t W_0 + A Q_t (linear_eligible): train Q (o, D) from zero.
+      # [W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t (linear_eligible): train Q from zero.
       amat = frozen["a"].reshape(static.width, -1) * mask[:, None]   # A (m, o), masked rows 0
       gram = amat.T @ amat                                             # A^T A (o, o)
-      y0 = amat.T @ prob.params0["W"]                                  # A^T W_0 (o, D)
+      w0aug = prob.params0["W"]
+      if static.bias:
+        w0aug = jnp.concatenate([w0aug, prob.params0["b"][:, None]], axis=1)
+      y0 = amat.T @ w0aug                                  # A^T [W_0 | b_0] (o, D [+ 1])
       trainable = {"Q": jnp.zeros_like(y0)}
     core_proj = None
     if static.oracle_projection:
@@ -308,8 +319,11 @@ def make_train(static, on_log=None):
     grad_fn = jax.value_and_grad(batch_loss)
 
     def linear_loss(y, x, t, w):
-      """The same loss for the linear model ``f(x) = Y x``, ``Y = A^T W`` (linear_eligible)."""
-      f = x @ y.T
+      """The same loss for the linear model ``f(x) = Y [x | 1] + c`` (linear_eligible)."""
+      if static.bias:
+        f = x @ y[:, :-1].T + y[:, -1] + frozen["c"]
+      else:
+        f = x @ y.T
       return mean_loss(f[:, 0] if static.out_dim is None else f, t, w)
 
     linear_grad_fn = jax.value_and_grad(linear_loss)
@@ -317,7 +331,10 @@ def make_train(static, on_log=None):
     def net_params(tr, alpha):
       """The network's params (``W`` layout, network coordinates) from the carried state."""
       if static.linear:
-        return {"W": alpha * prob.params0["W"] + amat @ tr["Q"], **frozen}
+        waug = alpha * w0aug + amat @ tr["Q"]
+        if static.bias:
+          return {"W": waug[:, :-1], "b": waug[:, -1], **frozen}
+        return {"W": waug, **frozen}
       return network.from_kernel({**tr, **frozen})
 
     def step(carry, t):

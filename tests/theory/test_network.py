@@ -104,3 +104,27 @@ def test_mse_regression_gradient():
     r = (np.maximum(h, 0) @ np.asarray(params["a"]) - np.asarray(t)) * 2 / 3 / 9
     ref = ((r @ np.asarray(params["a"]).T) * (h > 0)).T @ np.asarray(x)
     np.testing.assert_allclose(g, ref, rtol=1e-10)
+
+
+def test_frozen_output_bias_init():
+  """The public script's frozen output: weights +-1/m, bias c at its nn.Linear draw.
+
+  c ~ U(-1/sqrt(m), 1/sqrt(m)); the hidden bias ~ U(-1/sqrt(d), 1/sqrt(d)).
+  """
+  m = 64
+  cs = []
+  for s in range(400):
+    p = network.init(jax.random.PRNGKey(s), m=m, d_in=8, fan_in=8, bias=True,
+                     output_init="signs", output_bias_init="pytorch")
+    cs.append(float(p["c"]))
+    bmax = float(np.abs(np.asarray(p["b"])).max())
+    assert bmax <= 1 / np.sqrt(8) and bmax > 0.5 / np.sqrt(8)
+  cs = np.asarray(cs)
+  assert np.abs(cs).max() <= 1 / np.sqrt(m)
+  np.testing.assert_allclose(cs.var(), 1 / (3 * m), rtol=0.2)  # U(-k, k): k^2 / 3
+  assert abs(cs.mean()) < 3 * np.sqrt(1 / (3 * m) / 400)
+  z = network.init(jax.random.PRNGKey(0), m=m, d_in=8, fan_in=8, bias=True,
+                   output_init="signs", output_bias_init="zero")
+  assert float(z["c"]) == 0.0
+  with pytest.raises(ValueError, match="output_bias_init"):
+    network.init(jax.random.PRNGKey(0), m=m, d_in=8, fan_in=8, bias=True, output_bias_init="x")

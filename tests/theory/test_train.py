@@ -22,6 +22,7 @@ def _over(**sections):
 @pytest.mark.parametrize("extra", [
     {"train": {"momentum": 0.0}},
     {"train": {"momentum": 0.9}},
+    {"model": {"bias": False}, "train": {"momentum": 0.9}},
     {"train": {"momentum": 0.9, "oracle_projection": True}},
     {"model": {"bias": True, "train_output": True, "output_init": "pytorch", "activation": "tanh"}},
     {"data": {"regime": "online"}, "train": {"batch_size": 16, "lr_schedule": "cosine"}},
@@ -35,6 +36,8 @@ def test_feature_and_input_paths_agree(extra):
   """For SGD (with momentum) the K-dimensional path is exact.
 
   docs/theory.md, "Exact feature-coordinate dynamics".
+
+  The default has the public script's biases (hidden trained, output frozen at its random draw).
   """
   res = {}
   for path in ("feature", "input"):
@@ -53,13 +56,18 @@ def test_feature_and_input_paths_agree(extra):
 
 @pytest.mark.parametrize("extra", [
     {"train": {"momentum": 0.9}},
+    {"model": {"bias": False}, "train": {"momentum": 0.9}},
+    {"model": {"output_bias_init": "zero"}, "train": {"momentum": 0.9, "path": "input"}},
     {"train": {"momentum": 0.9, "path": "input", "loss": "logistic", "lr_schedule": "cosine"}},
     {"data": {"regime": "online"}, "train": {"batch_size": 16, "momentum": 0.0}},
     {"data": {"task": "regression"}, "train": {"loss": "mse"}},
     {"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01}},
 ])
 def test_linear_shortcut_equals_general_loop(extra):
-  """train.linear_eligible: W_t = alpha_t W_0 + A Q_t reproduces the full (m x D) loop."""
+  """train.linear_eligible: [W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t reproduces the full loop.
+
+  The default config has biases (the public script's), so most cases cover the augmented form.
+  """
   sections = merge({"model": {"activation": "identity"}}, extra)
   c = config_lib.resolve(_over(**sections))
   static, dyn = train_lib.from_config(c)
@@ -71,14 +79,19 @@ def test_linear_shortcut_equals_general_loop(extra):
   # the weights moved (the check is not vacuous) and agree
   w0 = np.asarray(full["core_corr"])
   assert abs(w0[-1] - w0[0]) > 1e-3
-  np.testing.assert_allclose(ffinal["params"]["W"], gfinal["params"]["W"], rtol=1e-4, atol=1e-6)
+  assert set(ffinal["params"]) == set(gfinal["params"])
+  for k in gfinal["params"]:
+    np.testing.assert_allclose(ffinal["params"][k], gfinal["params"][k], rtol=1e-4, atol=1e-6,
+                               err_msg=k)
+  if c.model.bias:  # the hidden bias moved too
+    b0 = train_lib.make_problem(static, dyn).params0["b"]
+    assert np.abs(np.asarray(gfinal["params"]["b"]) - np.asarray(b0)).max() > 1e-3
   if static.path == "feature":  # the input path's general loop has no orthogonal part to scale
     assert float(ffinal["perp_scale"]) == pytest.approx(float(gfinal["perp_scale"]), rel=1e-6)
 
 
 def test_linear_shortcut_only_where_exact():
   for extra in ({"model": {"activation": "relu"}},
-                {"model": {"activation": "identity", "bias": True}},
                 {"model": {"activation": "identity", "train_output": True}},
                 {"model": {"activation": "identity"}, "train": {"optimizer": "adam"}},
                 {"model": {"activation": "identity"}, "train": {"oracle_projection": True}},
