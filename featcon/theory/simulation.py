@@ -50,11 +50,11 @@ class Result:
   @classmethod
   def load(cls, path):
     """Reads a result written by :meth:`save`."""
-    with open(os.path.join(path, "result.json")) as f:
-      meta = json.load(f)
-    with np.load(os.path.join(path, "arrays.npz")) as z:
-      metrics = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("metrics/")}
-      params = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("params/")}
+    fix = "delete the folder and rerun the simulation that saved it"
+    meta = io.read_json(os.path.join(path, "result.json"), fix=fix)
+    z = io.load_npz(os.path.join(path, "arrays.npz"), fix=fix)
+    metrics = {k.split("/", 1)[1]: v for k, v in z.items() if k.startswith("metrics/")}
+    params = {k.split("/", 1)[1]: v for k, v in z.items() if k.startswith("params/")}
     cfg = config_lib.resolve(_tuples(meta["config"]))
     return cls(metrics, meta["final"], cfg, params or None, meta["diverged_step"],
                meta["versions"])

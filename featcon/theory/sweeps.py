@@ -328,7 +328,10 @@ def run(config, workdir=None, progress=None, log=print):
   ``groups/<key>.npz`` + ``groups/<key>.json`` (finished groups, written atomically),
   and the results of :func:`featcon.theory.results.write_outputs` (``results.csv``,
   ``trajectories.npz``, ``summary.md`` and figures).
-  A rerun skips finished groups; a different config in an existing workdir is refused.
+  A rerun skips finished groups (a corrupt one is recomputed); a different config in an
+  existing workdir is refused, naming each differing field, except for the options in
+  :data:`RESULT_INVARIANT`. Configurations estimated to need more device memory than
+  ``sweep.memory_budget_gb`` are refused before anything is written or compiled.
   """
   sec = sweep_section(config)
   progress = sec["progress"] if progress is None else progress
@@ -357,7 +360,7 @@ def run(config, workdir=None, progress=None, log=print):
                 "  (no field of the sweep config differs: the resolved configurations do, "
                 "e.g. after a change of featcon's defaults)")
         raise io.ConfigMismatchError(
-            f"workdir {workdir!r} holds results of a different sweep config:\n{what}\n"
+            f"workdir {workdir!r} holds results of a different config:\n{what}\n"
             f"use a new --workdir or delete it (sweep options that do not change results, "
             f"{', '.join(RESULT_INVARIANT)}, may differ)")
     else:
