@@ -3,7 +3,9 @@ from random init, MSE on the final representation (+ per-block MSE for ViTs).
 
   python -m experiments.distill --config=configs/distill/digits.py:tiny-rn --workdir=runs/digits_rn
 
-Resumes automatically from the latest checkpoint under --workdir. Default config: the offline
+Resumes automatically from the latest checkpoint under --workdir, if the config recorded there
+(distill_config.json) agrees on every field that determines the results; otherwise refuses,
+naming the fields, unless --allow_config_change. Default config: the offline
 digits benchmark (about a minute on 2 CPU cores). Paper-scale configs: configs/distill/*.py.
 """
 from absl import app, flags, logging
@@ -15,12 +17,16 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).",
                                required=True)
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Continue in a workdir whose recorded config differs in fields that determine the results "
+    "(the record keeps the old config in its history). Without it such a rerun is refused.")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  distill.start_stage(_CONFIG.value, _WORKDIR.value, "distill")
+  distill.start_stage(_CONFIG.value, _WORKDIR.value, "distill", _ALLOW_CHANGE.value)
   distill.distill(_CONFIG.value, _WORKDIR.value)
 
 

@@ -3,7 +3,8 @@ effective robustness (Taori et al. 2020) and the Figure 1 scatter plot.
 
   python -m experiments.evaluate --config=configs/distill/digits.py:tiny-rn --workdir=runs/digits_rn
 
-Writes results.json (with config and package versions), results.md and scatter.png.
+Writes results.json (with config and package versions), results.md and scatter.png. A config
+that differs from linear_probe_config.json in a field the probes depend on is refused.
 """
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 import jax
 import numpy as np
 
+from featcon import io
 from featcon.analysis import padding
 
 
@@ -120,7 +121,8 @@ def load(cfg):
   if src == "digits" or src.startswith("digits:"):
     return digits_benchmark(src.partition(":")[2] or "test", cfg.size, cfg.n_per_domain)
   if src.startswith("npz:"):
-    z = np.load(src[4:])
+    z = io.load_npz(src[4:], fix="write it again (arrays images, labels, domains)",
+                    keys=("images", "labels", "domains"))
     labels = z["labels"].astype(np.int32)
     return ImageSet(
         images=z["images"].astype(np.float32), labels=labels,

@@ -15,21 +15,147 @@ from typing import Any
 from featcon import io
 from featcon import models
 from featcon import training as train_lib
+from featcon.data import refs
 from featcon.distill import teacher as teacher_lib
 
 
-def write_run_info(workdir: str, config, stage: str) -> dict:
-  """Writes ``workdir/<stage>_config.json``: the config, package versions, encoder backends."""
+# Options that change how a stage runs, not its results: they may differ between runs on one
+# workdir. ``num_devices``: data-parallel training gives the same results on any device count up
+# to the order of floating-point reductions (tests/distill/test_train.py); ``data.workers``:
+# decoding threads, the batch order is fixed by the seed; checkpoint and log intervals and the
+# simulated preemption ``distill.stop_after``; the batch size of frozen-feature extraction
+# (eval mode: every example is computed alone).
+RESULT_INVARIANT = ("num_devices", "data.workers", "distill.checkpoint_every",
+                    "distill.log_every", "distill.stop_after", "probe.feature_batch_size")
+# Config sections each stage's results do not depend on (later stages' settings).
+LATER_SECTIONS = {"distill": ("probe", "eval"), "linear_probe": ("eval",), "evaluate": ()}
+# The stage whose recorded config a stage checks before reading its outputs.
+UPSTREAM = {"linear_probe": "distill", "evaluate": "linear_probe"}
+# Fields a resumed distillation cannot change even when asked to (the checkpoint's structure).
+NOT_RESUMABLE = ("model.teacher", "model.student", "model.overrides", "model.student_overrides",
+                 "data.image_size")
+TEACHER_SOURCES = ("pretrain", "checkpoint", "random")
+PROBE_MODELS = ("teacher", "student")
+
+
+def result_ignore(stage: str) -> tuple[str, ...]:
+  """The config fields that do not determine the results of ``stage``."""
+  if stage not in LATER_SECTIONS:
+    raise ValueError(f"stage={stage!r} is not allowed; allowed: {', '.join(LATER_SECTIONS)}")
+  return RESULT_INVARIANT + LATER_SECTIONS[stage]
+
+
+def record_path(workdir: str, stage: str) -> str:
+  """``workdir/<stage>_config.json``."""
+  return os.path.join(workdir, f"{stage}_config.json")
+
+
+def validate_config(config, stage: str) -> None:
+  """Checks every name a stage reads (encoders, teacher source, data references, probed
+  models) before any work; raises ValueError naming the field, the value and what is allowed."""
+  names = models.encoder_names()
+  for field in ("model.teacher", "model.student"):
+    v = config.model[field.split(".")[1]]
+    if v not in names:
+      raise ValueError(f"config.{field}={v!r} is not allowed; allowed: {', '.join(names)}")
+  if config.teacher.source not in TEACHER_SOURCES:
+    raise ValueError(f"config.teacher.source={config.teacher.source!r} is not allowed; "
+                     f"allowed: {', '.join(TEACHER_SOURCES)}")
+  fields = ["data.distill_train"]
+  if config.teacher.source == "pretrain":
+    fields.append("teacher.data")
+  if stage != "distill":
+    fields += ["data.probe_train", "data.probe_val"]
+    probed = [m.strip() for m in config.probe.models.split(",") if m.strip()]
+    bad = [m for m in probed if m not in PROBE_MODELS]
+    if bad or not probed:
+      raise ValueError(f"config.probe.models={config.probe.models!r} is not allowed; allowed: "
+                       f"a comma-separated subset of {', '.join(PROBE_MODELS)}")
+  for field in fields:
+    section, key = field.split(".")
+    ref = config[section][key]
+    parts = [r for r in ref.split(",") if r.strip()]
+    if not parts:
+      raise ValueError(f"config.{field}={ref!r} is empty; allowed: 'name:split' "
+                       "(comma-separated for several)")
+    for r in parts:
+      refs.parse_ref(r, f"config.{field}")
+  if stage == "evaluate":
+    refs.eval_refs(config)
+
+
+def check_stage(config, workdir: str, stage: str, allow_changes: bool = False):
+  """Refuses to run ``stage`` on a workdir whose recorded configs disagree with ``config``.
+
+  - The earlier stage's record (``distill_config.json`` for the probes,
+    ``linear_probe_config.json`` for the evaluation), when present, must agree on every field
+    its results depend on: the stage reads that stage's outputs, not its own flags.
+  - The stage's own earlier record (distillation checkpoints, cached probes) must agree on
+    every field this stage's results depend on, unless ``allow_changes`` (then the old record
+    is kept in the new one's ``history``); the evaluation reuses nothing of its own and is
+    not checked against its earlier record.
+
+  Returns:
+    (the stage's earlier record or None, the allowed differences ``[(field, old, new)]``).
+
+  Raises:
+    featcon.io.ConfigMismatchError: naming each differing field with both values.
+  """
+  up = UPSTREAM.get(stage)
+  if up:
+    io.check_workdir(record_path(workdir, up), config, ignore=result_ignore(up),
+                     what=f"the outputs of the {up} stage",
+                     fix=f"run {stage} with the --config and overrides the {up} stage was run "
+                     "with (the recorded values above), or rerun the earlier stages")
+  if stage == "evaluate":
+    return None, []
+  rec, diff = io.check_workdir(
+      record_path(workdir, stage), config, ignore=result_ignore(stage),
+      allow_changes=allow_changes, what=f"the {stage} stage's outputs",
+      fix="use the recorded values, a new --workdir, or pass --allow_config_change to continue "
+      "with the new settings (the record keeps the old ones)")
+  if stage == "distill" and diff:
+    fixed = [d for d in diff if any(d[0] == f or d[0].startswith(f + ".") for f in NOT_RESUMABLE)]
+    if fixed:
+      raise io.ConfigMismatchError(
+          f"{record_path(workdir, stage)!r}: a distillation cannot be resumed with another "
+          f"architecture or image size:\n{io.format_diff(fixed)}\nuse a new --workdir")
+  return rec, diff
+
+
+def write_run_info(workdir: str, config, stage: str, previous: dict | None = None,
+                   changes=()) -> dict:
+  """Writes ``workdir/<stage>_config.json``: the config, its fingerprint (of the fields that
+  determine the stage's results), package versions, encoder backends, and the ``history`` of
+  earlier records that continued under other settings."""
   backends = {m: models.encoder_backend(m) for m in {config.model.teacher, config.model.student}}
-  return io.write_run_info(workdir, config, stage, {"encoder_backend": backends})
+  history = list((previous or {}).get("history", []))
+  if previous and changes:
+    history.append({k: v for k, v in previous.items() if k != "history"})
+  extra = {"encoder_backend": backends, "fingerprint": io.fingerprint(config, result_ignore(stage)),
+           "result_invariant": list(result_ignore(stage)), "history": history,
+           "changed": [{"field": f, "recorded": o, "now": n} for f, o, n in changes]}
+  return io.write_run_info(workdir, config, stage, extra)
 
 
-def start_stage(config, workdir: str, stage: str) -> dict:
-  """What every entry point does first: logging, the compilation cache, run info on disk."""
+def start_stage(config, workdir: str, stage: str, allow_changes: bool = False) -> dict:
+  """What every entry point does first: logging, the compilation cache, validation of the
+  config (:func:`validate_config`) and of the workdir (:func:`check_stage`), then the run info
+  on disk (written only after both checks pass). A probe stage continuing under other settings
+  drops its cached probes (they were made under the old ones)."""
   logging.getLogger("featcon").setLevel(logging.INFO)
+  validate_config(config, stage)
+  previous, changes = check_stage(config, workdir, stage, allow_changes)
+  if changes:
+    logging.getLogger("featcon").warning("%s: continuing with changed settings:\n%s", stage,
+                                         io.format_diff(changes))
+    if stage == "linear_probe":
+      probes = os.path.join(workdir, "probes")
+      for f in os.listdir(probes) if os.path.isdir(probes) else ():
+        os.remove(os.path.join(probes, f))
   train_lib.quiet_orbax_logs()
   train_lib.enable_compilation_cache()
-  return write_run_info(workdir, config, stage)
+  return write_run_info(workdir, config, stage, previous, changes)
 
 
 def model_variables(config, workdir: str, which: str) -> tuple[Any, dict]:

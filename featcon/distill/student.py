@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from featcon import models
 from featcon import training as train_lib
 from featcon.data import refs
+from featcon.distill import runs
 from featcon.distill import teacher as teacher_lib
 
 
@@ -58,6 +59,7 @@ def distill_step(teacher, student, tx, block_weight: float):
 
 def distill(config, workdir: str, mesh=None) -> dict:
   """Representation distillation (Section 2): returns the student's variables."""
+  runs.validate_config(config, "distill")  # every name, before the teacher is pre-trained
   dc = config.distill
   mesh = mesh or train_lib.make_mesh(config.num_devices)
   teacher_vars = teacher_lib.teacher_variables(config, workdir, mesh)

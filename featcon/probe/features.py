@@ -48,11 +48,11 @@ def extract_features(module, variables, ds: registry.Dataset, config,
 def cached_features(module, variables, ds, config, cache_dir: str,
                     representation: str = "embedding"):
   """extract_features, cached as ``cache_dir/<name>_<split>_<representation>.npz`` (written
-  atomically, never recomputed)."""
+  atomically; a corrupt file is recomputed with a warning)."""
   path = os.path.join(cache_dir, f"{ds.name}_{ds.split}_{representation}.npz")
-  if os.path.exists(path):
-    with np.load(path) as z:
-      return z["features"], z["labels"]
+  z = io.load_cache_npz(path, keys=("features", "labels")) if os.path.exists(path) else None
+  if z is not None:
+    return z["features"], z["labels"]
   f, y = extract_features(module, variables, ds, config, representation)
   io.atomic_write(path, lambda fh: np.savez(fh, features=f, labels=y), binary=True)
   return f, y

@@ -54,9 +54,9 @@ def train_probes(config, workdir: str) -> dict:
     (xt, yt), (xv, yv) = feats(train_ds), feats(val_ds)
     for kind in PROBE_KINDS:
       path = os.path.join(out_dir, f"{model}_{kind}")
-      if os.path.exists(path + ".json"):
-        with open(path + ".json") as f:
-          summary[f"{model}_{kind}"] = json.load(f)
+      done = _cached_probe(path)
+      if done is not None:
+        summary[f"{model}_{kind}"] = done
         continue
       if kind == "ridge":
         probe = linear.ridge_probe(xt, yt, xv, yv, train_ds.num_classes, _lambdas(config))
@@ -74,12 +74,30 @@ def train_probes(config, workdir: str) -> dict:
   return summary
 
 
+def _cached_probe(path: str):
+  """The selection of a probe trained earlier, or None when there is none or its files are
+  corrupt (then removed with a warning: the probe is retrained)."""
+  if not os.path.exists(path + ".json"):
+    return None
+  try:
+    io.load_npz(path + ".npz", keys=("kernel", "bias", "kind"))
+    return io.read_json(path + ".json")
+  except (io.CorruptFileError, FileNotFoundError) as e:
+    log.warning("probe %s cannot be read (%s); retraining it", path, e)
+    for ext in (".json", ".npz"):
+      if os.path.exists(path + ext):
+        os.remove(path + ext)
+    return None
+
+
 def _load_probe(path: str) -> linear.LinearProbe:
   if not os.path.exists(path):
     raise FileNotFoundError(f"no probe at {path!r}: run `python -m experiments.linear_probe` "
                             "with the same --config and --workdir first")
-  with np.load(path) as z:
-    return linear.LinearProbe(z["kernel"], z["bias"], str(z["kind"]), {})
+  z = io.load_npz(path, keys=("kernel", "bias", "kind"),
+                  fix="delete it and its .json and rerun `python -m experiments.linear_probe` "
+                  "with the same --config and --workdir")
+  return linear.LinearProbe(z["kernel"], z["bias"], str(z["kind"]), {})
 
 
 def _metric(config):

@@ -204,7 +204,8 @@ def validate(c):
   _choice(c, "train.optimizer", optim.OPTIMIZERS)
   _real(c, "train.lr", 0.0, lo_open=True)
   _choice(c, "train.lr_schedule", optim.SCHEDULES)
-  steps = _int(c, "train.steps", 1)
+  # The step counter and the logged step axis are int32 on device.
+  steps = _int(c, "train.steps", 1, 2**31 - 1)
   _int(c, "train.warmup_steps", 0, steps)
   _real(c, "train.momentum", 0.0, 1.0, hi_open=True)
   _real(c, "train.weight_decay", 0.0)

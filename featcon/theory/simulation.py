@@ -50,11 +50,11 @@ class Result:
   @classmethod
   def load(cls, path):
     """Reads a result written by :meth:`save`."""
-    with open(os.path.join(path, "result.json")) as f:
-      meta = json.load(f)
-    with np.load(os.path.join(path, "arrays.npz")) as z:
-      metrics = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("metrics/")}
-      params = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("params/")}
+    fix = "delete the folder and rerun the simulation that saved it"
+    meta = io.read_json(os.path.join(path, "result.json"), fix=fix)
+    z = io.load_npz(os.path.join(path, "arrays.npz"), fix=fix)
+    metrics = {k.split("/", 1)[1]: v for k, v in z.items() if k.startswith("metrics/")}
+    params = {k.split("/", 1)[1]: v for k, v in z.items() if k.startswith("params/")}
     cfg = config_lib.resolve(_tuples(meta["config"]))
     return cls(metrics, meta["final"], cfg, params or None, meta["diverged_step"],
                meta["versions"])
@@ -77,27 +77,40 @@ def finalize(metrics, diverged_step):
   return metrics, final
 
 
-def simulate(config=None):
+# Device memory one :func:`simulate` call may use unless told otherwise (GiB).
+MEMORY_BUDGET_GB = 16.0
+
+
+def simulate(config=None, memory_budget_gb=MEMORY_BUDGET_GB):
   """Runs one configuration of the feature-contamination model and measures it.
 
   Args:
     config: an ``ml_collections.ConfigDict`` or nested dict with sections ``data``,
       ``model``, ``train`` and a top-level ``seed``; missing fields take the values of
       :func:`featcon.default_config` (the public script's classification setting).
+    memory_budget_gb: device memory the run may use (GiB, default 16); a configuration whose
+      estimated footprint (:func:`featcon.theory.train.bytes_per_config`) exceeds it is refused
+      before compiling.
 
   Returns:
     A :class:`Result`.
 
   Raises:
-    ValueError: for a bad config, before anything is compiled.
+    ValueError: for a bad config or one estimated to need more than ``memory_budget_gb``,
+      before anything is compiled.
 
   Example:
     >>> r = featcon.simulate({"train": {"steps": 2000, "log_every": 500}})
     >>> r.final["ood_risk"] > r.final["id_risk"]
     True
   """
+  if (isinstance(memory_budget_gb, bool) or not isinstance(memory_budget_gb, (int, float))
+      or not memory_budget_gb > 0):
+    raise ValueError(f"simulate: memory_budget_gb={memory_budget_gb!r}; allowed: a positive "
+                     "number of GiB")
   cfg = config_lib.resolve(config)
   static, dyn = train_lib.from_config(cfg)
+  train_lib.check_memory(static, memory_budget_gb, "memory_budget_gb (simulate's argument)")
   metrics, final = jax.jit(train_lib.make_train(static))(dyn)
   metrics, final = jax.device_get((metrics, final))
   div = int(final["diverged_step"])

@@ -63,10 +63,28 @@ def sweep_section(config):
       if k not in SWEEP_DEFAULTS:
         raise ValueError(f"unknown config field 'sweep.{k}'; allowed: {sorted(SWEEP_DEFAULTS)}")
       sec[k] = v
-  if not (isinstance(sec["memory_budget_gb"], (int, float)) and sec["memory_budget_gb"] > 0):
+  if not (isinstance(sec["memory_budget_gb"], (int, float))
+          and not isinstance(sec["memory_budget_gb"], bool) and sec["memory_budget_gb"] > 0):
     raise ValueError(f"config field 'sweep.memory_budget_gb' has value "
                      f"{sec['memory_budget_gb']!r}; allowed: a positive number of GiB")
+  mc = sec["max_chunk"]
+  if isinstance(mc, bool) or not isinstance(mc, (int, np.integer)) or mc < 1:
+    raise ValueError(f"config field 'sweep.max_chunk' has value {mc!r}; allowed: a positive "
+                     "integer (configurations per compiled call)")
+  if not isinstance(sec["progress"], bool):
+    raise ValueError(f"config field 'sweep.progress' has value {sec['progress']!r}; allowed: "
+                     "True or False")
   return sec
+
+
+# Sweep options that change how a sweep runs, not its results: a workdir may be resumed with
+# other values (e.g. a lower memory budget after running out of memory).
+RESULT_INVARIANT = ("sweep.memory_budget_gb", "sweep.max_chunk", "sweep.progress")
+
+
+def check_memory(static, budget_gb):
+  """:func:`featcon.theory.train.check_memory` against ``sweep.memory_budget_gb``."""
+  return train_lib.check_memory(static, budget_gb, "sweep.memory_budget_gb")
 
 
 def _flatten(d, prefix=""):
@@ -184,25 +202,8 @@ def make_groups(resolved):
   return groups
 
 
-def bytes_per_config(static):
-  """A conservative estimate of the device memory one configuration of a group needs."""
-  dim = static.k if static.path == "feature" else static.d
-  out = static.out_dim or 1
-  rows_train = static.n_train if static.regime == "fixed" else 0
-  batch = static.batch or static.n_train
-  floats = (
-      static.d * static.k                                   # dictionary
-      + 2 * static.n_eval * (dim + static.width + out)      # eval sets, pre-activations
-      + 2 * rows_train * (dim + out)                        # fixed set and its OOD copy
-      + 4 * batch * (dim + 2 * static.width + out)          # a step's activations and grads
-      + 4 * static.width * (dim + out + 1)                  # params, grads, optimizer state
-      + 2 * static.width * static.d                         # init in input space
-      + (static.n_logs + 1) * (2 * static.width + 32)       # recorded metrics
-  )
-  # float32; x4 for XLA temporaries and layout copies. Calibrated on the online workload
-  # (benchmarks/scaling.py): the formula alone gives 13.9 MB/config at width 512 where the
-  # measured peak RSS grows by 23.9 MB/config, so a factor 2 over-filled the budget.
-  return 4 * floats * 4
+# The estimate lives with the training program (``featcon.simulate`` checks it too).
+bytes_per_config = train_lib.bytes_per_config
 
 
 def chunk_size(static, n_configs, budget_gb, n_devices=1, max_chunk=4096):
@@ -263,10 +264,11 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   for c in range(n_chunks):
     keep = (c * size + np.arange(size)) < n
     cpath = f"{chunk_prefix}.chunk{size}-{c}.npz" if chunk_prefix else None
-    if cpath and os.path.exists(cpath):
-      with np.load(cpath) as z:
-        outs.append({k: z[k] for k in z.files if k != "__diverged"})
-        divs.append(z["__diverged"])
+    z = io.load_cache_npz(cpath, keys=("__diverged",)) if cpath and os.path.exists(cpath) \
+        else None  # a corrupt chunk is only a cache: warned about, removed and recomputed
+    if z is not None:
+      outs.append({k: v for k, v in z.items() if k != "__diverged"})
+      divs.append(z["__diverged"])
       for _ in range(group.static.n_logs):
         bar(None)
       continue
@@ -303,6 +305,22 @@ def _hash(obj):
   return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _load_group(path, log):
+  """(metrics, diverged, timing) of a finished group, or None when its files are corrupt (then
+  removed, with a warning: the group is recomputed)."""
+  try:
+    z = io.load_npz(path + ".npz", keys=("__diverged",))
+    info = io.read_json(path + ".json")
+    timing = info["timing"]
+  except (io.CorruptFileError, FileNotFoundError, KeyError, TypeError) as e:
+    log(f"warning: finished group {path!r} cannot be read ({e}); recomputing the group")
+    for ext in (".json", ".npz"):
+      if os.path.exists(path + ext):
+        os.remove(path + ext)
+    return None
+  return {k: v for k, v in z.items() if k != "__diverged"}, z["__diverged"], timing
+
+
 def run(config, workdir=None, progress=None, log=print):
   """Runs a sweep; writes results into ``workdir`` when given (resumable). Returns a DataFrame.
 
@@ -310,31 +328,46 @@ def run(config, workdir=None, progress=None, log=print):
   ``groups/<key>.npz`` + ``groups/<key>.json`` (finished groups, written atomically),
   and the results of :func:`featcon.theory.results.write_outputs` (``results.csv``,
   ``trajectories.npz``, ``summary.md`` and figures).
-  A rerun skips finished groups; a different config in an existing workdir is refused.
+  A rerun skips finished groups (a corrupt one is recomputed); a different config in an
+  existing workdir is refused, naming each differing field, except for the options in
+  :data:`RESULT_INVARIANT`. Configurations estimated to need more device memory than
+  ``sweep.memory_budget_gb`` are refused before anything is written or compiled.
   """
   sec = sweep_section(config)
   progress = sec["progress"] if progress is None else progress
   expanded = expand(config)
   resolved = [config_lib.resolve(cfg) for _, cfg in expanded]
   plain = _plain(config)
-  fingerprint = _hash([plain, [r.to_dict() for r in resolved]])
+  resolved_dicts = [r.to_dict() for r in resolved]
+  fingerprint = _hash([io.result_fields(plain, RESULT_INVARIANT), resolved_dicts])
   groups = make_groups(resolved)
+  for group in groups:
+    check_memory(group.static, sec["memory_budget_gb"])
   log(f"sweep: {len(resolved)} configurations in {len(groups)} compiled group(s) on "
       f"{jax.device_count()} {jax.default_backend()} device(s)")
   if workdir:
-    os.makedirs(os.path.join(workdir, "groups"), exist_ok=True)
     cpath = os.path.join(workdir, "config.json")
     if os.path.exists(cpath):
-      with open(cpath) as f:
-        old = json.load(f)
-      if old.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"workdir {workdir!r} holds results of a different config (fingerprint "
-            f"{old.get('fingerprint')} != {fingerprint}); use a new --workdir or delete it")
+      old = io.read_json(cpath, fix="delete it (or the whole workdir) and rerun the sweep; "
+                         "finished groups under groups/ are reused only with a valid config.json")
+      if not isinstance(old, dict) or "config" not in old:
+        raise io.CorruptFileError(f"{cpath!r} holds no 'config' entry; delete it (or the "
+                                  "whole workdir) and rerun the sweep")
+      legacy = _hash([old["config"], resolved_dicts])  # fingerprints of featcon <= 0.x
+      if old.get("fingerprint") not in (fingerprint, legacy):
+        diff = io.config_diff(old["config"], plain, RESULT_INVARIANT)
+        what = (io.format_diff(diff) if diff else
+                "  (no field of the sweep config differs: the resolved configurations do, "
+                "e.g. after a change of featcon's defaults)")
+        raise io.ConfigMismatchError(
+            f"workdir {workdir!r} holds results of a different config:\n{what}\n"
+            f"use a new --workdir or delete it (sweep options that do not change results, "
+            f"{', '.join(RESULT_INVARIANT)}, may differ)")
     else:
       meta = {"config": plain, "fingerprint": fingerprint, "versions": io.versions(),
               "n_configs": len(resolved)}
       io.atomic_write(cpath, lambda f: json.dump(meta, f, indent=2, default=str))
+    os.makedirs(os.path.join(workdir, "groups"), exist_ok=True)
 
   n = len(resolved)
   all_metrics = [None] * n
@@ -342,12 +375,10 @@ def run(config, workdir=None, progress=None, log=print):
   timings = {}
   for g_i, group in enumerate(groups):
     path = os.path.join(workdir, "groups", group.key) if workdir else None
-    if path and os.path.exists(path + ".json"):
-      with np.load(path + ".npz") as z:
-        metrics = {k: z[k] for k in z.files if k != "__diverged"}
-        div = z["__diverged"]
-      with open(path + ".json") as f:
-        timings[group.key] = dict(json.load(f)["timing"], resumed=True)
+    done = _load_group(path, log) if path and os.path.exists(path + ".json") else None
+    if done is not None:
+      metrics, div, timing = done
+      timings[group.key] = dict(timing, resumed=True)
       log(f"group {g_i + 1}/{len(groups)} ({len(group.indices)} configs): done earlier, skipped")
     else:
       desc = f"group {g_i + 1}/{len(groups)} ({len(group.indices)} configs)"

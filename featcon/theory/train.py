@@ -397,3 +397,40 @@ def make_train(static, on_log=None):
     return out, final
 
   return train
+
+
+def bytes_per_config(static):
+  """A conservative estimate of the device memory (bytes) one configuration needs: one
+  :func:`make_train` program, or one configuration of a vmapped sweep group."""
+  dim = static.k if static.path == "feature" else static.d
+  out = static.out_dim or 1
+  rows_train = static.n_train if static.regime == "fixed" else 0
+  batch = static.batch or static.n_train
+  floats = (
+      static.d * static.k                                   # dictionary
+      + 2 * static.n_eval * (dim + static.width + out)      # eval sets, pre-activations
+      + 2 * rows_train * (dim + out)                        # fixed set and its OOD copy
+      + 4 * batch * (dim + 2 * static.width + out)          # a step's activations and grads
+      + 4 * static.width * (dim + out + 1)                  # params, grads, optimizer state
+      + 2 * static.width * static.d                         # init in input space
+      + (static.n_logs + 1) * (2 * static.width + 32)       # recorded metrics
+  )
+  # float32; x4 for XLA temporaries and layout copies. Calibrated on the online workload
+  # (benchmarks/scaling.py): the formula alone gives 13.9 MB/config at width 512 where the
+  # measured peak RSS grows by 23.9 MB/config, so a factor 2 over-filled the budget.
+  return 4 * floats * 4
+
+
+def check_memory(static, budget_gb, field):
+  """Refuses a configuration whose estimated device memory (:func:`bytes_per_config`) exceeds
+  ``budget_gb`` GiB, before anything is compiled; the error gives the estimate, the budget
+  (``field``) and the config fields that set the size. Returns the estimate in bytes."""
+  need = bytes_per_config(static)
+  if need > budget_gb * 2**30:
+    raise ValueError(
+        f"one configuration needs about {need / 2**30:.1f} GiB of device memory (estimate; "
+        f"d={static.d}, width={static.width}, n_train={static.n_train}, n_eval={static.n_eval}, "
+        f"batch={static.batch}, {static.n_logs} logs), more than {field}={budget_gb} GiB; "
+        f"lower data.n_eval, data.n_train, model.width or train.batch_size, or raise {field} "
+        "if the device has the memory")
+  return need
