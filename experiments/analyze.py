@@ -1,5 +1,4 @@
 """Entry point of the deep-network analyses; see configs/analyze.py for command lines."""
-import json
 import os
 
 from absl import app
@@ -69,6 +68,23 @@ def main(cfg, workdir):
   return results
 
 
+def summary_text(results, workdir):
+  """A human-readable account of a finished run: headline numbers and the files written."""
+  lines = [f"analyses finished; outputs under {workdir}"]
+  for cond, m in results.get("padding", {}).items():
+    loss = m.get("final_loss", [float("nan"), float("nan")])
+    lines.append(f"  padding, trained on {cond}: final loss {loss[0]:.4g} ± {loss[1]:.2g}")
+  enc = results.get("encoders")
+  if enc:
+    done = [k for k in enc if k not in ("layers", "encoders")]
+    lines.append(f"  encoders {', '.join(enc['encoders'])}: {', '.join(done)}")
+  files = sorted(os.path.relpath(os.path.join(d, f), workdir)
+                 for d, _, fs in os.walk(workdir) for f in fs
+                 if f.endswith((".png", ".json")))
+  lines.append("  files: " + ", ".join(files))
+  return "\n".join(lines)
+
+
 def _main(argv):
   del argv
   if not _WORKDIR.value:
@@ -76,7 +92,7 @@ def _main(argv):
   from featcon import training as train_lib  # pylint: disable=g-import-not-at-top
   train_lib.quiet_orbax_logs()
   res = main(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps({k: sorted(v) if isinstance(v, dict) else v for k, v in res.items()}))
+  print(summary_text(res, _WORKDIR.value))
 
 
 if __name__ == "__main__":

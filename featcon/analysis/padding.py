@@ -56,6 +56,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from featcon import progress as progress_lib
 from featcon.models import small_resnet as nets
 from featcon.analysis import padding_rgb
 
@@ -550,18 +551,26 @@ def plot_experiment(cfg, data, runs, workdir):
   plots.image_grid(examples, os.path.join(workdir, "padding_inputs.png"))
 
 
-def run_experiment(cfg, workdir, glyphs=None, labels=None, plot=True, data=None):
+def run_experiment(cfg, workdir, glyphs=None, labels=None, plot=True, data=None, progress=True):
   """Runs every (condition, seed) and writes `padding.json` and the PNGs of `plot_experiment` under `workdir`.
 
   Data: `data` if given, else digits `glyphs`/`labels` if given, else `load_data(cfg)`.
-  Returns the summary dict (also in the JSON) and the list of `PaddingRun`s.
+  Returns the summary dict (also in the JSON) and the list of `PaddingRun`s. With `progress`,
+  a bar over the runs and a closing summary line (final loss per condition) on stderr.
   """
   check_config(cfg)
   if data is None:
     data = digits_data(cfg, glyphs, labels) if glyphs is not None else load_data(cfg)
   os.makedirs(workdir, exist_ok=True)
   trainer = make_train(cfg, data)
-  runs = [run_seed(cfg, trainer, data, c, s) for c in cfg.train_conditions for s in cfg.seeds]
+  todo = [(c, s) for c in cfg.train_conditions for s in cfg.seeds]
+  bar = progress_lib.Bar(len(todo), "padding runs", progress, unit="run")
+  bar.start()
+  runs = []
+  for c, s in todo:
+    runs.append(run_seed(cfg, trainer, data, c, s))
+    bar()
+  bar.close()
   summary = summarise(runs)
   per_run = [{k: v for k, v in dataclasses.asdict(r).items() if k not in ("params", "init_params")}
              for r in runs]
@@ -570,4 +579,8 @@ def run_experiment(cfg, workdir, glyphs=None, labels=None, plot=True, data=None)
                "runs": per_run}, f, indent=1)
   if plot:
     plot_experiment(cfg, data, runs, workdir)
+  progress_lib.stage(
+      f"padding: {len(runs)} run(s) in {bar.elapsed:.1f}s; final loss "
+      + ", ".join(f"{c} {v['final_loss'][0]:.4g}" for c, v in summary.items())
+      + f"; wrote {os.path.join(workdir, 'padding.json')}", progress)
   return summary, runs

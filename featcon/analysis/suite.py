@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featcon import progress as progress_lib
 from featcon.analysis import gradcam
 from featcon.analysis import metrics
 from featcon.analysis import plots
@@ -89,8 +90,11 @@ def _dump(obj, path):
     json.dump(obj, f, indent=1)
 
 
-def run_all(cfg, encs, data, workdir):
-  """Runs the analyses named in `cfg.analyses` for every encoder; returns the results dict."""
+def run_all(cfg, encs, data, workdir, progress=True):
+  """Runs the analyses named in `cfg.analyses` for every encoder; returns the results dict.
+
+  With `progress`, a bar over the (encoder, domain) activation passes and a line on stderr.
+  """
   os.makedirs(workdir, exist_ok=True)
   allowed = ("rates", "selectivity", "density", "domain", "gradcam")
   todo = [a for a in cfg.analyses.split(",") if a]
@@ -115,11 +119,17 @@ def run_all(cfg, encs, data, workdir):
     sel_layers[e.label] = layers[e.label] + (
         [cfg.representation] if cfg.representation in names[e.label] else [])
   stats, reps = {}, {}
+  doms = sorted(set(data.domains.tolist()))
+  bar = progress_lib.Bar(len(encs) * len(doms), "analysis: activations", progress, unit="set")
+  bar.start()
   for enc in encs:
-    for dom in sorted(set(data.domains.tolist())):
+    for dom in doms:
       x, y = data.subset(dom)
       stats[enc.label, dom], reps[enc.label, dom] = collect(
           enc, x, y, k, sel_layers[enc.label], cfg.representation, cfg.batch_size)
+      bar()
+  bar.close()
+  progress_lib.stage(f"analysis: running {', '.join(todo)} for {len(encs)} encoder(s)", progress)
   results = {"layers": layers, "encoders": {e.label: e.spec for e in encs}}
 
   if "rates" in todo:
@@ -187,6 +197,8 @@ def run_all(cfg, encs, data, workdir):
   if "gradcam" in todo:
     results["gradcam"] = _gradcam(cfg, encs, data, shapes, workdir)
   _dump(results, os.path.join(workdir, "analyses.json"))
+  progress_lib.stage(f"analysis: {', '.join(todo)} done for {', '.join(e.label for e in encs)}; "
+                     f"wrote {os.path.join(workdir, 'analyses.json')} and the figures", progress)
   return results
 
 

@@ -57,3 +57,15 @@ def test_default_layers_follow_the_contract():
   vit = ["block0", "block1_mlp_act", "block0_mlp_act", "block10_mlp_act", "embedding"]
   assert run.default_layers(vit) == ["block0_mlp_act", "block1_mlp_act", "block10_mlp_act"]
   assert run.default_cam_layer(vit) == "block0" and run.default_cam_layer(["layer1", "layer4"]) == "layer4"
+
+
+def test_summary_text_names_numbers_and_files(tmp_path):
+  (tmp_path / "encoders").mkdir()
+  (tmp_path / "encoders" / "selectivity.png").write_bytes(b"x")
+  (tmp_path / "config.json").write_text("{}")
+  res = {"padding": {"red": {"final_loss": [0.25, 0.01]}},
+         "encoders": {"layers": {}, "encoders": {"rn": "spec"}, "selectivity": {}}}
+  text = analyze.summary_text(res, str(tmp_path))
+  assert "padding, trained on red: final loss 0.25 ± 0.01" in text
+  assert "encoders rn: selectivity" in text
+  assert "files: config.json, encoders/selectivity.png" in text
