@@ -188,18 +188,21 @@ def split_argv(argv, swept_fields):
   """Takes ``--config.<field>=<value>`` overrides that must be applied as axes out of argv.
 
   Those are overrides of a field in ``swept_fields`` (a list in the config file, which
-  ml_collections cannot override) and overrides whose value is a list literal ``[...]``.
+  ml_collections cannot override) and overrides whose value is a list literal ``[...]``. A
+  field given several times (``--config.seed=1 --config.seed=2``) becomes the axis of those
+  values, written as a list literal.
 
   Returns:
     ``(remaining argv, {field: value text})``.
   """
-  rest, singles = [], {}
+  rest, given = [], {}
   for arg in argv:
     m = _OVERRIDE.match(arg)
     if m and (m.group(1) in swept_fields or m.group(2).strip().startswith("[")):
-      singles[m.group(1)] = m.group(2)
+      given.setdefault(m.group(1), []).append(m.group(2))
     else:
       rest.append(arg)
+  singles = {f: v[0] if len(v) == 1 else "[" + ",".join(v) + "]" for f, v in given.items()}
   return rest, singles
 
 

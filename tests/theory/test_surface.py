@@ -58,6 +58,8 @@ def test_split_argv_takes_swept_overrides_only():
        "--config.train.lr=[0.01,0.1]", "--axis=model.width=4"], ["seed", "model.width"])
   assert rest == ["--config=c.py", "--config.train.steps=40", "--axis=model.width=4"]
   assert singles == {"seed": "5", "train.lr": "[0.01,0.1]"}
+  _, singles = axes_lib.split_argv(["--config.seed=1", "--config.seed=2"], ["seed"])
+  assert axes_lib.apply_axes(TINY, None, singles)["seed"] == [1, 2]
 
 
 def test_auto_log_every_divides_steps():
