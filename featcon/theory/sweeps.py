@@ -8,6 +8,8 @@ Axes (:func:`expand`), compiled groups (:func:`make_groups`), memory-sized chunk
 Sweep syntax (``docs/sweeps.md``): any field of a :func:`featcon.default_config` config may
 hold a *list* of values; lists are axes and combine as a product. ``sweep.zip`` names groups of
 fields whose lists advance together (one axis). Tuples are plain values (``core_radii``).
+Axes can also be written as strings, ``"seed=0,1,2"`` (:mod:`featcon.theory.axes`; the
+``axes`` argument of :func:`sweep` and ``--axis`` of ``experiments.sweep``).
 
 The engine splits each configuration into :class:`featcon.theory.train.Static` and
 :class:`featcon.theory.train.Dynamic`, groups configurations whose static part agrees once width,
