@@ -7,6 +7,9 @@ public script's classification setting. The deep-network stage lives in :mod:`fe
 :mod:`featcon.models`, :mod:`featcon.data`, :mod:`featcon.distill`, :mod:`featcon.probe` and
 :mod:`featcon.analysis` (``docs/architecture.md``).
 """
+from featcon import progress as _progress
+_progress.quiet_backend_probe()
+
 from featcon import theory
 from featcon.io import versions
 from featcon.theory.config import default_config, resolve as resolve_config

@@ -21,7 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+import tensorboardX
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from featcon import progress as progress_lib
 
 log = logging.getLogger("featcon")
 
@@ -81,15 +84,39 @@ def new_state(params, batch_stats, tx: optax.GradientTransformation) -> dict:
 
 
 class MetricsWriter:
-  """Appends one JSON line per record to ``path`` (kept across resumes)."""
+  """Appends one JSON line per record to ``path`` (kept across resumes) and, with
+  ``tensorboard``, writes the record's numeric fields as TensorBoard scalars (tag
+  ``<stage>/<field>``, at the record's ``step``) to event files in ``<dir of path>/tensorboard``
+  (tensorboardX: no TensorFlow needed). ``tensorboard --logdir <workdir>`` shows every stage.
+  """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, tensorboard: bool = True):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     self.path = path
+    self.tb_dir = os.path.join(os.path.dirname(path), "tensorboard") if tensorboard else None
+    self._tb = None
 
   def write(self, record: dict[str, Any]):
     with open(self.path, "a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
+    if self.tb_dir is None or "step" not in record:
+      return
+    if self._tb is None:
+      self._tb = tensorboardX.SummaryWriter(self.tb_dir, flush_secs=10)
+    stage = record.get("stage", "train")
+    for k, v in record.items():
+      if k in ("stage", "step") or isinstance(v, bool) or not isinstance(v, (int, float)):
+        continue
+      self._tb.add_scalar(f"{stage}/{k}", float(v), int(record["step"]))
+
+  def flush(self):
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
 
 
 def checkpoint_manager(ckpt_dir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
@@ -121,7 +148,8 @@ def restore_latest(ckpt_dir: str, like: dict | None = None,
 
 def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_steps: int,
         ckpt_dir: str, metrics_path: str, mesh: Mesh, checkpoint_every: int = 500,
-        log_every: int = 50, stop_after: int = -1, name: str = "train", consts=()) -> dict:
+        log_every: int = 50, stop_after: int = -1, name: str = "train", consts=(),
+        progress: bool = True) -> dict:
   """Run ``state, metrics = step_fn(state, batch, *consts)`` until ``total_steps``, resuming.
 
   Args:
@@ -130,7 +158,8 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
     batches: ``batches(start_step)`` -> iterator of device batches from ``start_step`` on.
     total_steps: length of training.
     ckpt_dir: orbax checkpoints (the latest two are kept; the final step is always saved).
-    metrics_path: JSON lines with step, metrics, learning-rate-free timing and ETA.
+    metrics_path: JSON lines with step, metrics, learning-rate-free timing and ETA; the same
+      scalars go to TensorBoard event files in ``<dir of metrics_path>/tensorboard``.
     mesh: the data-parallel mesh.
     checkpoint_every / log_every: intervals in steps.
     stop_after: if >= 0, stop (after checkpointing) once this many steps are done (simulates a
@@ -138,6 +167,8 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
     name: label for logs.
     consts: extra arguments of ``step_fn`` that training does not change (a frozen teacher);
       replicated, passed as jit arguments rather than baked in as constants.
+    progress: a progress bar (tqdm) over the steps, started after the first step so that its
+      rate and ETA leave out compiling, and a closing summary line on stderr.
   Returns:
     The final state (restored from the final checkpoint when training was already complete).
   Raises:
@@ -156,13 +187,20 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
   consts = jax.device_put(consts, repl)
   mngr = checkpoint_manager(ckpt_dir)
   writer = MetricsWriter(metrics_path)
+  bar = progress_lib.Bar(total_steps, name, progress)
   t0, last_t, last_step = time.time(), time.time(), start
   step = start
+  first_s, loss = None, float("nan")
   try:
     for batch in batches(start):
       state, metrics = jstep(state, batch, *consts)
       step += 1
       loss = float(metrics["loss"])
+      if first_s is None:
+        first_s = time.time() - t0  # the first step includes compiling it
+        bar.start(initial=step)
+      else:
+        bar()
       if not math.isfinite(loss):
         raise FloatingPointError(f"{name}: non-finite loss {loss} at step {step}")
       if step % log_every == 0 or step == total_steps:
@@ -184,8 +222,16 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
       if step >= total_steps:
         break
   finally:
+    bar.close()
+    writer.close()
     mngr.wait_until_finished()
     mngr.close()
+  done = step - start
+  if done:
+    progress_lib.stage(
+        f"{name}: {done} steps ({start} -> {step} of {total_steps}) in {time.time() - t0:.1f}s "
+        f"(first step, compile included, {first_s:.1f}s); final loss {loss:.5g}; metrics in "
+        f"{metrics_path} and {writer.tb_dir}", progress)
   return state
 
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from featcon import io
+from featcon import progress as progress_lib
 from featcon import training as train_lib
 from featcon.data import Loader, registry
 
@@ -38,10 +39,14 @@ def extract_features(module, variables, ds: registry.Dataset, config,
   variables = jax.device_put(variables, repl)
   feats, labels = [], []
   loader = Loader(ds.source, bs, config.data.image_size, workers=config.data.workers)
+  bar = progress_lib.Bar(-(-len(ds.source) // bs) if hasattr(ds.source, "__len__") else None,
+                         f"features {ds.name}:{ds.split}", True, unit="batch")
   for batch in loader.eval_iter(sharding=batch_sh):
     valid = np.asarray(batch["valid"])
     feats.append(np.asarray(fwd(variables, batch["image"]))[valid])
     labels.append(np.asarray(batch["label"])[valid])
+    bar()
+  bar.close()
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
 
 

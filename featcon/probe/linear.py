@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from featcon import io
+from featcon import progress as progress_lib
 from featcon import training as train_lib
 from featcon.probe import ridge
 from featcon.probe.metrics import accuracy
@@ -42,12 +43,14 @@ def predict(probe: LinearProbe, features: np.ndarray) -> np.ndarray:
 def train_linear_probe(x_train, y_train, x_val, y_val, num_classes: int, *, lr: float = 1e-3,
                        weight_decay: float = 1e-3, batch_size: int = 256, epochs: int = 10,
                        optimizer: str = "adamw", seed: int = 0,
-                       evals_per_epoch: int = 1) -> LinearProbe:
+                       evals_per_epoch: int = 1, progress: bool = False,
+                       desc: str = "probe") -> LinearProbe:
   """Softmax regression trained with AdamW (or Adam) and a cosine schedule; returns the
   parameters of the evaluation point (end of each epoch) with the best ID validation accuracy
   (Appendix E.1: "the model with the best ID validation accuracy").
 
   Features are standardised with training statistics folded into the returned kernel/bias.
+  With ``progress``, a bar (tqdm, labelled ``desc``) advances once per epoch.
   """
   x_train = np.asarray(x_train, np.float32)
   mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
@@ -76,6 +79,7 @@ def train_linear_probe(x_train, y_train, x_val, y_val, num_classes: int, *, lr: 
   key = jax.random.key(seed)
   best, best_acc, history = None, -1.0, []
   carry = (params, opt_state)
+  bar = progress_lib.Bar(epochs, desc, progress, unit="epoch")
   for e in range(epochs):
     key, sub = jax.random.split(key)
     carry, losses = epoch(carry, sub)
@@ -85,6 +89,8 @@ def train_linear_probe(x_train, y_train, x_val, y_val, num_classes: int, *, lr: 
     if acc > best_acc:
       best_acc, best = acc, jax.device_get(p)
       best_epoch = e + 1
+    bar()
+  bar.close()
   kernel = np.asarray(best["kernel"]) / sd[:, None]
   bias = np.asarray(best["bias"]) - mu @ kernel
   return LinearProbe(kernel.astype(np.float32), bias.astype(np.float32), f"{optimizer}",

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from featcon import io
+from featcon import training as train_lib
 from featcon.data import refs
 from featcon.distill import runs
 from featcon.probe import features
@@ -66,7 +67,11 @@ def train_probes(config, workdir: str) -> dict:
         probe = linear.train_linear_probe(
             xt, yt, xv, yv, train_ds.num_classes, lr=pc.lr, weight_decay=wd,
             batch_size=pc.batch_size, epochs=pc.epochs, optimizer=pc.optimizer,
-            seed=config.seed)
+            seed=config.seed, progress=True, desc=f"probe {model}/{kind}")
+        writer = train_lib.MetricsWriter(os.path.join(out_dir, "metrics.jsonl"))
+        for epoch, acc in enumerate(probe.selected["val_history"], 1):
+          writer.write({"stage": f"probe_{model}_{kind}", "step": epoch, "val_accuracy": acc})
+        writer.close()
       probe.to_npz(path + ".npz")
       io.write_json(path + ".json", probe.selected, indent=1)  # written last: marks it done
       summary[f"{model}_{kind}"] = probe.selected

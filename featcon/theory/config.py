@@ -71,7 +71,7 @@ def default_config():
   c.train.eps = 1e-8
   c.train.batch_size = 0
   c.train.steps = 20000
-  c.train.log_every = 1000
+  c.train.log_every = 0  # 0: automatic, see auto_log_every
   c.train.oracle_projection = False
   c.train.path = "auto"
   c.train.linear_shortcut = True
@@ -118,8 +118,21 @@ def resolve(config=None):
     if not isinstance(config, dict):
       raise ValueError(f"config must be a ConfigDict or a nested dict, got {type(config).__name__}")
     _merge(base, copy.deepcopy(config))
+  if base.train.log_every == 0 and isinstance(base.train.steps, int) and base.train.steps >= 1:
+    base.train.log_every = auto_log_every(base.train.steps)
   validate(base)
   return base
+
+
+def auto_log_every(steps, target=20):
+  """The measurement interval used when ``train.log_every`` is 0 (the default): the divisor of
+  ``steps`` that gives the number of log intervals closest to ``target`` (ratio-wise; ties go
+  to fewer logs). 20,000 steps give 1,000; 100 give 5; a prime number of steps gives 1 or the
+  whole run, whichever is closer to 20 intervals.
+  """
+  divisors = [d for d in range(1, int(math.isqrt(steps)) + 1) if steps % d == 0]
+  divisors = sorted(set(divisors + [steps // d for d in divisors]))
+  return min(divisors, key=lambda d: (abs(math.log((steps // d) / target)), -d))
 
 
 def _fail(field, value, allowed):

@@ -7,7 +7,6 @@ by its last component: ``train.lr`` becomes ``lr``). :func:`write_outputs` write
 :func:`summary_table` as ``summary.md`` and the figures of :mod:`featcon.theory.plots`, each
 file atomically.
 """
-import importlib.util
 import os
 
 import numpy as np
@@ -100,7 +99,7 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
   arrays = {f"metrics/{k}": np.stack([m[k] for m in all_metrics]) for k in all_metrics[0]}
   cols = _swept_columns(expanded)
   for c in cols:
-    arrays[f"swept/{c}"] = np.asarray([str(_value(s.get(c))) for s, _ in expanded])
+    arrays[f"swept/{c}"] = swept_array([s.get(c) for s, _ in expanded])
   arrays["diverged_step"] = diverged
   io.atomic_write(os.path.join(workdir, "trajectories.npz"),
                   lambda f: np.savez(f, **arrays), binary=True)
@@ -109,7 +108,7 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
   total = sum(t["wall_s"] for t in timings.values())
   md = ["# Sweep summary", "",
         f"{len(all_metrics)} configurations, final step {int(df['step'].max())}; mean ± std over "
-        "seeds. " + SUMMARY_NOTE, "", table.to_markdown(index=False) if _has_tabulate() else table.to_string(),
+        "seeds. " + SUMMARY_NOTE, "", markdown_table(table),
         "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
   io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
@@ -119,6 +118,40 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
       f"{len(figs)} figure(s): {', '.join(os.path.basename(f) for f in figs)}")
 
 
-def _has_tabulate():
-  """Whether pandas can write Markdown tables (``DataFrame.to_markdown`` needs tabulate)."""
-  return importlib.util.find_spec("tabulate") is not None
+def swept_array(values):
+  """The values of one swept field over configurations as an array of their own dtype.
+
+  Ints stay int64, floats float64, bools bool, strings unicode; tuples (``data.core_radii``)
+  become a 2-D float array ``[config, len(tuple)]``.
+  """
+  values = [tuple(v) if isinstance(v, list) else v for v in values]
+  if all(isinstance(v, bool) for v in values):
+    return np.asarray(values, bool)
+  if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    return np.asarray(values, np.int64)
+  if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    return np.asarray(values, np.float64)
+  if all(isinstance(v, tuple) for v in values) and len({len(v) for v in values}) == 1:
+    return np.asarray(values, np.float64)
+  return np.asarray([str(_value(v)) for v in values])
+
+
+def _cell(v):
+  if isinstance(v, float):
+    v = f"{v:.6g}"
+  return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df):
+  """``df`` as a GitHub-flavoured Markdown pipe table (no index column; numbers right-aligned).
+
+  Written here rather than with ``DataFrame.to_markdown``, which needs the optional
+  ``tabulate`` package.
+  """
+  cols = [str(c) for c in df.columns]
+  rows = [[_cell(v) for v in r] for r in df.itertuples(index=False, name=None)]
+  numeric = [df[c].dtype.kind in "iuf" for c in df.columns]
+  lines = ["| " + " | ".join(cols) + " |",
+           "|" + "|".join(("---:" if n else ":---") for n in numeric) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return "\n".join(lines)

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from typing import Any, Dict, Optional
 
 import jax
@@ -10,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from featcon import io
+from featcon import progress as progress_lib
 from featcon.theory import config as config_lib
 from featcon.theory import train as train_lib
 
@@ -81,13 +83,16 @@ def finalize(metrics, diverged_step):
 MEMORY_BUDGET_GB = 16.0
 
 
-def simulate(config=None, memory_budget_gb=MEMORY_BUDGET_GB):
+def simulate(config=None, progress=True, memory_budget_gb=MEMORY_BUDGET_GB):
   """Runs one configuration of the feature-contamination model and measures it.
 
   Args:
     config: an ``ml_collections.ConfigDict`` or nested dict with sections ``data``,
       ``model``, ``train`` and a top-level ``seed``; missing fields take the values of
       :func:`featcon.default_config` (the public script's classification setting).
+    progress: show a progress bar over the log intervals (tqdm; started once the program is
+      compiled, so its ETA counts training only) and a closing line with compile and run
+      times on stderr. ``False``: silent.
     memory_budget_gb: device memory the run may use (GiB, default 16); a configuration whose
       estimated footprint (:func:`featcon.theory.train.bytes_per_config`) exceeds it is refused
       before compiling.
@@ -111,12 +116,22 @@ def simulate(config=None, memory_budget_gb=MEMORY_BUDGET_GB):
   cfg = config_lib.resolve(config)
   static, dyn = train_lib.from_config(cfg)
   train_lib.check_memory(static, memory_budget_gb, "memory_budget_gb (simulate's argument)")
-  metrics, final = jax.jit(train_lib.make_train(static))(dyn)
+  bar = progress_lib.Bar(static.n_logs, "simulate", progress, unit="log")
+  train = train_lib.make_train(static, on_log=bar if progress else None)
+  t0 = time.perf_counter()
+  compiled = jax.jit(train).lower(dyn).compile()
+  compile_s = time.perf_counter() - t0
+  bar.start()
+  metrics, final = compiled(dyn)
   metrics, final = jax.device_get((metrics, final))
+  bar.close()
   div = int(final["diverged_step"])
   div = None if div < 0 else div
   if div is not None:
     logging.warning("training diverged (non-finite loss) at step %d; stopped there", div)
   metrics, finals = finalize(metrics, div)
+  progress_lib.stage(
+      f"simulate: {static.steps} steps in {bar.elapsed:.1f}s (compile {compile_s:.1f}s); "
+      f"final ID risk {finals['id_risk']:.4g}, OOD risk {finals['ood_risk']:.4g}", progress)
   params = {k: np.asarray(v) for k, v in final["params"].items()}
   return Result(metrics, finals, cfg, params, div)

@@ -8,6 +8,8 @@ Axes (:func:`expand`), compiled groups (:func:`make_groups`), memory-sized chunk
 Sweep syntax (``docs/sweeps.md``): any field of a :func:`featcon.default_config` config may
 hold a *list* of values; lists are axes and combine as a product. ``sweep.zip`` names groups of
 fields whose lists advance together (one axis). Tuples are plain values (``core_radii``).
+Axes can also be written as strings, ``"seed=0,1,2"`` (:mod:`featcon.theory.axes`; the
+``axes`` argument of :func:`sweep` and ``--axis`` of ``experiments.sweep``).
 
 The engine splits each configuration into :class:`featcon.theory.train.Static` and
 :class:`featcon.theory.train.Dynamic`, groups configurations whose static part agrees once width,
@@ -45,6 +47,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from featcon import io
+from featcon import progress as progress_lib
+from featcon.theory import axes as axes_lib
 from featcon.theory import config as config_lib
 from featcon.theory import results
 from featcon.theory import train as train_lib
@@ -219,31 +223,16 @@ def chunk_size(static, n_configs, budget_gb, n_devices=1, max_chunk=4096):
   return min(size, math.ceil(even / n_devices) * n_devices)
 
 
-class _Progress:
-  """A per-group progress bar with ETA (tqdm), advanced from inside the scan."""
-
-  def __init__(self, total, desc, enabled):
-    self.bar = None
-    if enabled:
-      from tqdm.auto import tqdm
-      self.bar = tqdm(total=total, desc=desc, unit="log", smoothing=0.1, leave=True)
-
-  def __call__(self, i):
-    if self.bar is not None:
-      self.bar.update(1)
-
-  def close(self):
-    if self.bar is not None:
-      self.bar.close()
-
-
 def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="group",
-              chunk_prefix=None):
+              chunk_prefix=None, log=None):
   """Runs one group in equal chunks, sharded over all devices; returns numpy metrics.
 
   With ``chunk_prefix``, each finished chunk is saved (atomically) as
   ``<prefix>.chunk<size>-<i>.npz`` and reloaded instead of recomputed on a rerun, so an
   interrupted large group loses at most the chunk in flight.
+
+  With ``progress``, the bar (tqdm) starts once the program is compiled, so its rate and ETA
+  count training only; ``log`` (if given) reports the compile and its duration.
 
   Returns:
     (metrics dict of arrays [config, log, ...], diverged_step array [config], timing dict).
@@ -252,8 +241,9 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   devices = jax.devices()
   size = chunk_size(group.static, n, budget_gb, len(devices), max_chunk)
   n_chunks = math.ceil(n / size)
-  bar = _Progress(n_chunks * group.static.n_logs, desc, progress)
+  bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc, progress, unit="log")
   train = train_lib.make_train(group.static, on_log=bar if progress else None)
+  done_before = 0
   fn = jax.jit(jax.vmap(train))
   dictionaries = jax.jit(jax.vmap(functools.partial(train_lib.run_dictionary, group.static)))
   mesh = Mesh(np.asarray(devices), ("config",))
@@ -269,8 +259,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
     if z is not None:
       outs.append({k: v for k, v in z.items() if k != "__diverged"})
       divs.append(z["__diverged"])
-      for _ in range(group.static.n_logs):
-        bar(None)
+      done_before += group.static.n_logs
       continue
     idx = np.arange(c * size, (c + 1) * size)
     idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating its last config
@@ -283,9 +272,14 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
       dicts = dictionaries(dyn.seed)
       args = jax.device_put((dyn, dicts), sharding)
     if compile_s is None:
+      if log:
+        log(f"compiling {desc} ...")
       tc = time.perf_counter()
       compiled = fn.lower(*args).compile()
       compile_s = time.perf_counter() - tc
+      if log:
+        log(f"compiled {desc} in {compile_s:.1f}s")
+      bar.start(initial=done_before)
     m, final = compiled(*args)
     m, div = jax.device_get((m, final["diverged_step"]))
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
@@ -384,7 +378,7 @@ def run(config, workdir=None, progress=None, log=print):
       desc = f"group {g_i + 1}/{len(groups)} ({len(group.indices)} configs)"
       metrics, div, timing = run_group(group, budget_gb=sec["memory_budget_gb"],
                                        max_chunk=sec["max_chunk"], progress=progress, desc=desc,
-                                       chunk_prefix=path)
+                                       chunk_prefix=path, log=log)
       timings[group.key] = timing
       log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s, "
           f"{timing['chunks']} chunk(s) of {timing['chunk']})")
@@ -410,13 +404,27 @@ def run(config, workdir=None, progress=None, log=print):
   return df
 
 
-def sweep(config, workdir=None, progress=False):
+def sweep(config, workdir=None, progress=None, axes=None):
   """Programmatic equivalent of ``python -m experiments.sweep``: returns the tidy DataFrame.
 
   Args:
     config: a sweep config (ConfigDict or nested dict); see :func:`expand` for the syntax.
     workdir: optional folder for resumable outputs.
-    progress: show progress bars.
+    progress: show a progress bar per compiled group and report compiles and results on
+      stderr; default ``sweep.progress`` of the config (True). ``False``: silent (messages go
+      to the ``featcon.sweep`` logger).
+    axes: axes to set or replace, in the command line's syntax (:mod:`featcon.theory.axes`):
+      ``["seed=0,1,2", "model.activation=relu,gelu"]`` or ``{"seed": "0,1,2"}``.
+
+  Example:
+    >>> df = featcon.sweep(featcon.default_config(), axes=["seed=0,1", "model.width=64,256"])
   """
-  logger = logging.getLogger("featcon.sweep")
-  return run(config, workdir=workdir, progress=progress, log=logger.info)
+  if axes:
+    config = axes_lib.apply_axes(config, axes)
+  if progress is None:
+    progress = bool(sweep_section(config)["progress"])
+  if progress:
+    log = functools.partial(progress_lib.stage, enabled=True)
+  else:
+    log = logging.getLogger("featcon.sweep").info
+  return run(config, workdir=workdir, progress=progress, log=log)
