@@ -6,6 +6,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from featcon import distributed
 from featcon.analysis import datasets
 from featcon.analysis import encoders
 from featcon.analysis import padding
@@ -14,6 +15,7 @@ from featcon.analysis import suite
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/analyze.py", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for PNG and JSON outputs.")
 
+distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 PARTS = ("encoders", "padding")
 
 
@@ -71,6 +73,7 @@ def main(cfg, workdir):
 
 def _main(argv):
   del argv
+  distributed.initialize()
   if not _WORKDIR.value:
     raise ValueError("--workdir is required")
   from featcon import training as train_lib  # pylint: disable=g-import-not-at-top

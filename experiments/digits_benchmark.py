@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs.distill import digits
-from featcon import distill, io
+from featcon import distill, distributed, io
 from featcon import training as train_lib
 from featcon.probe import stages as probe_run
 
@@ -27,6 +27,7 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 _MODELS = flags.DEFINE_list("models", ["tiny-rn", "mlp-relu", "mlp-identity", "tiny-vit"],
                             "Arguments of configs/distill/digits.py.")
 _PROBE = flags.DEFINE_enum("probe", "adamw", ["adamw", "ridge"], "Probe in the summary.")
+distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 
 
 def _one(model: str, seed: int, root: str) -> dict:
@@ -65,6 +66,7 @@ def summarize(runs: dict, probe: str) -> tuple[str, dict]:
 
 def main(argv):
   del argv
+  distributed.initialize()
   logging.set_verbosity(logging.INFO)
   train_lib.quiet_orbax_logs()
   train_lib.enable_compilation_cache()

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from featcon import distributed
 from featcon.version import __version__
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml_collections", "numpy",
@@ -42,7 +43,12 @@ def versions() -> dict[str, Any]:
 
 
 def atomic_write(path: str, write: Callable[[Any], None], binary: bool = False) -> str:
-  """Writes a file through a temporary file in the same folder and ``os.replace``."""
+  """Writes a file through a temporary file in the same folder and ``os.replace``.
+
+  In a multi-process run (``jax.distributed``) only process 0 writes; the others return.
+  """
+  if not distributed.is_main():
+    return path
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featcon import distributed
 from featcon import training as train_lib
 from featcon.data import Loader, registry
 
@@ -38,9 +39,10 @@ def extract_features(module, variables, ds: registry.Dataset, config,
   feats, labels = [], []
   loader = Loader(ds.source, bs, config.data.image_size, workers=config.data.workers)
   for batch in loader.eval_iter(sharding=batch_sh):
-    valid = np.asarray(batch["valid"])
-    feats.append(np.asarray(fwd(variables, batch["image"]))[valid])
-    labels.append(np.asarray(batch["label"])[valid])
+    valid, feat, label = distributed.gather((batch["valid"], fwd(variables, batch["image"]),
+                                             batch["label"]))
+    feats.append(feat[valid])
+    labels.append(label[valid])
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
 
 
@@ -52,10 +54,11 @@ def cached_features(module, variables, ds, config, cache_dir: str,
     with np.load(path) as z:
       return z["features"], z["labels"]
   f, y = extract_features(module, variables, ds, config, representation)
-  os.makedirs(cache_dir, exist_ok=True)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, features=f, labels=y)
-  os.replace(tmp, path)
+  if distributed.is_main():
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, features=f, labels=y)
+    os.replace(tmp, path)
   return f, y
 
 

@@ -44,6 +44,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from featcon import distributed
 from featcon import io
 from featcon.theory import config as config_lib
 from featcon.theory import results
@@ -240,6 +241,10 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
               chunk_prefix=None):
   """Runs one group in equal chunks, sharded over all devices; returns numpy metrics.
 
+  With several processes (``jax.distributed``) the devices are the global ones: every process
+  transfers only the configurations its own devices hold, and every process gets all metrics
+  back; process 0 writes the chunk files.
+
   With ``chunk_prefix``, each finished chunk is saved (atomically) as
   ``<prefix>.chunk<size>-<i>.npz`` and reloaded instead of recomputed on a rerun, so an
   interrupted large group loses at most the chunk in flight.
@@ -248,6 +253,9 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
     (metrics dict of arrays [config, log, ...], diverged_step array [config], timing dict).
   """
   n = len(group.indices)
+  # The progress callback is part of the compiled program, which every process must share;
+  # with several processes there is no bar.
+  progress = progress and jax.process_count() == 1
   devices = jax.devices()
   size = chunk_size(group.static, n, budget_gb, len(devices), max_chunk)
   n_chunks = math.ceil(n / size)
@@ -263,7 +271,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   for c in range(n_chunks):
     keep = (c * size + np.arange(size)) < n
     cpath = f"{chunk_prefix}.chunk{size}-{c}.npz" if chunk_prefix else None
-    if cpath and os.path.exists(cpath):
+    if cpath and distributed.agree(os.path.exists(cpath)):
       with np.load(cpath) as z:
         outs.append({k: z[k] for k in z.files if k != "__diverged"})
         divs.append(z["__diverged"])
@@ -279,16 +287,16 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
       # host devices, XLA:CPU hangs when the LAPACK QR runs inside the sharded program (JAX
       # 0.10.2, K = 64). Same function, same numbers as inside the program.
       dicts = dictionaries(dyn.seed)
-      args = jax.device_put((dyn, dicts), sharding)
+      args = distributed.global_array((dyn, dicts), sharding)
     if compile_s is None:
       tc = time.perf_counter()
       compiled = fn.lower(*args).compile()
       compile_s = time.perf_counter() - tc
     m, final = compiled(*args)
-    m, div = jax.device_get((m, final["diverged_step"]))
+    m, div = distributed.gather((m, final["diverged_step"]))
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
     divs.append(np.asarray(div)[keep])
-    if cpath:
+    if cpath and distributed.is_main():
       io.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
                       binary=True)
   bar.close()
@@ -319,19 +327,23 @@ def run(config, workdir=None, progress=None, log=print):
   plain = _plain(config)
   fingerprint = _hash([plain, [r.to_dict() for r in resolved]])
   groups = make_groups(resolved)
+  distributed.warn_if_one_cpu_device()
+  if not distributed.is_main():
+    log = lambda s: None
   log(f"sweep: {len(resolved)} configurations in {len(groups)} compiled group(s) on "
       f"{jax.device_count()} {jax.default_backend()} device(s)")
   if workdir:
-    os.makedirs(os.path.join(workdir, "groups"), exist_ok=True)
+    if distributed.is_main():
+      os.makedirs(os.path.join(workdir, "groups"), exist_ok=True)
     cpath = os.path.join(workdir, "config.json")
-    if os.path.exists(cpath):
+    if distributed.agree(os.path.exists(cpath)):
       with open(cpath) as f:
         old = json.load(f)
       if old.get("fingerprint") != fingerprint:
         raise ValueError(
             f"workdir {workdir!r} holds results of a different config (fingerprint "
             f"{old.get('fingerprint')} != {fingerprint}); use a new --workdir or delete it")
-    else:
+    elif distributed.is_main():
       meta = {"config": plain, "fingerprint": fingerprint, "versions": io.versions(),
               "n_configs": len(resolved)}
       io.atomic_write(cpath, lambda f: json.dump(meta, f, indent=2, default=str))
@@ -342,7 +354,7 @@ def run(config, workdir=None, progress=None, log=print):
   timings = {}
   for g_i, group in enumerate(groups):
     path = os.path.join(workdir, "groups", group.key) if workdir else None
-    if path and os.path.exists(path + ".json"):
+    if path and distributed.agree(os.path.exists(path + ".json")):
       with np.load(path + ".npz") as z:
         metrics = {k: z[k] for k in z.files if k != "__diverged"}
         div = z["__diverged"]
@@ -357,7 +369,7 @@ def run(config, workdir=None, progress=None, log=print):
       timings[group.key] = timing
       log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s, "
           f"{timing['chunks']} chunk(s) of {timing['chunk']})")
-      if path:
+      if path and distributed.is_main():
         io.atomic_write(path + ".npz", lambda f: np.savez(
             f, __diverged=div, **metrics), binary=True)
         info = {"static": dataclasses.asdict(group.static), "indices": group.indices,
@@ -374,7 +386,7 @@ def run(config, workdir=None, progress=None, log=print):
           "their metrics are NaN after the step recorded in 'diverged_step'")
 
   df = results.tidy_table(expanded, all_metrics, diverged, timings)
-  if workdir:
+  if workdir and distributed.is_main():
     results.write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log)
   return df
 
