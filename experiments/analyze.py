@@ -16,6 +16,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/analyze.py", lock_c
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for PNG and JSON outputs.")
 
 distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
+
 PARTS = ("encoders", "padding")
 
 
