@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from featcon import distributed
 from featcon import io
 from featcon.data import refs
 from featcon.distill import runs
@@ -55,7 +56,7 @@ def train_probes(config, workdir: str) -> dict:
     (xt, yt), (xv, yv) = feats(train_ds), feats(val_ds)
     for kind in PROBE_KINDS:
       path = os.path.join(out_dir, f"{model}_{kind}")
-      if os.path.exists(path + ".json"):
+      if distributed.agree(os.path.exists(path + ".json")):  # process 0 decides
         with open(path + ".json") as f:
           summary[f"{model}_{kind}"] = json.load(f)
         continue
@@ -68,9 +69,10 @@ def train_probes(config, workdir: str) -> dict:
             xt, yt, xv, yv, train_ds.num_classes, lr=pc.lr, weight_decay=wd,
             batch_size=pc.batch_size, epochs=pc.epochs, optimizer=pc.optimizer,
             seed=config.seed)
-      probe.to_npz(path + ".npz")
-      with open(path + ".json", "w") as f:
-        json.dump(probe.selected, f, indent=1)
+      if distributed.is_main():  # one writer in a multi-process run
+        probe.to_npz(path + ".npz")
+        with open(path + ".json", "w") as f:
+          json.dump(probe.selected, f, indent=1)
       summary[f"{model}_{kind}"] = probe.selected
       log.info("probe %s/%s: %s", model, kind, probe.selected)
   return summary
@@ -177,8 +179,9 @@ def evaluate(config, workdir: str) -> dict:
              "eval_sets": [":".join(r) for r in eval_refs],
              "config": json.loads(config.to_json_best_effort()),
              "versions": io.versions()}
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, sort_keys=True)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(table + "\n")
+  if distributed.is_main():
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=1, sort_keys=True)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+      f.write(table + "\n")
   return results
