@@ -26,8 +26,6 @@ else:
   distributed.initialize(cpu_devices=2, distributed="no")
 import jax, numpy as np
 import featcon
-from featcon import training as train_lib
-train_lib.enable_compilation_cache()
 cfg = {"seed": [0, 1, 2], "train": {"lr": [0.02, 0.05], "steps": 40, "log_every": 20},
        "data": {"d": 16, "k_core": 4, "k_bg": 4}}
 df = featcon.sweep(cfg, workdir=out + "/sweep")
