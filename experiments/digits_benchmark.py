@@ -12,6 +12,7 @@ About 2-3 minutes per (architecture, seed) on a 2-core CPU.
 from absl import app, flags, logging
 
 from configs.distill import digits
+from featcon import distributed
 from featcon.probe import benchmark
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/digits_benchmark", "Output directory.")
@@ -19,10 +20,12 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 _MODELS = flags.DEFINE_list("models", ["tiny-rn", "mlp-relu", "mlp-identity", "tiny-vit"],
                             "Arguments of configs/distill/digits.py.")
 _PROBE = flags.DEFINE_enum("probe", "adamw", ["adamw", "ridge"], "Probe in the summary.")
+distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 
 
 def main(argv):
   del argv
+  distributed.initialize()
   logging.set_verbosity(logging.INFO)
   print(benchmark.run_benchmark(digits.get_config, _WORKDIR.value, _MODELS.value,
                                 [int(s) for s in _SEEDS.value], _PROBE.value))

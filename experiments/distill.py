@@ -12,19 +12,18 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from featcon import distill
+from featcon import distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).",
                                required=True)
-_ALLOW_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False,
-    "Continue in a workdir whose recorded config differs in fields that determine the results "
-    "(the record keeps the old config in its history). Without it such a rerun is refused.")
+distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 
 
 def main(argv):
   del argv
+  distributed.initialize()
   logging.set_verbosity(logging.INFO)
   distill.start_stage(_CONFIG.value, _WORKDIR.value, "distill", _ALLOW_CHANGE.value)
   distill.distill(_CONFIG.value, _WORKDIR.value)

@@ -10,15 +10,18 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from featcon import distill
+from featcon import distributed
 from featcon.probe import stages as probe_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory with trained probes.", required=True)
+distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 
 
 def main(argv):
   del argv
+  distributed.initialize()
   logging.set_verbosity(logging.INFO)
   distill.start_stage(_CONFIG.value, _WORKDIR.value, "evaluate")
   results = probe_run.evaluate(_CONFIG.value, _WORKDIR.value)

@@ -13,19 +13,18 @@ from ml_collections import config_flags
 
 from featcon.probe import stages as probe_run
 from featcon import distill
+from featcon import distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a finished distillation run.",
                                required=True)
-_ALLOW_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False,
-    "Continue in a workdir whose recorded config differs in fields that determine the results "
-    "(the record keeps the old config in its history). Without it such a rerun is refused.")
+distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 
 
 def main(argv):
   del argv
+  distributed.initialize()
   logging.set_verbosity(logging.INFO)
   distill.start_stage(_CONFIG.value, _WORKDIR.value, "linear_probe", _ALLOW_CHANGE.value)
   probe_run.train_probes(_CONFIG.value, _WORKDIR.value)

@@ -21,18 +21,20 @@ checked before anything runs; a bad one is an error naming the field, the value 
 allowed. Fields zipped by ``sweep.zip`` must be given equal lengths. Other ``--config.x=v``
 overrides are ml_collections' own.
 
-On a multi-core CPU, ``--cpu_devices=N`` splits the CPU into N JAX devices and the sweep shards
-its configurations over them. XLA:CPU runs the small batched matmuls of a sweep on one core, so
-this helps where the per-configuration matrices are small (the online workload: 1.9x on 2
-cores; the full-batch Figure 8 workload: no gain). Results equal the single-device run.
+On a CPU the sweep exposes every core as a JAX device and shards its configurations over them
+(``--cpu_devices=1``: one device; N: N devices). XLA:CPU runs the small batched matmuls of a
+sweep on one core per device, so this helps where the per-configuration matrices are small (the
+online workload: 1.9x on 2 cores; the full-batch Figure 8 workload: no gain). Results equal the
+single-device run. Several hosts: ``--coordinator_address --num_processes --process_id`` or a
+SLURM/TPU launcher (docs/scaling.md).
 """
 import runpy
 import sys
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from featcon import distributed
 from featcon.theory import axes as axes_lib
 from featcon.theory import sweeps as sweep_lib
 
@@ -48,9 +50,7 @@ _AXIS = flags.DEFINE_multi_string(
     "--axis=model.activation=relu,gelu,tanh --axis=seed=0,1,2. Values are typed like the "
     "field's default (int/float/bool/str; tuples as (a,b)).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/theory", "Folder for results (resumable).")
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "If > 0, expose the CPU as this many JAX devices (set before JAX starts).",
-    lower_bound=0)
+distributed.add_flags(cpu_devices=0)
 
 _SINGLES = {}
 
@@ -86,8 +86,7 @@ def parse_flags(argv):
 
 def main(argv):
   del argv
-  if _CPU_DEVICES.value:
-    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  distributed.initialize()
   try:
     config = axes_lib.apply_axes(_CONFIG.value, _AXIS.value, _SINGLES)
   except ValueError as e:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from featcon import distributed
 from featcon.version import __version__
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml_collections", "numpy",
@@ -56,7 +57,11 @@ def atomic_write(path: str, write: Callable[[Any], None], binary: bool = False) 
 
   The file gets the permissions of an ordinary new file (0666 less the umask, 0644 with the
   usual umask 022), not the 0600 of the temporary file.
+
+  In a multi-process run (``jax.distributed``) only process 0 writes; the others return.
   """
+  if not distributed.is_main():
+    return path
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")

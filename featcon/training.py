@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 import tensorboardX
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from featcon import distributed
 from featcon import progress as progress_lib
 
 log = logging.getLogger("featcon")
@@ -43,7 +44,13 @@ def enable_compilation_cache(path: str | None = None) -> str:
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:
-  """A 1-D ``("data",)`` mesh over the first ``num_devices`` devices (0 = all)."""
+  """A 1-D ``("data",)`` mesh over the first ``num_devices`` devices (0 = all).
+
+  The devices are the global ones: with several processes (``jax.distributed``) the batch is
+  split over every process's devices, and each process loads its own rows of it
+  (:meth:`featcon.data.Loader.train_iter`). Checkpoints are saved by all processes together
+  (orbax), into a folder all of them see.
+  """
   devices = jax.devices()
   if num_devices:
     if num_devices > len(devices):
@@ -97,6 +104,8 @@ class MetricsWriter:
     self._tb = None
 
   def write(self, record: dict[str, Any]):
+    if not distributed.is_main():  # one metrics file for a multi-process run
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
     if self.tb_dir is None or "step" not in record:
@@ -211,8 +220,9 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
                "eta_s": round(eta, 1), "elapsed_s": round(now - t0, 1)}
         rec.update({k: float(v) for k, v in jax.device_get(metrics).items()})
         writer.write(rec)
-        log.info("%s step %d/%d loss %.5g  %.2f steps/s  ETA %.0fs", name, step, total_steps,
-                 loss, rate, eta)
+        if distributed.is_main():
+            log.info("%s step %d/%d loss %.5g  %.2f steps/s  ETA %.0fs", name, step,
+                   total_steps, loss, rate, eta)
         last_t, last_step = now, step
       if step % checkpoint_every == 0 or step == total_steps or step == stop_after:
         mngr.save(step, args=ocp.args.StandardSave(state), force=True)

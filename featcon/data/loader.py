@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from featcon import distributed
 from featcon.data import preprocess
 from featcon.data.sources import DataSource
 
@@ -61,40 +62,52 @@ class Loader:
     return {"image": np.stack([o[0] for o in out]).astype(np.float32),
             "label": np.asarray([o[1] for o in out], np.int32)}
 
-  def train_batch(self, step: int) -> dict[str, np.ndarray]:
-    """The (shuffled, augmented) batch of training step ``step``."""
+  def train_batch(self, step: int, rows: slice | None = None) -> dict[str, np.ndarray]:
+    """The (shuffled, augmented) batch of training step ``step``, or its ``rows`` only (the
+    rest is not decoded)."""
     n, b = len(self.source), self.batch_size
-    pos = step * b + np.arange(b)
+    pos = step * b + np.arange(b)[rows if rows is not None else slice(None)]
     idx = np.asarray([self._perm(int(p // n))[p % n] for p in pos])
     keys = [None if self.augment == "none" else (self.seed, 1, int(p)) for p in pos]
     return self._assemble(idx, keys)
 
   def train_iter(self, start_step: int, num_steps: int, sharding=None,
                  prefetch: int = 2) -> Iterator[dict]:
-    """Batches for steps ``start_step .. num_steps-1``, built ahead in a thread and put on device."""
-    return _prefetch((self.train_batch(s) for s in range(start_step, num_steps)),
-                     sharding, prefetch)
+    """Batches for steps ``start_step .. num_steps-1``, built ahead in a thread and put on device.
+
+    With several processes (``jax.distributed``) each process decodes only the rows of the
+    global batch that its devices hold and the result is one global array.
+    """
+    rows = _rows(sharding, self.batch_size)
+    return _prefetch((self.train_batch(s, rows) for s in range(start_step, num_steps)),
+                     sharding, prefetch, self.batch_size)
 
   def eval_iter(self, sharding=None, prefetch: int = 2) -> Iterator[dict]:
     """Every example once, in order; the last batch is padded and carries ``valid`` (bool)."""
     n, b = len(self.source), self.batch_size
+    rows = _rows(sharding, b) or slice(0, b)
     def gen():
       for start in range(0, n, b):
-        idx = np.arange(start, min(start + b, n))
+        pos = start + np.arange(b)[rows]
+        valid = pos < n
+        # Padding repeats the last example (of the data set, for a process past its end).
+        idx = np.minimum(pos, min(start + b, n) - 1)
         batch = self._assemble(idx, [None] * len(idx))
-        valid = np.ones(b, bool)
-        if len(idx) < b:
-          pad = b - len(idx)
-          valid[len(idx):] = False
-          batch = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for k, v in batch.items()}
         batch["valid"] = valid
         yield batch
-    return _prefetch(gen(), sharding, prefetch)
+    return _prefetch(gen(), sharding, prefetch, b)
 
 
-def _prefetch(batches, sharding, size: int):
-  """Run ``batches`` in a background thread, ``size`` ahead, device_put onto ``sharding``."""
-  import jax  # pylint: disable=g-import-not-at-top
+def _rows(sharding, batch_size: int) -> slice | None:
+  """This process's rows of a global batch on ``sharding`` (None: all of them)."""
+  if sharding is None or sharding.is_fully_addressable:
+    return None
+  return distributed.local_rows(sharding, batch_size)
+
+
+def _prefetch(batches, sharding, size: int, global_rows: int = 0):
+  """Run ``batches`` in a background thread, ``size`` ahead, and put them on ``sharding`` (a
+  process's rows of a ``global_rows`` batch when the sharding spans several processes)."""
   q: queue.Queue = queue.Queue(maxsize=max(1, size))
   sentinel = object()
   stop = threading.Event()
@@ -112,7 +125,7 @@ def _prefetch(batches, sharding, size: int):
     try:
       for b in batches:
         if sharding is not None:
-          b = jax.device_put(b, sharding)
+          b = distributed.from_local_rows(b, sharding, global_rows)
         if not put(b):
           return
       put(sentinel)

@@ -12,6 +12,7 @@ import numpy as np
 
 from featcon import io
 from featcon import progress as progress_lib
+from featcon import distributed
 from featcon import training as train_lib
 from featcon.data import Loader, registry
 
@@ -42,9 +43,10 @@ def extract_features(module, variables, ds: registry.Dataset, config,
   bar = progress_lib.Bar(-(-len(ds.source) // bs) if hasattr(ds.source, "__len__") else None,
                          f"features {ds.name}:{ds.split}", True, unit="batch")
   for batch in loader.eval_iter(sharding=batch_sh):
-    valid = np.asarray(batch["valid"])
-    feats.append(np.asarray(fwd(variables, batch["image"]))[valid])
-    labels.append(np.asarray(batch["label"])[valid])
+    valid, feat, label = distributed.gather((batch["valid"], fwd(variables, batch["image"]),
+                                             batch["label"]))
+    feats.append(feat[valid])
+    labels.append(label[valid])
     bar()
   bar.close()
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels)

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from featcon import distributed
 from featcon import io
 from featcon import training as train_lib
 from featcon.data import refs
@@ -56,7 +57,7 @@ def train_probes(config, workdir: str) -> dict:
     for kind in PROBE_KINDS:
       path = os.path.join(out_dir, f"{model}_{kind}")
       done = _cached_probe(path)
-      if done is not None:
+      if distributed.agree(done is not None) and done is not None:  # process 0 decides
         summary[f"{model}_{kind}"] = done
         continue
       if kind == "ridge":

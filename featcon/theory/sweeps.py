@@ -46,6 +46,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from featcon import distributed
 from featcon import io
 from featcon import progress as progress_lib
 from featcon.theory import axes as axes_lib
@@ -227,6 +228,10 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
               chunk_prefix=None, log=None):
   """Runs one group in equal chunks, sharded over all devices; returns numpy metrics.
 
+  With several processes (``jax.distributed``) the devices are the global ones: every process
+  transfers only the configurations its own devices hold, and every process gets all metrics
+  back; process 0 writes the chunk files.
+
   With ``chunk_prefix``, each finished chunk is saved (atomically) as
   ``<prefix>.chunk<size>-<i>.npz`` and reloaded instead of recomputed on a rerun, so an
   interrupted large group loses at most the chunk in flight.
@@ -238,6 +243,9 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
     (metrics dict of arrays [config, log, ...], diverged_step array [config], timing dict).
   """
   n = len(group.indices)
+  # The progress callback is part of the compiled program, which every process must share;
+  # with several processes there is no bar.
+  progress = progress and jax.process_count() == 1
   devices = jax.devices()
   size = chunk_size(group.static, n, budget_gb, len(devices), max_chunk)
   n_chunks = math.ceil(n / size)
@@ -254,7 +262,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   for c in range(n_chunks):
     keep = (c * size + np.arange(size)) < n
     cpath = f"{chunk_prefix}.chunk{size}-{c}.npz" if chunk_prefix else None
-    z = io.load_cache_npz(cpath, keys=("__diverged",)) if cpath and os.path.exists(cpath) \
+    z = io.load_cache_npz(cpath, keys=("__diverged",)) if cpath and distributed.agree(os.path.exists(cpath)) \
         else None  # a corrupt chunk is only a cache: warned about, removed and recomputed
     if z is not None:
       outs.append({k: v for k, v in z.items() if k != "__diverged"})
@@ -270,7 +278,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
       # host devices, XLA:CPU hangs when the LAPACK QR runs inside the sharded program (JAX
       # 0.10.2, K = 64). Same function, same numbers as inside the program.
       dicts = dictionaries(dyn.seed)
-      args = jax.device_put((dyn, dicts), sharding)
+      args = distributed.global_array((dyn, dicts), sharding)
     if compile_s is None:
       if log:
         log(f"compiling {desc} ...")
@@ -281,10 +289,10 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
         log(f"compiled {desc} in {compile_s:.1f}s")
       bar.start(initial=done_before)
     m, final = compiled(*args)
-    m, div = jax.device_get((m, final["diverged_step"]))
+    m, div = distributed.gather((m, final["diverged_step"]))
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
     divs.append(np.asarray(div)[keep])
-    if cpath:
+    if cpath and distributed.is_main():
       io.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
                       binary=True)
   bar.close()
@@ -337,11 +345,14 @@ def run(config, workdir=None, progress=None, log=print):
   groups = make_groups(resolved)
   for group in groups:
     check_memory(group.static, sec["memory_budget_gb"])
+  distributed.warn_if_one_cpu_device()
+  if not distributed.is_main():
+    log = lambda s: None  # pylint: disable=unnecessary-lambda-assignment
   log(f"sweep: {len(resolved)} configurations in {len(groups)} compiled group(s) on "
       f"{jax.device_count()} {jax.default_backend()} device(s)")
   if workdir:
     cpath = os.path.join(workdir, "config.json")
-    if os.path.exists(cpath):
+    if distributed.agree(os.path.exists(cpath)):
       old = io.read_json(cpath, fix="delete it (or the whole workdir) and rerun the sweep; "
                          "finished groups under groups/ are reused only with a valid config.json")
       if not isinstance(old, dict) or "config" not in old:
@@ -357,7 +368,7 @@ def run(config, workdir=None, progress=None, log=print):
             f"workdir {workdir!r} holds results of a different config:\n{what}\n"
             f"use a new --workdir or delete it (sweep options that do not change results, "
             f"{', '.join(RESULT_INVARIANT)}, may differ)")
-    else:
+    elif distributed.is_main():
       meta = {"config": plain, "fingerprint": fingerprint, "versions": io.versions(),
               "n_configs": len(resolved)}
       io.atomic_write(cpath, lambda f: json.dump(meta, f, indent=2, default=str))
@@ -369,7 +380,7 @@ def run(config, workdir=None, progress=None, log=print):
   timings = {}
   for g_i, group in enumerate(groups):
     path = os.path.join(workdir, "groups", group.key) if workdir else None
-    done = _load_group(path, log) if path and os.path.exists(path + ".json") else None
+    done = _load_group(path, log) if path and distributed.agree(os.path.exists(path + ".json")) else None
     if done is not None:
       metrics, div, timing = done
       timings[group.key] = dict(timing, resumed=True)
@@ -382,7 +393,7 @@ def run(config, workdir=None, progress=None, log=print):
       timings[group.key] = timing
       log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s, "
           f"{timing['chunks']} chunk(s) of {timing['chunk']})")
-      if path:
+      if path and distributed.is_main():
         io.atomic_write(path + ".npz", lambda f: np.savez(
             f, __diverged=div, **metrics), binary=True)
         info = {"static": dataclasses.asdict(group.static), "indices": group.indices,
@@ -399,7 +410,7 @@ def run(config, workdir=None, progress=None, log=print):
           "their metrics are NaN after the step recorded in 'diverged_step'")
 
   df = results.tidy_table(expanded, all_metrics, diverged, timings)
-  if workdir:
+  if workdir and distributed.is_main():
     results.write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log)
   return df
 
