@@ -63,7 +63,8 @@ def distill(config, workdir: str, mesh=None) -> dict:
     (loss, (upd, final)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     return train_lib.apply_updates(state, grads, upd, tx), {"loss": loss, "mse_final": final}
 
-  ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train")
+  ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train",
+                         limit=config.data.distill_limit)
   loader = refs.train_loader(config, ds, dc.batch_size, config.seed)
   ckpt = os.path.join(workdir, "student", "checkpoints")
   train_lib.fit(train_lib.new_state(params, svars.get("batch_stats"), tx), step,

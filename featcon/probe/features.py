@@ -46,8 +46,9 @@ def extract_features(module, variables, ds: registry.Dataset, config,
 
 def cached_features(module, variables, ds, config, cache_dir: str,
                     representation: str = "embedding"):
-  """extract_features, cached as ``cache_dir/<name>_<split>.npz`` (never recomputed)."""
-  path = os.path.join(cache_dir, f"{ds.name}_{ds.split}_{representation}.npz")
+  """extract_features, cached as ``cache_dir/<name>_<split>_n<size>_<representation>.npz``
+  (never recomputed)."""
+  path = os.path.join(cache_dir, f"{ds.name}_{ds.split}_n{len(ds.source)}_{representation}.npz")
   if os.path.exists(path):
     with np.load(path) as z:
       return z["features"], z["labels"]
