@@ -126,31 +126,34 @@ def main(argv):
   probe = config.probe.primary
   per_seed, seconds, results = {}, {}, {}
   t_all = time.time()
-  for seed in seeds:
-    for name in variants + (ablations if seed in ablation_seeds else []):
-      c = _variant(config, name)
-      with c.unlocked():
-        c.seed = seed
-      wd = os.path.join(root, f"s{seed}", name)
-      teacher_feats = os.path.join(root, f"s{seeds[0]}", "main", "features", "teacher")
-      if name == "main" and seed != seeds[0] and os.path.isdir(teacher_feats) and \
-          not os.path.isdir(os.path.join(wd, "features", "teacher")):
-        shutil.copytree(teacher_feats, os.path.join(wd, "features", "teacher"))
-      t0 = time.time()
-      res = _run(c, wd, name)
-      seconds[f"s{seed}/{name}"] = round(time.time() - t0, 1)
-      results[(seed, name)] = res
-      per_seed.setdefault(seed, {}).update(_rows(name, res, probe))
-      fit = results[(seeds[0], "main")]["baseline_fit"]
-      summary, table = summarize(per_seed, fit, probe)
-      io.write_json(os.path.join(root, "summary.json"), {
-          "probe": probe, "rows": summary, "baseline_fit": fit,
-          "baseline": results[(seeds[0], "main")]["baseline"], "seconds": seconds,
-          "total_seconds": round(time.time() - t_all, 1), "eval_sets": res["eval_sets"],
-          "versions": io.versions()})
-      with open(os.path.join(root, "summary.md"), "w") as f:
-        f.write(table + "\n")
-      logging.info("summary so far (%.0f s):\n%s", time.time() - t_all, table)
+  # Every seed's main run first (the teacher-vs-student result), then the extra rows, then the
+  # ablations.
+  jobs = [(s, n) for n in variants for s in seeds] + [
+      (s, n) for n in ablations for s in ablation_seeds]
+  for seed, name in jobs:
+    c = _variant(config, name)
+    with c.unlocked():
+      c.seed = seed
+    wd = os.path.join(root, f"s{seed}", name)
+    teacher_feats = os.path.join(root, f"s{seeds[0]}", "main", "features", "teacher")
+    if name == "main" and seed != seeds[0] and os.path.isdir(teacher_feats) and \
+        not os.path.isdir(os.path.join(wd, "features", "teacher")):
+      shutil.copytree(teacher_feats, os.path.join(wd, "features", "teacher"))
+    t0 = time.time()
+    res = _run(c, wd, name)
+    seconds[f"s{seed}/{name}"] = round(time.time() - t0, 1)
+    results[(seed, name)] = res
+    per_seed.setdefault(seed, {}).update(_rows(name, res, probe))
+    fit = results[(seeds[0], "main")]["baseline_fit"]
+    summary, table = summarize(per_seed, fit, probe)
+    io.write_json(os.path.join(root, "summary.json"), {
+        "probe": probe, "rows": summary, "baseline_fit": fit,
+        "baseline": results[(seeds[0], "main")]["baseline"], "seconds": seconds,
+        "total_seconds": round(time.time() - t_all, 1), "eval_sets": res["eval_sets"],
+        "versions": io.versions()})
+    with open(os.path.join(root, "summary.md"), "w") as f:
+      f.write(table + "\n")
+    logging.info("summary so far (%.0f s):\n%s", time.time() - t_all, table)
   base = results[(seeds[0], "main")]["baseline"]
   points = [dict(r, label=f"{lab} s{s}", group=lab) for s, rows in per_seed.items()
             for lab, r in rows.items()]

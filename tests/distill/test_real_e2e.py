@@ -53,9 +53,9 @@ def test_real_experiment_ci(tmp_path):
   # The frozen features of one teacher are shared by the seeds: its probes see equal inputs.
   t = rows["teacher"]
   assert abs(t["id"][0] - t["id"][1]) < 0.1
-  # ImageNet features separate the 10 Fashion-MNIST classes far above chance (0.1) even at 32 px
-  # and under a short probe; a broken port or input scaling falls to near chance.
-  assert min(t["id"]) > 0.4, t["id"]
+  # ImageNet features separate the 10 Fashion-MNIST classes above chance (0.1; the full run's
+  # teacher probe reaches ~0.44 at 32 px) on 200 test items; a broken port falls to chance.
+  assert min(t["id"]) > 0.25, t["id"]
   # Distillation lowers the representation MSE.
   with open(os.path.join(wd, "s0", "main", "student", "metrics.jsonl")) as f:
     losses = [json.loads(l)["loss"] for l in f if '"loss"' in l]
