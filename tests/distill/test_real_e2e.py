@@ -37,7 +37,7 @@ def test_real_experiment_ci(tmp_path):
   wd = str(tmp_path / "real")
   r = subprocess.run([sys.executable, "-m", "experiments.real_experiment",
                       "--config=configs/distill/real_experiment.py:ci", f"--workdir={wd}"],
-                     cwd=ROOT, capture_output=True, text=True, timeout=900,
+                     cwd=ROOT, capture_output=True, text=True, timeout=2400,
                      env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert r.returncode == 0, f"{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
   with open(os.path.join(wd, "summary.json")) as f:
