@@ -14,6 +14,8 @@ def base_config() -> ml_collections.ConfigDict:
       distill_train="",                # "name:split" the student is distilled on (ID)
       probe_train="", probe_val="",    # the linear probe's ID train / validation sets
       eval_sets="",                    # comma-separated "name:split:role", role in {id, ood}
+      distill_limit=0,                 # > 0: distil on this many distill_train images (seeded)
+      eval_limit=0,                    # > 0: evaluate on this many images of each eval set
       digits=ml_collections.ConfigDict(dict(copies=1)),
   ))
   c.model = ml_collections.ConfigDict(dict(teacher="", student="", overrides={},

@@ -4,9 +4,11 @@ training loader of a stage.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from featcon.data import registry
 from featcon.data.loader import Loader
-from featcon.data.sources import ConcatSource
+from featcon.data.sources import ConcatSource, MappedSource
 
 EVAL_ROLES = ("id", "ood")  # the role of an evaluation set: in or out of distribution
 
@@ -37,8 +39,26 @@ def eval_refs(config) -> list[tuple[str, str, str]]:
   return refs
 
 
-def open_dataset(config, ref: str, field: str = "data set") -> registry.Dataset:
-  """One data set ("name:split"), or several ("a:train,b:train") read as one source."""
+def subset(ds: registry.Dataset, limit: int, field: str = "limit") -> registry.Dataset:
+  """The first ``limit`` examples of a fixed permutation (seed 0) of ``ds``, in their original
+  order (``limit`` 0 or >= len: ``ds`` itself). Sets built from the same items in the same order
+  (the real benchmark's shifts of one test set) keep the same items."""
+  if limit < 0:
+    raise ValueError(f"{field}={limit} is not allowed; allowed: 0 (all) or a positive count")
+  n = len(ds.source)
+  if limit == 0 or limit >= n:
+    return ds
+  idx = np.sort(np.random.default_rng(0).permutation(n)[:limit])
+  return registry.Dataset(ds.name, ds.split, MappedSource(ds.source, idx, None), ds.num_classes,
+                          ds.class_groups)
+
+
+def open_dataset(config, ref: str, field: str = "data set", limit: int = 0) -> registry.Dataset:
+  """One data set ("name:split"), or several ("a:train,b:train") read as one source; ``limit``
+  > 0 keeps that many examples (:func:`subset`)."""
+  if limit < 0:
+    raise ValueError(f"limit={limit} for {field}={ref!r} is not allowed; allowed: 0 (all) or a "
+                     "positive count")
   parts = [r.strip() for r in ref.split(",") if r.strip()]
   if not parts:
     raise ValueError(f"{field} is empty: give 'name:split' (comma-separated for several)")
@@ -53,12 +73,12 @@ def open_dataset(config, ref: str, field: str = "data set") -> registry.Dataset:
       kw = dict(image_size=config.data.image_size)
     sets.append(registry.load(name, split, data_dir=config.data.data_dir or None, **kw))
   if len(sets) == 1:
-    return sets[0]
+    return subset(sets[0], limit, field)
   if len({(d.num_classes, d.class_groups) for d in sets}) != 1:
     raise ValueError(f"{field}={ref!r}: the data sets have different label spaces")
-  return registry.Dataset("+".join(d.name for d in sets), sets[0].split,
-                          ConcatSource([d.source for d in sets]), sets[0].num_classes,
-                          sets[0].class_groups)
+  return subset(registry.Dataset("+".join(d.name for d in sets), sets[0].split,
+                                 ConcatSource([d.source for d in sets]), sets[0].num_classes,
+                                 sets[0].class_groups), limit, field)
 
 
 def train_loader(config, ds: registry.Dataset, batch_size: int, seed: int) -> Loader:

@@ -71,7 +71,8 @@ def distill(config, workdir: str, mesh=None) -> dict:
     params = init_attention_from_teacher(params, teacher_vars["params"])
   tx = train_lib.make_optimizer(dc.lr, dc.weight_decay, dc.steps, dc.warmup_steps)
   step = distill_step(teacher, student, tx, dc.block_weight)
-  ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train")
+  ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train",
+                         limit=config.data.distill_limit)
   loader = refs.train_loader(config, ds, dc.batch_size, config.seed)
   ckpt = os.path.join(workdir, "student", "checkpoints")
   train_lib.fit(train_lib.new_state(params, svars.get("batch_stats"), tx), step,

@@ -28,7 +28,7 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
   if src == "random":
     return train_lib.init_variables(module, config.data.image_size, config.seed + 10_000)
   if src == "checkpoint":
-    return models.load_pretrained(config.model.teacher, config.teacher.checkpoint)
+    return models.load_pretrained(config.model.teacher, config.teacher.checkpoint or None)
   if src != "pretrain":
     raise ValueError(f"config.teacher.source={src!r} is not allowed; allowed: pretrain, "
                      "checkpoint, random")

@@ -144,10 +144,39 @@ class SameConv(nn.Module):
     cin = x.shape[-1]
     k = self.param("kernel", _conv_init, (self.kernel, self.kernel, cin // self.groups,
                                           self.features), self.dtype)
+    if self.groups > 1 and self.groups == cin == self.features:
+      return depthwise_conv(x, k.astype(x.dtype), self.stride)
     # lax's "SAME": pad_total = max((ceil(n/s) - 1) * s + k - n, 0), pad_before = total // 2.
     return jax.lax.conv_general_dilated(
         x, k.astype(x.dtype), (self.stride, self.stride), "SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
+
+
+def _same_pads(n: int, k: int, s: int) -> tuple[int, int]:
+  """TensorFlow / lax "SAME" padding of one axis: total ``max((ceil(n/s) - 1) s + k - n, 0)``,
+  ``total // 2`` before and the rest after."""
+  total = max((-(-n // s) - 1) * s + k - n, 0)
+  return total // 2, total - total // 2
+
+
+def depthwise_conv(x, kernel, stride: int = 1):
+  """Depthwise convolution with "SAME" padding as a sum of ``k * k`` shifted, strided products:
+  ``y[b, i, j, c] = sum_{u, v} xpad[b, s i + u, s j + v, c] kernel[u, v, 0, c]``.
+
+  Equal to ``lax.conv_general_dilated(..., feature_group_count=C)`` up to float summation
+  order; on XLA:CPU its gradient is several times faster than the grouped convolution's.
+  """
+  kh, kw = kernel.shape[:2]
+  (h0, h1), (w0, w1) = _same_pads(x.shape[1], kh, stride), _same_pads(x.shape[2], kw, stride)
+  xp = jnp.pad(x, ((0, 0), (h0, h1), (w0, w1), (0, 0)))
+  ho, wo = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
+  out = None
+  for u in range(kh):
+    for v in range(kw):
+      term = xp[:, u:u + stride * (ho - 1) + 1:stride, v:v + stride * (wo - 1) + 1:stride, :] \
+          * kernel[u, v, 0]
+      out = term if out is None else out + term
+  return out
 
 
 def _bn(dtype, name):
@@ -207,18 +236,30 @@ class EfficientNetLite(nn.Module):
     depth_coefficient: repeat multiplier of the middle stages (1.0 for Lite0).
     image_size: the resolution the weights were trained at (informative; any size runs).
     num_classes: classifier outputs (1000 for ImageNet); 0 drops the classifier.
+    input_normalization: how ``x`` arrives: "lite" (``(x - 127) / 128``, :func:`preprocess`) or
+      "clip" (CLIP's per-channel mean/std, what ``featcon.data.Loader`` yields); "clip" input
+      is mapped exactly back to the "lite" scale before the stem.
     dtype: parameter and computation dtype.
   """
   width_coefficient: float = 1.0
   depth_coefficient: float = 1.0
   image_size: int = 224
   num_classes: int = 1000
+  input_normalization: str = "lite"
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     d = self.dtype
     x = jnp.asarray(x, d)
+    if self.input_normalization == "clip":
+      # 0-255 RGB = 255 (x std + mean), then (rgb - 127) / 128.
+      mean = np.asarray(clip_preprocess.MEAN, np.float32)
+      std = np.asarray(clip_preprocess.STD, np.float32)
+      x = (x * (255.0 * std) + (255.0 * mean - MEAN_RGB)) / STDDEV_RGB
+    elif self.input_normalization != "lite":
+      raise ValueError(f"input_normalization={self.input_normalization!r} is not allowed; "
+                       "allowed: lite, clip")
     inter = {}
     x = Stem(dtype=d, name="stem")(x, train)
     inter["stem"] = x

@@ -54,9 +54,9 @@ def extract_features(module, variables, ds: registry.Dataset, config,
 
 def cached_features(module, variables, ds, config, cache_dir: str,
                     representation: str = "embedding"):
-  """extract_features, cached as ``cache_dir/<name>_<split>_<representation>.npz`` (written
-  atomically; a corrupt file is recomputed with a warning)."""
-  path = os.path.join(cache_dir, f"{ds.name}_{ds.split}_{representation}.npz")
+  """extract_features, cached as ``cache_dir/<name>_<split>_n<size>_<representation>.npz``
+  (written atomically; a corrupt file is recomputed with a warning)."""
+  path = os.path.join(cache_dir, f"{ds.name}_{ds.split}_n{len(ds.source)}_{representation}.npz")
   z = io.load_cache_npz(path, keys=("features", "labels")) if os.path.exists(path) else None
   if z is not None:
     return z["features"], z["labels"]

@@ -71,7 +71,9 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(5.5, 4.5))
   styles = {"baseline": ("o", "tab:gray"), "teacher": ("*", "tab:blue"),
-            "student": ("s", "tab:red"), "theory": ("^", "tab:green")}
+            "student": ("s", "tab:red"), "theory": ("^", "tab:green"),
+            "random": ("v", "tab:brown"), "supervised": ("D", "tab:purple"),
+            "large_distill": ("P", "tab:orange"), "other_student": ("X", "tab:olive")}
   done = set()
   for p in points:
     m, c = styles.get(p["group"], ("x", "k"))

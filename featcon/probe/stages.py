@@ -155,8 +155,8 @@ def evaluate(config, workdir: str) -> dict:
   """Accuracy of every probe on every eval set; ID/OOD averages; baseline fit and effective
   robustness; writes results.json, results.md and scatter.png."""
   eval_refs = refs.eval_refs(config)
-  sets = {r: refs.open_dataset(config, f"{r[0]}:{r[1]}", "config.data.eval_sets")
-          for r in eval_refs}
+  sets = {r: refs.open_dataset(config, f"{r[0]}:{r[1]}", "config.data.eval_sets",
+                               limit=config.data.eval_limit) for r in eval_refs}
   id_sets = [ds for r, ds in sets.items() if r[2] == "id"]
   ood_sets = [ds for r, ds in sets.items() if r[2] == "ood"]
   if not id_sets or not ood_sets:

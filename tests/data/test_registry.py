@@ -97,3 +97,19 @@ def test_digits_backgrounds_independent_of_label():
   assert np.abs(colour.images[:, 0, 0, 1].astype(int) - colour.images[:, 0, 0, 2]).max() > 0
   with pytest.raises(ValueError, match="kind='rainbow' is not allowed"):
     make_digits("rainbow", "val")
+
+
+def test_subset_is_fixed_ordered_and_shared_across_sets():
+  """refs.subset keeps ``limit`` examples of a seed-0 permutation in their original order: the
+  same indices for any set of the same size; 0 keeps all; a negative limit is refused."""
+  from featcon.data import refs  # pylint: disable=g-import-not-at-top
+  from featcon.data.sources import ArraySource  # pylint: disable=g-import-not-at-top
+  images = np.arange(50, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+  ds = registry.Dataset("toy", "test", ArraySource(images, np.arange(50) % 5), 5)
+  sub = refs.subset(ds, 12)
+  ids = [int(sub.source[i]["image"][0, 0, 0]) for i in range(len(sub.source))]
+  want = np.sort(np.random.default_rng(0).permutation(50)[:12])
+  assert ids == want.tolist() and len(set(ids)) == 12
+  assert refs.subset(ds, 0) is ds and refs.subset(ds, 50) is ds
+  with pytest.raises(ValueError, match="limit=-1"):
+    refs.subset(ds, -1)

@@ -329,3 +329,36 @@ def report():
         f"({max(errs, key=errs.get)}); elementwise max-relative {max(maxe.values()):.2e}; "
         f"worst running statistic (either measure) {max(stats):.2e} "
         f"({len(stats)} tensors)")
+
+
+@pytest.mark.parametrize("n,k,s", [(8, 3, 1), (8, 3, 2), (7, 5, 2), (9, 5, 1), (2, 5, 2),
+                                   (1, 3, 2)])
+def test_depthwise_conv_matches_grouped_conv(n, k, s):
+  """The shifted-products depthwise convolution equals lax's grouped convolution with "SAME"
+  padding (values and both gradients), odd and even sizes, stride 1 and 2."""
+  x = jax.random.normal(jax.random.PRNGKey(n), (2, n, n + 1, 6))
+  w = jax.random.normal(jax.random.PRNGKey(k), (k, k, 1, 6))
+  ref = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
+  out = efficientnet.depthwise_conv(x, w, s)
+  np.testing.assert_allclose(out, ref(x, w), rtol=1e-5, atol=1e-5)
+  g = lambda f: jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))(x, w)
+  for a, b in zip(g(efficientnet.depthwise_conv if s == 1 else
+                    lambda x, w: efficientnet.depthwise_conv(x, w, s)), g(ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_clip_normalized_input_equals_lite_input():
+  """``input_normalization="clip"`` on CLIP-normalised pixels gives the embedding of the same
+  pixels ``(x - 127) / 128``-normalised; other values are refused."""
+  from featcon.data import preprocess  # pylint: disable=g-import-not-at-top
+  rgb = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+  lite = models.make_encoder("efficientnet-lite0", num_classes=0)
+  clipped = models.make_encoder("efficientnet-lite0", num_classes=0, input_normalization="clip")
+  v = lite.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+  a = lite.apply(v, efficientnet.normalize(rgb))[0]
+  b = clipped.apply(v, preprocess.normalize(rgb))[0]
+  np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(jnp.abs(a).max()))
+  with pytest.raises(ValueError, match="input_normalization='imagenet'.*allowed: lite, clip"):
+    bad = models.make_encoder("efficientnet-lite0", input_normalization="imagenet")
+    bad.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
