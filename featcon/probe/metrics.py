@@ -69,7 +69,7 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5.5, 4.5))
+  fig, ax = plt.subplots(figsize=(7.0, 4.5), layout="constrained")
   styles = {"baseline": ("o", "tab:gray"), "teacher": ("*", "tab:blue"),
             "student": ("s", "tab:red"), "theory": ("^", "tab:green"),
             "random": ("v", "tab:brown"), "supervised": ("D", "tab:purple"),
@@ -94,8 +94,8 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   ax.set_ylabel(ylabel + " (logit scale)")
   ax.set_title(title)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  io.save_figure(fig, path)
+  fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+  return io.save_figure(fig, path)
 
 
 def macro_f1(logits: np.ndarray, labels: np.ndarray,

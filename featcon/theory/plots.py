@@ -1,102 +1,265 @@
-"""Figures of the paper's numerical experiments (Figures 3(d), 7, 8, 9, 10) from sweep results."""
+"""Figures of the paper's numerical experiments (Figures 3(d), 7, 8, 9, 10) from sweep results.
+
+Every figure names its quantities and the loss on the axes, states the setting in its title,
+names its band or error bars in the legend, keeps the legend outside the data and shows every
+swept variant: one panel per value of a facet axis when there are more variants than colours
+are easy to tell apart (never means over unrelated axes, never a silently dropped series).
+"""
+import math
 import os
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 
 from featcon import io  # noqa: E402
 
+# Axis labels of the tidy table's metrics (docs/theory.md, "What to measure").
+LABELS = {
+    "core_corr": "C_core: core correlation",
+    "bg_corr": "C_bg: background correlation",
+    "bg_signed": "signed background mean",
+    "core_align": "core alignment",
+    "asym_frac": "fraction of asymmetric neurons",
+    "act_rate_gap": "activation-rate gap |p(+1) − p(−1)|",
+    "id_error": "ID error",
+    "ood_error": "OOD error",
+}
+_LOSS_NAMES = {"hinge": "hinge loss", "logistic": "logistic loss", "mse": "squared error"}
+_MAX_COLOURS = 6  # more variants than this in one panel: facet by a swept axis
 
-def _variants(df, exclude=("seed",)):
-  keys = [c for c in df.attrs.get("swept", []) if c not in exclude and c in df.columns]
+
+def metric_label(key, loss=None):
+  """The axis label of metric ``key``; risks name the training loss when it is known."""
+  if key in ("id_risk", "ood_risk", "risk"):
+    name = {"id_risk": "ID risk", "ood_risk": "OOD risk"}.get(key, "risk")
+    return f"{name} ({_LOSS_NAMES.get(loss, f'{loss} loss')})" if loss else name
+  return LABELS.get(key, key.replace("_", " "))
+
+
+def setting_of(config, swept=()):
+  """A one-line description of a simulate config's (nested dict's) fixed (unswept) setting,
+  for figure titles."""
+  try:
+    d, t = config["data"], config["train"]
+    parts = [("task", d["task"]), ("regime", d["regime"]), ("n_train", f"n={d['n_train']}"),
+             ("d", f"d={d['d']}"), ("k_core", f"K_core={d['k_core']}"),
+             ("k_bg", f"K_bg={d['k_bg']}"), ("width", f"width {config['model']['width']}"),
+             ("loss", _LOSS_NAMES.get(t["loss"], t["loss"])), ("optimizer", t["optimizer"]),
+             ("lr", f"lr {t['lr']:g}")]
+  except (KeyError, TypeError):
+    return ""
+  if d["regime"] == "online":  # fresh samples every step: no training-set size
+    swept = list(swept) + ["n_train"]
+  return ", ".join(v for k, v in parts if k not in swept)
+
+
+def _group(df, keys):
+  """[(label, {key: value}, sub-frame)] over the distinct values of ``keys`` (in order)."""
   if not keys:
-    return [("all", df)]
+    return [("", {}, df)]
   out = []
-  for vals, sub in df.groupby(keys, sort=False):
+  for vals, sub in df.groupby(list(keys), sort=False):
     vals = vals if isinstance(vals, tuple) else (vals,)
-    out.append((", ".join(f"{k}={v}" for k, v in zip(keys, vals)), sub))
+    out.append((", ".join(f"{k}={v}" for k, v in zip(keys, vals)), dict(zip(keys, vals)), sub))
   return out
 
 
+def _axes_keys(df, exclude=("seed",)):
+  return [c for c in df.attrs.get("swept", []) if c not in exclude and c in df.columns
+          and df[c].nunique() > 1]
+
+
+def _split(df, keys):
+  """(facet keys, colour keys): facet by the leading swept axes until a panel has at most
+  ``_MAX_COLOURS`` colours."""
+  facet, colour = [], list(keys)
+  while len(colour) > 1 and len(df.groupby(colour)) > _MAX_COLOURS:
+    facet.append(colour.pop(0))
+  return facet, colour
+
+
+def _seeds(df):
+  return int(df["seed"].nunique()) if "seed" in df.columns else 1
+
+
+def _suptitle(fig, head, setting):
+  """``head`` over the setting, wrapped to the width left of the legend."""
+  chars = max(40, int(9 * (fig.get_figwidth() - 2.2)))
+  fig.suptitle("\n".join(textwrap.wrap(head, chars) + textwrap.wrap(setting, chars)), fontsize=10)
+
+
+def _outside_legend(fig, handles, title=None):
+  fig.legend(handles=handles, loc="outside right upper", fontsize=8, title=title,
+             title_fontsize=8, frameon=False)
+
+
 def curves(df, path, panels=(("id_risk", "ood_risk"), ("core_corr",), ("bg_corr",),
-                             ("bg_signed",))):
-  """Fig. 8 / 9: risks and feature correlations over steps; lines are seed means, bands min-max."""
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
-  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  for v, (label, sub) in enumerate(_variants(df)):
-    c = colors[v % len(colors)]
-    for ax, keys in zip(axes, panels):
-      for j, key in enumerate(keys):
-        g = sub.groupby("step")[key]
-        steps = np.asarray(list(g.groups.keys()))
-        mean, lo, hi = g.mean().values, g.min().values, g.max().values
-        ls = "-" if j == 0 else "--"
-        name = f"{label}" + (f" ({key.split('_')[0].upper()})" if len(keys) > 1 else "")
-        ax.plot(steps, mean, ls, color=c, label=name)
-        ax.fill_between(steps, lo, hi, color=c, alpha=0.2)
-  for ax, keys in zip(axes, panels):
-    ax.set_title(" / ".join(keys))
-    ax.set_xlabel("step")
-  axes[0].legend(fontsize=7)
+                             ("bg_signed",)), loss=None, setting=""):
+  """Fig. 8 / 9: risks and feature correlations over training steps.
+
+  Lines are means over seeds, bands min–max over seeds; in a two-metric panel the first metric
+  is solid and the second dashed. One row of panels per value of the facet axes (see module
+  docstring).
+  """
+  keys = _axes_keys(df)
+  facet, colour = _split(df, keys)
+  rows = _group(df, facet)
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  fig, axes = plt.subplots(len(rows), len(panels), figsize=(3.6 * len(panels) + 2.2,
+                                                            2.9 * len(rows) + 0.6),
+                           squeeze=False, layout="constrained")
+  variants = []
+  for r, (flabel, _, fsub) in enumerate(rows):
+    for v, (clabel, _, sub) in enumerate(_group(fsub, colour)):
+      c = colours[v % len(colours)]
+      if r == 0:
+        variants.append(Line2D([], [], color=c, label=clabel or "all"))
+      for ax, mkeys in zip(axes[r], panels):
+        for j, key in enumerate(mkeys):
+          g = sub.groupby("step")[key]
+          steps = np.asarray(list(g.groups.keys()))
+          ax.plot(steps, g.mean().values, "-" if j == 0 else "--", color=c)
+          ax.fill_between(steps, g.min().values, g.max().values, color=c, alpha=0.2, lw=0)
+    for ax, mkeys in zip(axes[r], panels):
+      if len(mkeys) == 2 and mkeys[0].startswith("id_") and mkeys[1].startswith("ood_"):
+        name = metric_label("risk", loss)
+        title = "ID (solid) and OOD (dashed) risk"
+      else:
+        name = " / ".join(metric_label(k, loss) for k in mkeys)
+        title = name.split(":")[0]
+      ax.set_ylabel(name, fontsize=8)
+      ax.set_xlabel("training step", fontsize=8)
+      ax.set_title(title + (f"\n{flabel}" if flabel else ""), fontsize=9)
+      ax.tick_params(labelsize=7)
+  n = _seeds(df)
+  extra = [Line2D([], [], color="k", ls="-", label="ID"),
+           Line2D([], [], color="k", ls="--", label="OOD")] if any(
+               len(p) == 2 for p in panels) else []
+  extra.append(Patch(color="k", alpha=0.2, label=f"band: min–max over {n} seed(s)"))
+  _outside_legend(fig, variants + extra, title=", ".join(colour) or None)
+  _suptitle(fig, f"Training curves, mean over {n} seed(s)", setting)
   return io.save_figure(fig, path)
 
 
-def asymmetry(all_metrics, expanded, df, path):
-  """Fig. 7: histograms of p_r(+1) - p_r(-1) over neurons at initialisation and at the end."""
-  variants = _variants(df)[:6]
-  fig, axes = plt.subplots(1, len(variants), figsize=(4 * len(variants), 3.2), squeeze=False)
-  for ax, (label, sub) in zip(axes[0], variants):
+def asymmetry(all_metrics, expanded, df, path, setting=""):
+  """Fig. 7: histograms of p_r(+1) − p_r(−1) over neurons at initialisation and at the end,
+  pooled over seeds; one panel per variant (all of them, in rows of at most four)."""
+  variants = _group(df, _axes_keys(df))
+  cols = min(4, len(variants))
+  nrows = math.ceil(len(variants) / cols)
+  fig, axes = plt.subplots(nrows, cols, figsize=(3.3 * cols + 1.6, 2.8 * nrows + 0.6),
+                           squeeze=False, layout="constrained")
+  for ax, (label, _, sub) in zip(axes.ravel(), variants):
     ids = sorted(set(sub["config_id"]))
     for t, name in ((0, "init"), (-1, "final")):
       gaps = np.concatenate([
           (all_metrics[i]["act_rate_pos"][t] - all_metrics[i]["act_rate_neg"][t]) for i in ids])
-      ax.hist(gaps[np.isfinite(gaps)], bins=40, range=(-1, 1), alpha=0.6, label=name)
-    ax.set_title(label, fontsize=8)
-    ax.set_xlabel("p(+1) - p(-1)")
-  axes[0][0].legend()
+      ax.hist(gaps[np.isfinite(gaps)], bins=40, range=(-1, 1), alpha=0.6, label=name,
+              color="tab:gray" if t == 0 else "tab:red")
+    ax.set_title(label or "all", fontsize=9)
+    ax.set_xlabel("p_r(+1) − p_r(−1)", fontsize=8)
+    ax.set_ylabel("neurons (count)", fontsize=8)
+    ax.tick_params(labelsize=7)
+  for ax in axes.ravel()[len(variants):]:
+    ax.set_visible(False)
+  _outside_legend(fig, [Patch(color="tab:gray", alpha=0.6, label="initialisation"),
+                        Patch(color="tab:red", alpha=0.6, label="end of training")])
+  _suptitle(fig, "Activation asymmetry: per-neuron rate gap between classes, pooled over "
+            f"{_seeds(df)} seed(s)", setting)
   return io.save_figure(fig, path)
 
 
-def by_category(df, x, path, metrics=("bg_corr", "bg_signed")):
-  """Fig. 3(d) / 10: final background correlation per activation (or any category)."""
+def by_category(df, x, path, metrics=("bg_corr", "bg_signed"), setting=""):
+  """Fig. 3(d) / 10: final metric per value of category ``x`` (e.g. the activation); bars are
+  means over seeds with ± std error bars, black ticks the initial mean. One row of panels per
+  value of the other swept axes."""
   last = df[df["step"] == df["step"].max()]
-  fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2))
-  for ax, m in zip(np.atleast_1d(axes), metrics):
-    g = last.groupby(x, sort=False)[m]
-    first = df[df["step"] == 0].groupby(x, sort=False)[m].mean()
-    ax.bar(np.arange(len(g)), g.mean().values, yerr=g.std(ddof=0).values, label="final")
-    ax.plot(np.arange(len(g)), first.reindex(g.mean().index).values, "k_", ms=20, label="init")
-    ax.set_xticks(np.arange(len(g)), [str(k) for k in g.mean().index], rotation=20)
-    ax.set_title(m)
-  np.atleast_1d(axes)[0].legend()
+  first_all = df[df["step"] == 0]
+  rows = _group(last, _axes_keys(df, exclude=("seed", x)))
+  fig, axes = plt.subplots(len(rows), len(metrics), squeeze=False, layout="constrained",
+                           figsize=(3.6 * len(metrics) + 1.8, 2.9 * len(rows) + 0.6))
+  for r, (flabel, fvals, sub) in enumerate(rows):
+    first = first_all
+    for k, v in fvals.items():
+      first = first[first[k] == v]
+    for ax, m in zip(axes[r], metrics):
+      g = sub.groupby(x, sort=False)[m]
+      cats = g.mean().index
+      init = first.groupby(x, sort=False)[m].mean().reindex(cats)
+      ax.bar(np.arange(len(cats)), g.mean().values, yerr=g.std(ddof=0).values, capsize=3,
+             color="tab:blue")
+      ax.plot(np.arange(len(cats)), init.values, "k_", ms=20, mew=2)
+      ax.set_xticks(np.arange(len(cats)), [str(k) for k in cats], rotation=20, fontsize=8)
+      ax.set_xlabel(x, fontsize=8)
+      ax.set_ylabel(metric_label(m), fontsize=8)
+      ax.set_title(metric_label(m).split(":")[0] + (f"\n{flabel}" if flabel else ""), fontsize=9)
+      ax.tick_params(labelsize=7)
+  _outside_legend(fig, [Patch(color="tab:blue", label="end of training (mean)"),
+                        Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std"),
+                        Line2D([], [], color="k", marker="_", ms=12, mew=2, ls="",
+                               label="initialisation (mean)")])
+  _suptitle(fig, f"Final metrics by {x}, {_seeds(df)} seed(s)", setting)
   return io.save_figure(fig, path)
 
 
-def versus(df, x, path, metrics=("id_risk", "ood_risk")):
-  """OOD risk against the shift strength s (or any numeric swept field)."""
+def versus(df, x, path, metrics=("id_risk", "ood_risk"), loss=None, setting="",
+           xlabel=None):
+  """Final risk against a numeric swept field ``x`` (e.g. the shift strength s): means over
+  seeds with ± std error bars; first metric solid, second dashed; one colour per variant."""
   last = df[df["step"] == df["step"].max()]
-  fig, ax = plt.subplots(figsize=(4.5, 3.4))
-  for label, sub in _variants(last, exclude=("seed", x)):
-    for m in metrics:
-      g = sub.groupby(x)[m]
-      ax.errorbar(g.mean().index, g.mean().values, yerr=g.std(ddof=0).values, marker="o",
-                  capsize=2, label=f"{label} {m}")
-  ax.set_xlabel(x)
-  ax.legend(fontsize=7)
+  keys = _axes_keys(df, exclude=("seed", x))
+  facet, colour = _split(last, keys)
+  rows = _group(last, facet)
+  fig, axes = plt.subplots(len(rows), 1, figsize=(8.0, 3.4 * len(rows) + 0.8), squeeze=False,
+                           layout="constrained")
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  handles = []
+  for r, (flabel, _, fsub) in enumerate(rows):
+    ax = axes[r, 0]
+    for v, (label, _, sub) in enumerate(_group(fsub, colour)):
+      c = colours[v % len(colours)]
+      if r == 0:
+        handles.append(Line2D([], [], color=c, marker="o", label=label or "all"))
+      for j, m in enumerate(metrics):
+        g = sub.groupby(x)[m]
+        ax.errorbar(g.mean().index, g.mean().values, yerr=g.std(ddof=0).values, marker="o",
+                    capsize=2, color=c, ls="-" if j == 0 else "--")
+    ax.set_xlabel(xlabel or x, fontsize=8)
+    risks = all(m.endswith("_risk") for m in metrics)
+    ax.set_ylabel(metric_label("risk", loss) if risks else
+                  " / ".join(metric_label(m, loss) for m in metrics), fontsize=8)
+    if flabel:
+      ax.set_title(flabel, fontsize=9)
+  styles = [Line2D([], [], color="k", ls="-" if j == 0 else "--",
+                   label=metric_label(m, loss).split(" (")[0]) for j, m in enumerate(metrics)]
+  styles.append(Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std"))
+  _outside_legend(fig, handles + styles, title=", ".join(colour) or None)
+  _suptitle(fig, f"Final risk against {xlabel or x}, {_seeds(df)} seed(s)", setting)
   return io.save_figure(fig, path)
 
 
 def sweep_figures(df, all_metrics, expanded, workdir):
   """All figures that fit the sweep's axes; returns their paths."""
-  paths = [curves(df, os.path.join(workdir, "curves.png"))]
+  config = expanded[0][1] if expanded else None
+  loss = None
+  if config is not None and "loss" not in df.attrs.get("swept", []):
+    loss = config["train"]["loss"]
+  setting = setting_of(config, df.attrs.get("swept", [])) if config is not None else ""
+  paths = [curves(df, os.path.join(workdir, "curves.png"), loss=loss, setting=setting)]
   if "act_rate_pos" in all_metrics[0]:
-    paths.append(asymmetry(all_metrics, expanded, df, os.path.join(workdir, "asymmetry.png")))
+    paths.append(asymmetry(all_metrics, expanded, df, os.path.join(workdir, "asymmetry.png"),
+                           setting=setting))
   swept = df.attrs.get("swept", [])
   if "activation" in swept and df["activation"].nunique() > 1:
-    paths.append(by_category(df, "activation", os.path.join(workdir, "by_activation.png")))
+    paths.append(by_category(df, "activation", os.path.join(workdir, "by_activation.png"),
+                             setting=setting))
   if "shift" in swept and df["shift"].nunique() > 1:
-    paths.append(versus(df, "shift", os.path.join(workdir, "ood_vs_shift.png")))
+    paths.append(versus(df, "shift", os.path.join(workdir, "ood_vs_shift.png"), loss=loss,
+                        setting=setting, xlabel="shift strength s"))
   return paths
