@@ -31,9 +31,9 @@ training cores with the background redrawn); ``ood_risk`` is on fresh samples.
 * ``activations`` (~1.5 min idle): Figure 3(d)/10: relu, gelu, sigmoid, tanh; sphere core, AdamW,
   both layers and biases trained; background correlation grows for every nonlinearity.
 * ``regression`` (~40 s idle): Figure 9: MSE to the core coefficients, ReLU vs identity.
-* ``shift`` (~30 s idle): OOD risk against the shift strength s in {0, 0.2, ..., 1} (each s
-  retrains: the shift is a vmapped value; two compiles, ReLU and the linear shortcut of the
-  identity).
+* ``shift`` (~30 s idle): OOD risk against the shift strength s in {0, 0.2, ..., 1}: one
+  training per seed and activation measures every s (training never sees the OOD sets); two
+  compiles, ReLU and the linear shortcut of the identity.
 * ``remedy`` (~25 s idle): claim C7: ReLU with and without the oracle core-subspace projection.
 * ``smoke`` (seconds): a tiny sweep for tests.
 """

@@ -15,13 +15,18 @@ With ``P = W M`` (m x K), ``P_rj = <w_r, m_j>`` the projection of neuron r on fe
   ``act_rate_neg`` the per-neuron ``p_r(+1)``, ``p_r(-1)`` (NaN for masked neurons).
 
 Means over neurons respect the width mask, so a padded network measures like the narrow one.
+With a vector of shift strengths (``Static.n_shifts``), the OOD metrics (:data:`SHIFT_KEYS`)
+are measured for each shift on the same network and gain a trailing shift axis.
 """
+import jax
 import jax.numpy as jnp
 
 from featcon.theory import losses, network
 
 SCALAR_KEYS = ("id_risk", "ood_risk", "id_error", "ood_error", "core_corr", "bg_corr",
                "bg_signed", "core_align", "asym_frac", "act_rate_gap")
+# The metrics that depend on the shift strength (measured on the OOD sets).
+SHIFT_KEYS = ("ood_risk", "ood_error", "ood_mse", "train_ood_risk", "train_ood_error")
 
 
 def projections(params, basis):
@@ -72,14 +77,21 @@ def measure(static, prob, params, act, mask):
     err = jnp.mean(losses.zero_one(f, t)) if classification else jnp.float32(jnp.nan)
     return risk, err
 
+  def ood_risk_error(x, t):
+    """risk_error on an OOD set, or on each of a stack of them (one per shift strength)."""
+    if static.n_shifts:
+      return jax.vmap(lambda xs: risk_error(xs, t))(x)
+    return risk_error(x, t)
+
   pre = network.preactivation(params, prob.eval_x)  # shared with the asymmetry statistics
   out["id_risk"], out["id_error"] = risk_error(prob.eval_x, prob.eval_t, pre)
-  out["ood_risk"], out["ood_error"] = risk_error(prob.eval_ood_x, prob.eval_t)
+  out["ood_risk"], out["ood_error"] = ood_risk_error(prob.eval_ood_x, prob.eval_t)
   if not classification:
     out["id_mse"], out["ood_mse"] = out["id_risk"], out["ood_risk"]
   if static.regime == "fixed":
     out["train_risk"], out["train_error"] = risk_error(prob.train_x, prob.train_t)
-    out["train_ood_risk"], out["train_ood_error"] = risk_error(prob.train_ood_x, prob.train_t)
+    out["train_ood_risk"], out["train_ood_error"] = ood_risk_error(prob.train_ood_x,
+                                                                   prob.train_t)
 
   if classification:
     sign_a = jnp.sign(params["a"])

@@ -17,6 +17,9 @@ batch size and activation are taken out, and compiles one ``jit(vmap(train))`` p
 
 * seeds, learning rates, weight decays, momenta, Adam betas, init scales and shift strengths
   are vmapped values;
+* configurations that differ only in ``data.shift`` share one training: training never sees
+  the OOD sets, so one run measures the OOD metrics for each of their shift strengths (the
+  same numbers as one training per shift);
 * widths are padded to the group's largest and the extra neurons masked (exact);
 * batch sizes (online, or minibatches of the fixed set) are padded to the largest and the
   extra rows given zero weight (exact);
@@ -39,6 +42,7 @@ import logging
 import math
 import os
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +55,7 @@ from featcon import io
 from featcon import progress as progress_lib
 from featcon.theory import axes as axes_lib
 from featcon.theory import config as config_lib
+from featcon.theory import metrics as metrics_lib
 from featcon.theory import results
 from featcon.theory import train as train_lib
 
@@ -173,37 +178,89 @@ def expand(config):
 
 @dataclasses.dataclass
 class Group:
-  """Configurations sharing one compiled program."""
+  """Configurations sharing one compiled program.
+
+  ``dyns`` holds one entry per training (stacked along axis 0). ``members``, when given, lists
+  for each training the configurations it measures, one per entry of its shift vector (a
+  training shared by configurations that differ only in ``data.shift``); ``indices`` is then
+  their concatenation. Without ``members`` each configuration is one training.
+  """
   static: train_lib.Static
   indices: list
   dyns: train_lib.Dynamic  # stacked along axis 0
+  members: Optional[list] = None
 
   @property
   def key(self):
     return hashlib.sha1(repr(self.static).encode()).hexdigest()[:12]
 
+  @property
+  def n_trainings(self):
+    return len(self.members) if self.members is not None else len(self.indices)
 
-def make_groups(resolved):
-  """Groups resolved configs by compiled program (see module docstring)."""
-  pending = {}
+  def per_config(self, metrics, diverged):
+    """Per-training results (arrays [training, ...]) as per-configuration results in the order
+    of ``indices``: each configuration takes its shift's slice of the OOD metrics."""
+    if self.members is None:
+      return metrics, diverged
+    rows = np.asarray([j for j, m in enumerate(self.members) for _ in m])
+    slots = np.asarray([k for m in self.members for k in range(len(m))])
+    out = {}
+    for k, v in metrics.items():
+      out[k] = v[rows, :, slots] if k in metrics_lib.SHIFT_KEYS else v[rows]
+    return out, diverged[rows]
+
+
+def _shared_training_key(static, dyn):
+  """What fixes a training: everything but the shift strength (the OOD sets are measured only)."""
+  values = tuple(np.asarray(v).item() for v in dyn._replace(shift=0.0))
+  return static, values
+
+
+def make_groups(resolved, share_training=True):
+  """Groups resolved configs by compiled program (see module docstring).
+
+  With ``share_training``, configurations that differ only in ``data.shift`` share one training
+  that measures the OOD metrics for each of their shifts (``Static.n_shifts``; same numbers as
+  one training per shift, since the shift only moves the OOD evaluation sets). ``False`` gives
+  every configuration its own training.
+  """
+  trainings = {}
   for i, cfg in enumerate(resolved):
     static, dyn = train_lib.from_config(cfg, return_params=False)
+    key = _shared_training_key(static, dyn) if share_training else i
+    trainings.setdefault(key, []).append((i, static, dyn))
+  pending = {}
+  for members in trainings.values():
+    _, static, _ = members[0]
     key = dataclasses.replace(static, width=0, batch=int(static.batch > 0), activations=(),
                               use_momentum=False)
-    pending.setdefault(key, []).append((i, static, dyn))
+    pending.setdefault(key, []).append(members)
   groups = []
-  for key, items in pending.items():
+  for key, trains in pending.items():
+    items = [t[0] for t in trains]  # each training's first configuration
     acts = tuple(sorted({s.activations[0] for _, s, _ in items}))
     width = max(s.width for _, s, _ in items)
     batch = max(s.batch for _, s, _ in items)
+    n_shifts = max(len(t) for t in trains)
+    n_shifts = n_shifts if n_shifts > 1 else 0
     static = dataclasses.replace(
         items[0][1], width=width, batch=batch, activations=acts,
         use_momentum=any(s.use_momentum for _, s, _ in items),
         masked=any(s.width < width for _, s, _ in items),
-        batch_padded=any(s.batch < batch for _, s, _ in items))
-    dyns = [d._replace(act_index=jnp.int32(acts.index(s.activations[0]))) for _, s, d in items]
+        batch_padded=any(s.batch < batch for _, s, _ in items), n_shifts=n_shifts)
+    dyns = []
+    for t in trains:
+      _, s, d = t[0]
+      d = d._replace(act_index=jnp.int32(acts.index(s.activations[0])))
+      if n_shifts:  # the shift vector, padded by repeating its last strength
+        shifts = [m[2].shift for m in t]
+        d = d._replace(shift=jnp.stack(shifts + shifts[-1:] * (n_shifts - len(t))))
+      dyns.append(d)
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *dyns)
-    groups.append(Group(static, [i for i, _, _ in items], stacked))
+    indices = [i for t in trains for i, _, _ in t]
+    members = [[i for i, _, _ in t] for t in trains] if n_shifts else None
+    groups.append(Group(static, indices, stacked, members))
   return groups
 
 
@@ -240,9 +297,10 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   count training only; ``log`` (if given) reports the compile and its duration.
 
   Returns:
-    (metrics dict of arrays [config, log, ...], diverged_step array [config], timing dict).
+    (metrics dict of arrays [config, log, ...] in the order of ``group.indices``,
+    diverged_step array [config], timing dict).
   """
-  n = len(group.indices)
+  n = group.n_trainings
   # The progress callback is part of the compiled program, which every process must share;
   # with several processes there is no bar.
   progress = progress and jax.process_count() == 1
@@ -298,9 +356,10 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   bar.close()
   compile_s = compile_s or 0.0
   metrics = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+  metrics, divs = group.per_config(metrics, np.concatenate(divs))
   timing = {"wall_s": time.perf_counter() - t0, "compile_s": compile_s, "chunk": size,
-            "chunks": n_chunks, "configs": n}
-  return metrics, np.concatenate(divs), timing
+            "chunks": n_chunks, "configs": len(group.indices), "trainings": n}
+  return metrics, divs, timing
 
 
 def _hash(obj):

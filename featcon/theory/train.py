@@ -65,6 +65,10 @@ class Static:
   masked: bool = True         # some config is narrower than ``width`` (else no neuron mask)
   batch_padded: bool = True   # some config's batch is smaller than ``batch`` (else a plain mean)
   linear: bool = False        # the rank-one linear-network shortcut (see :func:`linear_eligible`)
+  # 0: ``Dynamic.shift`` is one shift strength. S > 0: a vector of S strengths measured on one
+  # training (training never sees the OOD sets, so runs that differ only in the shift share it;
+  # the shift-dependent metrics of :data:`featcon.theory.metrics.SHIFT_KEYS` gain an S axis).
+  n_shifts: int = 0
 
   @property
   def k(self):
@@ -89,7 +93,7 @@ class Dynamic(NamedTuple):
   b2: jax.Array
   eps: jax.Array
   init_scale: jax.Array
-  shift: jax.Array
+  shift: jax.Array            # a scalar, or (Static.n_shifts,) strengths of the OOD sets
   width: jax.Array            # actual width <= Static.width
   batch_size: jax.Array       # actual batch <= Static.batch (ignored for full batch)
   act_index: jax.Array        # index into Static.activations
@@ -175,9 +179,9 @@ class Problem(NamedTuple):
   train_x: Optional[jax.Array]  # fixed set inputs (n, D) or None (online)
   train_t: Optional[jax.Array]  # fixed set labels (n,) or regression targets (n, k_core)
   train_y: Optional[jax.Array]
-  train_ood_x: Optional[jax.Array]
+  train_ood_x: Optional[jax.Array]  # (n, D), or (S, n, D) for a vector of S shifts
   eval_x: jax.Array           # (n_eval, D) fresh ID sample
-  eval_ood_x: jax.Array       # (n_eval, D) same core, background shifted by s
+  eval_ood_x: jax.Array       # (n_eval, D) same core, background shifted by s; (S, n_eval, D)
   eval_t: jax.Array
   eval_y: jax.Array
   params0: dict               # initial params in network coordinates
@@ -206,10 +210,21 @@ def run_dictionary(static, seed):
   return features.dictionary(run_keys(seed)[0], static.d, static.k)
 
 
+def _shift_background(static, key, batch, shift):
+  """The OOD counterpart of ``batch`` (:func:`featcon.theory.features.shift_background`) for one
+  shift, or for each of a vector of ``static.n_shifts`` shifts (stacked on a leading axis): every
+  shift subtracts its strength from the same background draws, so each slice equals the
+  one-shift sample."""
+  one = lambda s: features.shift_background(key, batch, k_core=static.k_core, shift=s,
+                                            dist=static.coeff_dist)
+  return jax.vmap(one)(shift) if static.n_shifts else one(shift)
+
+
 def make_problem(static, dyn, M=None):
   """Samples the dictionary, data sets and initial weights of a run from ``dyn.seed``
   (keys from :func:`run_keys`); ``M``, if given, is the run's dictionary computed beforehand
-  with :func:`run_dictionary` (the same numbers)."""
+  with :func:`run_dictionary` (the same numbers). With ``static.n_shifts``, the OOD sets are
+  stacked over the shift vector ``dyn.shift``."""
   _, k_init, k_train, k_eval, _ = run_keys(dyn.seed)  # the first key is run_dictionary's
   M = run_dictionary(static, dyn.seed) if M is None else M
   feature = static.path == "feature"
@@ -221,13 +236,11 @@ def make_problem(static, dyn, M=None):
   if static.regime == "fixed":
     ktr, ktro = jax.random.split(k_train)
     tr = features.sample(ktr, static.n_train, shift=0.0, balanced=True, **dkw)
-    tro = features.shift_background(ktro, tr, k_core=static.k_core, shift=dyn.shift,
-                                    dist=static.coeff_dist)
+    tro = _shift_background(static, ktro, tr, dyn.shift)
     train_x, train_t, train_y, train_ood_x = to_net(tr.z), _targets(static, tr), tr.y, to_net(tro.z)
   ke, keo = jax.random.split(k_eval)
   ev = features.sample(ke, static.n_eval, shift=0.0, **dkw)
-  evo = features.shift_background(keo, ev, k_core=static.k_core, shift=dyn.shift,
-                                  dist=static.coeff_dist)
+  evo = _shift_background(static, keo, ev, dyn.shift)
 
   params = network.init(
       k_init, m=static.width, d_in=static.d, fan_in=static.d, out_dim=static.out_dim,
@@ -406,10 +419,11 @@ def bytes_per_config(static):
   out = static.out_dim or 1
   rows_train = static.n_train if static.regime == "fixed" else 0
   batch = static.batch or static.n_train
+  sets = 1 + max(1, static.n_shifts)                        # ID set and one OOD set per shift
   floats = (
       static.d * static.k                                   # dictionary
-      + 2 * static.n_eval * (dim + static.width + out)      # eval sets, pre-activations
-      + 2 * rows_train * (dim + out)                        # fixed set and its OOD copy
+      + sets * static.n_eval * (dim + static.width + out)   # eval sets, pre-activations
+      + sets * rows_train * (dim + out)                     # fixed set and its OOD copies
       + 4 * batch * (dim + 2 * static.width + out)          # a step's activations and grads
       + 4 * static.width * (dim + out + 1)                  # params, grads, optimizer state
       + 2 * static.width * static.d                         # init in input space

@@ -213,3 +213,55 @@ def test_padded_fixed_set_minibatches_and_unequal_sizes_equal_simulate():
                 "train_loss"):
       np.testing.assert_allclose(sub[key].values, r.metrics[key], rtol=2e-5, atol=1e-6,
                                  err_msg=f"{swept} {key}")
+
+
+def _select(df, swept):
+  sel = np.ones(len(df), bool)
+  for k, v in swept.items():
+    sel &= (df[k.split(".")[-1]] == v).values
+  return df[sel].sort_values("step")
+
+
+@pytest.mark.parametrize("path", ["feature", "input"])
+def test_shift_sweep_trains_once_and_equals_one_training_per_shift(path):
+  """Configurations that differ only in data.shift share one training; every configuration's
+  rows equal those of its own training (the per-shift path) and of simulate. A zipped axis
+  gives trainings with unequal numbers of shifts (the shorter shift vector is padded)."""
+  cfg = _cfg(seed=[0, 1], model={"activation": ["relu", "identity"]},
+             data={"shift": [0.0, 0.4, 1.0, 0.7]}, train={"lr": [0.05, 0.05, 0.05, 0.1],
+                                                           "path": path},
+             sweep={"zip": [("data.shift", "train.lr")]})
+  ex = sweep_lib.expand(cfg)
+  resolved = [featcon.resolve_config(c) for _, c in ex]
+  shared = sweep_lib.make_groups(resolved)
+  assert sorted((g.n_trainings, len(g.indices), g.static.n_shifts) for g in shared) == [
+      (4, 8, 3), (4, 8, 3)]  # per activation: 2 seeds x 2 learning rates; lr 0.1 pads
+  per_shift = sweep_lib.make_groups(resolved, share_training=False)
+  assert [g.static.n_shifts for g in per_shift] == [0, 0]
+  results = {}
+  for name, groups in (("shared", shared), ("per_shift", per_shift)):
+    m = [None] * len(ex)
+    div = np.full(len(ex), -1)
+    for g in groups:
+      metrics, d, timing = sweep_lib.run_group(g, progress=False)
+      assert timing["trainings"] == g.n_trainings and timing["configs"] == len(ex) // 2
+      for j, i in enumerate(g.indices):
+        m[i] = {k: v[j] for k, v in metrics.items()}
+        div[i] = d[j]
+    results[name] = m
+  for i, (swept, _) in enumerate(ex):
+    for key, ref in results["per_shift"][i].items():
+      np.testing.assert_allclose(results["shared"][i][key], ref, rtol=1e-6, atol=1e-7,
+                                 err_msg=f"{swept} {key}")
+  # the OOD metrics move with the shift (a slicing bug that mixes shifts up breaks this)
+  ood = {(s["seed"], s["model.activation"], s["data.shift"]): results["shared"][i]["ood_risk"][-1]
+         for i, (s, _) in enumerate(ex)}
+  assert ood[(0, "relu", 1.0)] > ood[(0, "relu", 0.4)] > ood[(0, "relu", 0.0)]
+  if path == "feature":  # the engine end to end: one tidy row per configuration and log step
+    df = featcon.sweep(cfg)
+    assert len(df) == len(ex) * 4
+    for i, (swept, _) in enumerate(ex):
+      sub = _select(df, swept)
+      for key in ("id_risk", "ood_risk", "ood_error", "train_ood_risk", "train_loss"):
+        np.testing.assert_allclose(sub[key].values, results["per_shift"][i][key], rtol=1e-6,
+                                   atol=1e-7, err_msg=f"{swept} {key}")
