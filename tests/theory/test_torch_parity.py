@@ -2,23 +2,35 @@
 
 Same draws (featcon's dictionary, fixed set and initial values handed to PyTorch); the cases
 cover the theorems' idealised network (no biases) and the public script's (hidden bias
-trained, output bias frozen at its random initial value, ``k_core != k_bg``). The script's
-Figure-3(d)/10 setting (``FIG10``: sphere core, logistic loss, AdamW, both layers and biases
-trained) is not among them: on the same draws it ends 1,000 steps 8.7 % (of the weights'
-movement) away from ``torch_reference.train(..., optimizer="adamw")``, see
-docs/reproduction.md. The slow test at the end compares the script and ``featcon.default_config()`` in
-distribution over seeds at the full 20,000 steps (``pytest -m slow``, docs/reproduction.md).
+trained, output bias frozen at its random initial value, ``k_core != k_bg``).
+
+The script's Figure-3(d)/10 setting (``FIG10``: sphere core, logistic loss, AdamW, both layers
+and biases trained) is compared differently. In float32 no two implementations of it stay
+together: Adam divides each gradient coordinate by its running RMS, so coordinates whose true
+gradient nearly cancels (|g| ~ 1e-8, the size of eps and of float32 rounding in a sum over the
+fixed set) take lr-sized steps whose sign is set by rounding, and ReLU kinks then amplify
+that; featcon vs PyTorch, PyTorch float32 vs float64 and JAX float32 vs float64 all drift
+apart by 4-9 % of the weights' movement by step 1,000 (docs/reproduction.md). So the AdamW
+update is checked in float64 over 1,000 steps (agreement ~1e-13) and featcon's compiled loop
+over its first steps, before the rounding is amplified. The heavy test at the end compares
+the script and ``featcon.default_config()`` in distribution over seeds at the full 20,000
+steps (``pytest -m heavy``, docs/reproduction.md).
 """
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import featcon  # noqa: E402
 from featcon.theory import config as config_lib  # noqa: E402
+from featcon.theory import losses as losses_lib  # noqa: E402
+from featcon.theory import network  # noqa: E402
+from featcon.theory import optim  # noqa: E402
 from featcon.theory import train as train_lib  # noqa: E402
 from tests.theory import torch_reference  # noqa: E402
 
@@ -105,6 +117,90 @@ def test_matches_pytorch_with_unequal_core_and_background():
   np.testing.assert_allclose(res.final["bg_signed"], P[:, 12:].mean(), rtol=1e-3, atol=1e-6)
   np.testing.assert_allclose(res.final["core_corr"], np.linalg.norm(P[:, :12], axis=1).mean(),
                              rtol=1e-4)
+
+
+def _fig10_problem(steps):
+  """The Figure-3(d)/10 setting at half the script's d, n and width: config and featcon's draws."""
+  over = _merge({"data": {"d": 128, "n_train": 500},
+                 "model": {"activation": "relu", "width": 128},
+                 "train": {"steps": steps, "log_every": steps}}, FIG10)
+  cfg = config_lib.resolve(over)
+  static, dyn = train_lib.from_config(cfg)
+  assert static.path == "input" and static.train_output and static.bias
+  prob = jax.device_get(train_lib.make_problem(static, dyn))
+  p0 = {k: np.asarray(v, np.float64) for k, v in prob.params0.items()}
+  x, y = (np.asarray(v, np.float64) for v in (prob.train_x, prob.train_y))
+  return over, cfg, p0, x, y
+
+
+def _torch_adamw(cfg, p0, x, y, steps, dtype):
+  out, losses, _ = torch_reference.train(
+      x, y, p0["W"], steps=steps, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+      activation="relu", loss="logistic", a=p0["a"], b0=p0["b"], c0=p0["c"], train_output=True,
+      optimizer="adamw", dtype=dtype)
+  return out, losses
+
+
+def _moved_rel(ours, ref, p0, k):
+  """The distance of ``ours`` from ``ref`` relative to how far ``ref`` moved from ``p0``."""
+  return np.linalg.norm(ours[k] - ref[k]) / np.linalg.norm(ref[k] - p0[k])
+
+
+def test_adamw_update_matches_pytorch_in_float64():
+  """featcon's AdamW (optim.make), network and logistic loss vs torch.optim.AdamW, in float64.
+
+  1,000 full-batch steps on featcon's draws with W, b, a and c all trained and decayed: equal
+  to ~1e-13 of the weights' movement (the decoupled decay uses the weights before the step
+  in both, eps is added to sqrt(v_hat) in both, both bias-correct from step 1). Not decaying
+  the biases would move b by more than 1e-6 of its movement (checked below).
+  """
+  steps = 1000
+  _, cfg, p0, x, y = _fig10_problem(steps)
+  sigma = network.activation("relu")
+  loss_fn = losses_lib.loss_fn("logistic")
+
+  def run(opt):
+    def loss(p):
+      return jnp.mean(loss_fn(network.apply(p, x, sigma), y))
+
+    def step(carry, _):
+      p, s = carry
+      u, s = opt.update(jax.grad(loss)(p), s, p)
+      return (optax.apply_updates(p, u), s), None
+
+    p = {k: jnp.asarray(v) for k, v in p0.items()}
+    (p, _), _ = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=steps))(p)
+    return {k: np.asarray(v) for k, v in p.items()}
+
+  kw = dict(lr=cfg.train.lr, b1=cfg.train.b1, b2=cfg.train.b2, eps=cfg.train.eps)
+  with jax.enable_x64(True):
+    ours = run(optim.make("adamw", weight_decay=cfg.train.weight_decay, **kw))
+    no_bias_decay = run(optax.adamw(cfg.train.lr, b1=kw["b1"], b2=kw["b2"], eps=kw["eps"],
+                                    weight_decay=cfg.train.weight_decay,
+                                    mask=lambda p: {k: k in ("W", "a") for k in p}))
+  assert ours["W"].dtype == np.float64
+  ref, _ = _torch_adamw(cfg, p0, x, y, steps, torch.float64)
+  for k in ("W", "b", "a", "c"):
+    assert _moved_rel(ours, ref, p0, k) < 1e-10, (k, _moved_rel(ours, ref, p0, k))
+  assert _moved_rel(no_bias_decay, ref, p0, "b") > 1e-6  # the tolerance sees the decay of b
+
+
+def test_adamw_loop_matches_pytorch_first_steps():
+  """featcon.simulate (float32, compiled) on FIG10 vs the float64 PyTorch AdamW loop, 5 steps.
+
+  Within float32 rounding of the first steps (observed: W 2e-5, b, a, c 3e-6 of their
+  movement); not decaying the biases would put b 5e-5 away, a wrong eps placement or a
+  frozen output layer far more.
+  """
+  steps = 5
+  over, cfg, p0, x, y = _fig10_problem(steps)
+  res = featcon.simulate(over)
+  ref, losses_torch = _torch_adamw(cfg, p0, x, y, steps, torch.float64)
+  ours = {k: np.asarray(v, np.float64) for k, v in res.params.items()}
+  assert _moved_rel(ours, ref, p0, "W") < 1e-4, _moved_rel(ours, ref, p0, "W")
+  for k in ("b", "a", "c"):
+    assert _moved_rel(ours, ref, p0, k) < 2e-5, (k, _moved_rel(ours, ref, p0, k))
+  np.testing.assert_allclose(res.metrics["train_loss"][-1], losses_torch.mean(), rtol=1e-6)
 
 
 SLOW_SEEDS = (0, 1, 2, 3)

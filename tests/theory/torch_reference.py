@@ -52,30 +52,32 @@ def logistic(f, y):
 LOSSES = {"hinge": hinge, "logistic": logistic}
 
 
-def _t(v):
-  return torch.as_tensor(np.asarray(v), dtype=torch.float32)
+def _t(v, dtype=torch.float32):
+  return torch.as_tensor(np.asarray(v), dtype=dtype)
 
 
 def _set(param, value):
   if value is not None:
     with torch.no_grad():
-      param.copy_(_t(value).reshape(param.shape))
+      param.copy_(_t(value, param.dtype).reshape(param.shape))
 
 
 def train(x, y, w0, *, steps, lr=1e-3, momentum=0.9, weight_decay=1e-3, activation="relu",
           loss="hinge", a=None, b0=None, c0=None, train_output=False, optimizer="sgd",
-          log_every=None, x_eval=None, y_eval=None, net=None):
+          log_every=None, x_eval=None, y_eval=None, net=None, dtype=torch.float32):
   """Trains full batch from the given initial values (``b0``/``c0`` given: the script's biases).
+
+  ``dtype=torch.float64`` runs the whole loop in double precision (a new network only).
 
   Returns ``(params, losses, evals)``: the final ``{"W", ["b", "a", "c"]}`` (numpy), the
   per-step training losses and, every ``log_every`` steps, the loss on ``(x_eval, y_eval)``.
   For backward compatibility ``params`` unpacks like ``W`` when there are no biases.
   """
-  x, y = _t(x), _t(y)
+  x, y = _t(x, dtype), _t(y, dtype)
   bias = b0 is not None or (net is not None and net.hidden.bias is not None)
   if net is None:
     net = TwoLayer(x.shape[1], np.shape(w0)[0], activation, a, bias=bias,
-                   train_output=train_output)
+                   train_output=train_output).to(dtype)
     _set(net.hidden.weight, w0)
     if bias:
       _set(net.hidden.bias, b0)
@@ -99,7 +101,7 @@ def train(x, y, w0, *, steps, lr=1e-3, momentum=0.9, weight_decay=1e-3, activati
     losses.append(loss_v.item())
     if log_every and (t + 1) % log_every == 0 and x_eval is not None:
       with torch.no_grad():
-        evals.append(loss_fn(net(_t(x_eval)), _t(y_eval)).item())
+        evals.append(loss_fn(net(_t(x_eval, dtype)), _t(y_eval, dtype)).item())
   out = {"W": net.hidden.weight.detach().numpy().copy()}
   if bias:
     out["b"] = net.hidden.bias.detach().numpy().copy()
