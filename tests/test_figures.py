@@ -94,8 +94,8 @@ def test_smoke_sweep_figures(tmp_path, saved):
 
 def test_smoke_analysis_figures(tmp_path, saved):
   from configs import analyze as analyze_config  # pylint: disable=g-import-not-at-top
-  from experiments import analyze  # pylint: disable=g-import-not-at-top
-  analyze.main(analyze_config.get_config("smoke"), str(tmp_path))
+  from featcon.analysis import experiment  # pylint: disable=g-import-not-at-top
+  experiment.run(analyze_config.get_config("smoke"), str(tmp_path))
   _assert_readable(saved, ["activation_rates.png", "selectivity.png", "density.png",
                            "domain.png", "gradcam.png", "padding_filters.png",
                            "padding_inputs.png"])
