@@ -19,6 +19,10 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
                                           "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a finished distillation run.",
                                required=True)
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Continue in a workdir whose recorded config differs in fields that determine the results "
+    "(the record keeps the old config in its history). Without it such a rerun is refused.")
 distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 
 

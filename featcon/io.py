@@ -102,7 +102,8 @@ def save_figure(fig, path: str, dpi: int = FIGURE_DPI) -> str:
   if not fmt:
     raise ValueError(f"save_figure: path={path!r} has no extension; allowed: a file name "
                      "ending in a Matplotlib format such as .png, .pdf or .svg")
-  fig.tight_layout()
+  if fig.get_layout_engine() is None:  # a figure made with layout="constrained" keeps it
+    fig.tight_layout()
   try:
     atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi), binary=True)
   finally:

@@ -17,7 +17,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 
-from featcon import io  # noqa: E402
+from featcon import io
+from featcon.theory.config import default_config  # noqa: E402
 
 # Axis labels of the tidy table's metrics (docs/theory.md, "What to measure").
 LABELS = {
@@ -249,7 +250,7 @@ def sweep_figures(df, all_metrics, expanded, workdir):
   config = expanded[0][1] if expanded else None
   loss = None
   if config is not None and "loss" not in df.attrs.get("swept", []):
-    loss = config["train"]["loss"]
+    loss = config.get("train", {}).get("loss", default_config().train.loss)
   setting = setting_of(config, df.attrs.get("swept", [])) if config is not None else ""
   paths = [curves(df, os.path.join(workdir, "curves.png"), loss=loss, setting=setting)]
   if "act_rate_pos" in all_metrics[0]:
