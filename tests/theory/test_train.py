@@ -75,7 +75,7 @@ def test_linear_shortcut_equals_general_loop(extra):
   fast, ffinal = jax.jit(train_lib.make_train(static))(dyn)
   full, gfinal = jax.jit(train_lib.make_train(dataclasses.replace(static, linear=False)))(dyn)
   for k in full:
-    np.testing.assert_allclose(fast[k], full[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(fast[k], full[k], rtol=3e-4, atol=1e-6, err_msg=k)
   # the weights moved (the check is not vacuous) and agree
   w0 = np.asarray(full["core_corr"])
   assert abs(w0[-1] - w0[0]) > 1e-3
