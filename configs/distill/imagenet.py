@@ -1,7 +1,7 @@
 """Section 2 / Table 1 at full scale: distil a CLIP image encoder on ImageNet, probe, evaluate
 on ImageNetV2, ImageNet-R, ObjectNet, ImageNet-Sketch and ImageNet-A.
 
-Hyperparameters: Appendix E.1 (../shared/reference/paper_hyperparameters.md).
+Hyperparameters: the paper's Appendix E.1.
 Argument: RN50 (default) | RN101 | RN50x4 | RN50x16 | ViT-B/16. Needs the CLIP port's weights
 (--config.teacher.checkpoint=/path/to/RN50.pt) and prepared data under --config.data.data_dir
 (docs/distillation.md). Expected: Table 1 (e.g. RN50: teacher 70.37 ID / 39.42 OOD avg,
