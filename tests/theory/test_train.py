@@ -54,16 +54,23 @@ def test_feature_and_input_paths_agree(extra):
   assert abs(f.metrics["core_corr"][-1] - f.metrics["core_corr"][0]) > 0.01
 
 
-@pytest.mark.parametrize("extra", [
-    {"train": {"momentum": 0.9}},
-    {"model": {"bias": False}, "train": {"momentum": 0.9}},
-    {"model": {"output_bias_init": "zero"}, "train": {"momentum": 0.9, "path": "input"}},
-    {"train": {"momentum": 0.9, "path": "input", "loss": "logistic", "lr_schedule": "cosine"}},
-    {"data": {"regime": "online"}, "train": {"batch_size": 16, "momentum": 0.0}},
-    {"data": {"task": "regression"}, "train": {"loss": "mse"}},
-    {"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01}},
+# Tolerances are relative to each quantity's range over the run. The identity is exact in
+# arithmetic; in float32 the two loops drift apart by up to 1e-6 of the range in 600 steps, and
+# by up to 6e-4 with weight decay and momentum together (the general loop rewrites every weight
+# each step; the feature and input paths of the general loop differ from each other as much).
+# Halving the decay in the alpha recursion moves the metrics by 0.4 of their range.
+@pytest.mark.parametrize("extra,tol", [
+    ({"train": {"momentum": 0.9}}, 2e-5),
+    ({"model": {"bias": False}, "train": {"momentum": 0.9}}, 2e-5),
+    ({"model": {"output_bias_init": "zero"}, "train": {"momentum": 0.9, "path": "input"}}, 2e-5),
+    ({"train": {"momentum": 0.9, "path": "input", "loss": "logistic", "lr_schedule": "cosine"}},
+     2e-5),
+    ({"data": {"regime": "online"}, "train": {"batch_size": 16, "momentum": 0.0}}, 2e-5),
+    ({"data": {"task": "regression"}, "train": {"loss": "mse"}}, 2e-5),
+    ({"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01, "momentum": 0.0}}, 2e-5),
+    ({"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01, "momentum": 0.9}}, 3e-3),
 ])
-def test_linear_shortcut_equals_general_loop(extra):
+def test_linear_shortcut_equals_general_loop(extra, tol):
   """train.linear_eligible: [W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t reproduces the full loop.
 
   The default config has biases (the public script's), so most cases cover the augmented form.
@@ -74,15 +81,19 @@ def test_linear_shortcut_equals_general_loop(extra):
   assert static.linear
   fast, ffinal = jax.jit(train_lib.make_train(static))(dyn)
   full, gfinal = jax.jit(train_lib.make_train(dataclasses.replace(static, linear=False)))(dyn)
+  def close(got, want, name):
+    want = np.asarray(want, np.float64)
+    scale = float(np.nanmax(np.abs(want), initial=0.0)) if want.size else 0.0
+    np.testing.assert_allclose(got, want, rtol=0, atol=max(tol * scale, 1e-7), err_msg=name)
+
   for k in full:
-    np.testing.assert_allclose(fast[k], full[k], rtol=3e-4, atol=1e-6, err_msg=k)
+    close(fast[k], full[k], k)
   # the weights moved (the check is not vacuous) and agree
   w0 = np.asarray(full["core_corr"])
   assert abs(w0[-1] - w0[0]) > 1e-3
   assert set(ffinal["params"]) == set(gfinal["params"])
   for k in gfinal["params"]:
-    np.testing.assert_allclose(ffinal["params"][k], gfinal["params"][k], rtol=1e-4, atol=1e-6,
-                               err_msg=k)
+    close(ffinal["params"][k], gfinal["params"][k], k)
   if c.model.bias:  # the hidden bias moved too
     b0 = train_lib.make_problem(static, dyn).params0["b"]
     assert np.abs(np.asarray(gfinal["params"]["b"]) - np.asarray(b0)).max() > 1e-3
