@@ -77,7 +77,17 @@ setup(
     name="featcon",
     version=_VERSION,
     description="Feature contamination: theory simulator and deep-network stage in JAX",
-    packages=find_packages(include=["featcon", "featcon.*", "experiments", "configs", "configs.*"]),
+    # The repository keeps experiments/ and configs/ at its top; installed, they are
+    # featcon.experiments and featcon.configs, so only the name featcon enters site-packages
+    # (featcon/cli.py resolves --config files and the `configs` imports of config files).
+    packages=(find_packages(include=["featcon", "featcon.*"])
+              + ["featcon.experiments", "featcon.configs", "featcon.configs.distill"]),
+    package_dir={"featcon.experiments": "experiments", "featcon.configs": "configs"},
+    package_data={"featcon.data": ["class_lists/*.txt", "class_lists/README.md"]},
+    entry_points={"console_scripts": [
+        f"featcon-{name.replace('_', '-')}=featcon.experiments.{name}:run"
+        for name in ("sweep", "analyze", "distill", "evaluate", "linear_probe",
+                     "digits_benchmark", "real_experiment")]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -3,15 +3,15 @@
 Runs `featcon.analysis.experiment.run(config, workdir)` and prints its headline numbers; every
 number is in the JSON files under `--workdir`.
 """
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from featcon import distributed
 from featcon import training as train_lib
 from featcon.analysis import experiment
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/analyze.py", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("configs/analyze.py"), lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for PNG and JSON outputs.")
 distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
 
@@ -27,5 +27,10 @@ def _main(argv):
   print(f"All numbers and figures: {_WORKDIR.value}")
 
 
+def run():
+  """Console-script entry point (``featcon-analyze``)."""
+  cli.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(_main)
+  run()

@@ -9,8 +9,9 @@ theory students (mlp-relu, mlp-identity) reuse the tiny-rn teacher of the same s
 checkpoints are copied, not retrained). Writes summary.json and summary.md after every run.
 About 2-3 minutes per (architecture, seed) on a 2-core CPU.
 """
-from absl import app, flags, logging
+from absl import flags, logging
 
+from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from configs.distill import digits
 from featcon import distributed
 from featcon.probe import benchmark
@@ -31,5 +32,10 @@ def main(argv):
                                 [int(s) for s in _SEEDS.value], _PROBE.value))
 
 
+def run():
+  """Console-script entry point (``featcon-digits-benchmark``)."""
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -8,13 +8,14 @@ Resumes automatically from the latest checkpoint under --workdir, if the config 
 naming the fields, unless --allow_config_change. Default config: the offline
 digits benchmark (about a minute on 2 CPU cores). Paper-scale configs: configs/distill/*.py.
 """
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
+from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from featcon import distill
 from featcon import distributed
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
+_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("configs/distill/digits.py"),
                                           "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).",
                                required=True)
@@ -33,5 +34,10 @@ def main(argv):
   distill.distill(_CONFIG.value, _WORKDIR.value)
 
 
+def run():
+  """Console-script entry point (``featcon-distill``)."""
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

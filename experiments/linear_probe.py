@@ -8,14 +8,15 @@ distill_config.json in a field the distillation depends on is refused. Probes al
 are reused only under the same probe settings (otherwise refused, or with --allow_config_change
 retrained).
 """
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
+from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from featcon.probe import stages as probe_run
 from featcon import distill
 from featcon import distributed
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/digits.py",
+_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("configs/distill/digits.py"),
                                           "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a finished distillation run.",
                                required=True)
@@ -34,5 +35,10 @@ def main(argv):
   probe_run.train_probes(_CONFIG.value, _WORKDIR.value)
 
 
+def run():
+  """Console-script entry point (``featcon-linear-probe``)."""
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -18,14 +18,15 @@ import shutil
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
+from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from featcon import distill, io
 from featcon.probe import metrics
 from featcon.probe import stages
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/distill/real_experiment.py",
+_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("configs/distill/real_experiment.py"),
                                           "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).",
                                required=True)
@@ -162,5 +163,10 @@ def main(argv):
   print(table)
 
 
+def run():
+  """Console-script entry point (``featcon-real-experiment``)."""
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

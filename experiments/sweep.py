@@ -34,11 +34,12 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from featcon import distributed
 from featcon.theory import axes as axes_lib
 from featcon.theory import sweeps as sweep_lib
 
-_DEFAULT_CONFIG = "configs/theory.py"
+_DEFAULT_CONFIG = cli.config_path("configs/theory.py")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", _DEFAULT_CONFIG,
     "Sweep config file (path[:variant]). --config.<field>=<value> on a field the file sweeps "
@@ -94,5 +95,10 @@ def main(argv):
   sweep_lib.run(config, workdir=_WORKDIR.value, log=lambda s: print(s, flush=True))
 
 
+def run():
+  """Console-script entry point (``featcon-sweep``)."""
+  cli.run(main, flags_parser=parse_flags)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run()

@@ -89,8 +89,15 @@ def _defined_names(body):
   return names
 
 
+# setup.py's package_dir: the installed names of the repository's top-level folders.
+INSTALLED_AS = {"featcon.experiments": "experiments", "featcon.configs": "configs"}
+
+
 def dotted_exists(name, root=ROOT):
   """Whether ``pkg.mod[.attr[.member]]`` names a module (file or package) and what it defines."""
+  for installed, folder in INSTALLED_AS.items():
+    if name == installed or name.startswith(installed + "."):
+      name = folder + name[len(installed):]
   parts = name.split(".")
   for n in range(len(parts), 0, -1):
     f = _module_file(parts[:n], root)
