@@ -1,6 +1,6 @@
 r"""featcon's jitted, vmapped sweeps against a plain PyTorch eager loop, side by side in one run.
 
-  python -m benchmarks.theory_vs_torch --steps=20000          # the full workloads
+  python -m benchmarks.theory_vs_torch                         # the full workloads
   python -m benchmarks.theory_vs_torch --steps=2000 --seeds=4  # a quick look
 
 Workloads (same for both, same machine, same process):
@@ -27,12 +27,13 @@ from featcon.theory import sweeps
 flags.DEFINE_integer("steps", 20000, "training steps per configuration")
 flags.DEFINE_integer("seeds", 8, "seeds per activation in the fig8 workload")
 flags.DEFINE_integer("online_configs", 64, "configurations in the online workload")
-flags.DEFINE_integer("torch_configs", 0, "if > 0, time only this many PyTorch configurations "
-                     "and scale linearly (each is independent and equally costly)")
+flags.DEFINE_integer("torch_configs", 2, "if > 0, time only this many PyTorch configurations "
+                     "and scale linearly (each is independent and equally costly); 0: all")
 flags.DEFINE_list("workloads", ["fig8", "online"], "which workloads to run")
 flags.DEFINE_string("out", "", "optional JSON file for the numbers")
-flags.DEFINE_integer("cpu_devices", 0, "if > 0, featcon shards its configurations over this "
-                     "many CPU devices (jax_num_cpu_devices); PyTorch is unaffected")
+flags.DEFINE_integer("cpu_devices", 0, "CPU devices featcon shards its configurations over "
+                     "(featcon.use_all_cpu_cores): 0 = one per core, as the entry points do; "
+                     "PyTorch is unaffected")
 FLAGS = flags.FLAGS
 
 D, K, N, N_EVAL = 256, 64, 1000, 4096
@@ -125,8 +126,7 @@ def matmul_peak():
 
 def main(argv):
   del argv
-  if FLAGS.cpu_devices:
-    jax.config.update("jax_num_cpu_devices", FLAGS.cpu_devices)
+  featcon.use_all_cpu_cores(FLAGS.cpu_devices)
   torch.set_num_threads(max(1, torch.get_num_threads()))
   steps = FLAGS.steps
   res = {"steps": steps, "jax_devices": jax.device_count(), "versions": featcon.versions(),
@@ -135,7 +135,17 @@ def main(argv):
     _fig8(res, steps)
   if "online" in FLAGS.workloads:
     _online(res, steps)
+  for w in ("fig8_relu", "online"):
+    if f"{w}_flops" in res:
+      res[f"{w}_fraction_of_peak"] = res[f"{w}_flops"] / res["peak_flops"]
   print(json.dumps(res, indent=2))
+  for w in ("fig8", "online"):
+    if f"{w}_speedup" in res:
+      frac = res.get(f"{w}_relu_fraction_of_peak", res.get(f"{w}_fraction_of_peak"))
+      print(f"{w}: featcon {res[f'{w}_featcon_s']:.1f} s (compile {res[f'{w}_compile_s']:.1f} s), "
+            f"PyTorch {res[f'{w}_torch_s']:.1f} s: {res[f'{w}_speedup']:.1f}x; training matmuls "
+            f"at {100 * frac:.0f} % of the measured {res['peak_flops'] / 1e9:.0f} GFLOP/s peak "
+            f"({res['jax_devices']} JAX device(s))")
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
       json.dump(res, f, indent=2)
