@@ -31,6 +31,7 @@ import time
 
 from absl import app, flags
 
+from benchmarks.common import K, N_EVAL, N_FIG8, timed, workload_config
 from featcon import distributed
 
 flags.DEFINE_string("out", None, "Folder for accelerator.json and accelerator.md.",
@@ -44,37 +45,6 @@ PARTS = ("peak", "theory", "clip", "distill", "tests")
 TEST_SUBSET = ["tests/theory", "tests/models", "tests/data", "tests/test_io.py"]
 
 
-def _timed(fn, reps):
-  """Median seconds of ``fn()`` (which blocks until its result is ready) over ``reps`` runs."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
-
-
-K, N_FIG8, N_EVAL = 64, 1000, 4096  # as in benchmarks/theory_vs_torch.py
-
-
-def workload_config(workload, steps, seeds, n_online, n_eval=N_EVAL):
-  """The sweep configs of benchmarks/theory_vs_torch.py (Figure 8: seeds x {relu, identity} on
-  the fixed set; online: batch 32, width 512, seeds x 8 learning rates)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  log_every = 1000 if steps % 1000 == 0 else steps
-  if workload == "fig8":
-    return {"seed": list(range(seeds)), "model": {"activation": ["relu", "identity"]},
-            "train": {"steps": steps, "log_every": log_every}, "data": {"n_eval": n_eval},
-            "sweep": {"progress": False}}
-  n_lr = 8
-  return {"seed": list(range(n_online // n_lr)), "data": {"regime": "online", "n_eval": n_eval},
-          "model": {"width": 512},
-          "train": {"batch_size": 32, "momentum": 0.0,
-                    "lr": [float(x) for x in np.geomspace(1e-3, 1e-1, n_lr)],
-                    "steps": steps, "log_every": log_every}, "sweep": {"progress": False}}
-
-
 def peak(reduced):
   """Measured matmul FLOP/s in float32 and bfloat16 (the best of several runs)."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -85,7 +55,7 @@ def peak(reduced):
     a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     f = jax.jit(lambda a: a @ a)
     f(a).block_until_ready()
-    best = min(_timed(lambda: f(a).block_until_ready(), 1) for _ in range(3 if reduced else 10))
+    best = timed(lambda: f(a).block_until_ready(), 3 if reduced else 10)[1]
     out[f"peak_{name}_flops"] = 2 * n ** 3 / best
   return out
 
@@ -156,7 +126,7 @@ def clip_forward(reduced):
       t = time.perf_counter()
       jax.block_until_ready(fwd(v, xj))
       compile_s = time.perf_counter() - t
-      jax_s = _timed(lambda: jax.block_until_ready(fwd(v, xj)), reps)
+      jax_s = timed(lambda: jax.block_until_ready(fwd(v, xj)), reps)[0]
       m = tm.to(device=dev, dtype=tdt).eval()
       xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(dev, tdt)
       def run_torch():
@@ -165,7 +135,7 @@ def clip_forward(reduced):
         if dev == "cuda":
           torch.cuda.synchronize()
       run_torch()
-      torch_s = _timed(run_torch, reps)
+      torch_s = timed(run_torch, reps)[0]
       rows.append({"model": name, "dtype": dname, "batch": batch, "compile_s": compile_s,
                    "featcon_images_per_s": batch / jax_s, "open_clip_images_per_s": batch / torch_s,
                    "speedup": torch_s / jax_s, "torch_device": dev})

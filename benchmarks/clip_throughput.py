@@ -21,17 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from benchmarks.common import timed
 from featcon import clip
 from tests.clip import reference
-
-
-def _median_time(fn, reps):
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times)), float(np.min(times))
 
 
 def bench(name, batch, reps, warmup=2):
@@ -59,8 +51,8 @@ def bench(name, batch, reps, warmup=2):
   # Interleave the two frameworks' timings so both see the same machine state.
   tt, tj = [], []
   for _ in range(reps):
-    tt.append(_median_time(run_torch, 1)[0])
-    tj.append(_median_time(lambda: jax.block_until_ready(fwd(variables, xj)), 1)[0])
+    tt.append(timed(run_torch, 1)[0])
+    tj.append(timed(lambda: jax.block_until_ready(fwd(variables, xj)), 1)[0])
   res = dict(model=name, batch=batch, reps=reps,
              torch_s=float(np.median(tt)), flax_s=float(np.median(tj)),
              torch_min_s=float(np.min(tt)), flax_min_s=float(np.min(tj)),

@@ -22,6 +22,7 @@ import torch
 from absl import app, flags
 
 import featcon
+from benchmarks.common import K, N_EVAL, N_FIG8, workload_config
 from featcon.theory import sweeps
 
 flags.DEFINE_integer("steps", 20000, "training steps per configuration")
@@ -36,7 +37,7 @@ flags.DEFINE_integer("cpu_devices", 0, "CPU devices featcon shards its configura
                      "PyTorch is unaffected")
 FLAGS = flags.FLAGS
 
-D, K, N, N_EVAL = 256, 64, 1000, 4096
+D, N = 256, N_FIG8
 
 
 def _torch_problem(seed, g):
@@ -101,19 +102,6 @@ def torch_online(seed, lr, steps, log_every=1000):
         torch.clamp(1 - ye * out(torch.relu(hidden(xe)))[:, 0], min=0).mean().item()
 
 
-def featcon_config(workload, steps, seeds, n_online):
-  log_every = 1000 if steps % 1000 == 0 else steps
-  if workload == "fig8":
-    return {"seed": list(range(seeds)), "model": {"activation": ["relu", "identity"]},
-            "train": {"steps": steps, "log_every": log_every}, "data": {"n_eval": N_EVAL},
-            "sweep": {"progress": False}}
-  n_lr = 8
-  return {"seed": list(range(n_online // n_lr)), "data": {"regime": "online", "n_eval": N_EVAL},
-          "model": {"width": 512},
-          "train": {"batch_size": 32, "momentum": 0.0, "lr": list(np.geomspace(1e-3, 1e-1, n_lr)),
-                    "steps": steps, "log_every": log_every}, "sweep": {"progress": False}}
-
-
 def matmul_peak():
   a = jnp.ones((2048, 2048), jnp.float32)
   f = jax.jit(lambda a: a @ a)
@@ -152,7 +140,7 @@ def main(argv):
 
 
 def _fig8(res, steps):
-  cfg = featcon_config("fig8", steps, FLAGS.seeds, 0)
+  cfg = workload_config("fig8", steps, FLAGS.seeds, 0)
   t = time.perf_counter()
   df = featcon.sweep(cfg)
   res["fig8_featcon_s"] = time.perf_counter() - t
@@ -177,7 +165,7 @@ def _fig8(res, steps):
 
 
 def _online(res, steps):
-  cfg = featcon_config("online", steps, 0, FLAGS.online_configs)
+  cfg = workload_config("online", steps, 0, FLAGS.online_configs)
   t = time.perf_counter()
   df = featcon.sweep(cfg)
   res["online_featcon_s"] = time.perf_counter() - t
