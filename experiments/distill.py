@@ -8,22 +8,13 @@ Resumes automatically from the latest checkpoint under --workdir, if the config 
 naming the fields, unless --allow_config_change. Default config: the offline
 digits benchmark (about a minute on 2 CPU cores). Paper-scale configs: configs/distill/*.py.
 """
-from absl import flags, logging
-from ml_collections import config_flags
+from absl import logging
 
 from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from featcon import distill
 from featcon import distributed
 
-_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("configs/distill/digits.py"),
-                                          "Experiment config.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).",
-                               required=True)
-_ALLOW_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False,
-    "Continue in a workdir whose recorded config differs in fields that determine the results "
-    "(the record keeps the old config in its history). Without it such a rerun is refused.")
-distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
+_CONFIG, _WORKDIR, _ALLOW_CHANGE = cli.stage_flags("Output directory (resumed if it exists).")
 
 
 def main(argv):

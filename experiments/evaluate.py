@@ -6,18 +6,14 @@ effective robustness (Taori et al. 2020) and the Figure 1 scatter plot.
 Writes results.json (with config and package versions), results.md and scatter.png. A config
 that differs from linear_probe_config.json in a field the probes depend on is refused.
 """
-from absl import flags, logging
-from ml_collections import config_flags
+from absl import logging
 
 from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from featcon import distill
 from featcon import distributed
 from featcon.probe import stages as probe_run
 
-_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("configs/distill/digits.py"),
-                                          "Experiment config.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory with trained probes.", required=True)
-distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
+_CONFIG, _WORKDIR, _ = cli.stage_flags("Directory with trained probes.", allow_config_change=False)
 
 
 def main(argv):

@@ -8,23 +8,14 @@ distill_config.json in a field the distillation depends on is refused. Probes al
 are reused only under the same probe settings (otherwise refused, or with --allow_config_change
 retrained).
 """
-from absl import flags, logging
-from ml_collections import config_flags
+from absl import logging
 
 from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
 from featcon.probe import stages as probe_run
 from featcon import distill
 from featcon import distributed
 
-_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("configs/distill/digits.py"),
-                                          "Experiment config.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a finished distillation run.",
-                               required=True)
-_ALLOW_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False,
-    "Continue in a workdir whose recorded config differs in fields that determine the results "
-    "(the record keeps the old config in its history). Without it such a rerun is refused.")
-distributed.add_flags(cpu_devices=1)  # deep stages: docs/scaling.md
+_CONFIG, _WORKDIR, _ALLOW_CHANGE = cli.stage_flags("Directory of a finished distillation run.")
 
 
 def main(argv):

@@ -12,24 +12,47 @@ lets both work from any directory:
   name refer to ``featcon.configs``.
 """
 import importlib
+import importlib.abc
 import importlib.util
 import os
 import sys
 
 from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from featcon import distributed
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Where "configs/…" may live: the repository root (above featcon/), then the installed package.
 _ROOTS = (os.path.dirname(_PACKAGE_DIR), _PACKAGE_DIR)
 
 
+class _ConfigsAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+  """Imports ``configs`` and its submodules as the very modules of the same name under featcon."""
+
+  def find_spec(self, name, path=None, target=None):
+    del path, target
+    if name == "configs" or name.startswith("configs."):
+      if importlib.util.find_spec("featcon." + name) is None:
+        return None
+      return importlib.util.spec_from_loader(name, self)
+    return None
+
+  def create_module(self, spec):
+    return importlib.import_module("featcon." + spec.name)
+
+  def exec_module(self, module):
+    del module  # already executed as featcon.configs[.X]
+
+
 def _alias_installed_configs():
+  """In an installed featcon (no top-level ``configs``), makes ``configs`` name featcon.configs."""
+  if any(isinstance(f, _ConfigsAlias) for f in sys.meta_path):
+    return
   if "configs" in sys.modules or importlib.util.find_spec("configs") is not None:
     return
-  try:
-    sys.modules["configs"] = importlib.import_module("featcon.configs")
-  except ImportError:
-    pass
+  sys.meta_path.insert(0, _ConfigsAlias())
 
 
 _alias_installed_configs()
@@ -83,3 +106,24 @@ def run(main, flags_parser=None):
   """
   kwargs = {} if flags_parser is None else {"flags_parser": flags_parser}
   app.run(main, argv=resolve_argv(sys.argv), **kwargs)
+
+
+def stage_flags(workdir_help, allow_config_change=True, default_config="configs/distill/digits.py"):
+  """The flags of a deep-network stage (``experiments.distill``, ``linear_probe``,
+  ``evaluate``): ``--config`` (resolved by :func:`config_path`), a required ``--workdir``,
+  optionally ``--allow_config_change``, and the distributed flags (one CPU device by default:
+  docs/scaling.md).
+
+  Returns:
+    (config flag holder, workdir flag holder, allow_config_change holder or None).
+  """
+  config = config_flags.DEFINE_config_file("config", config_path(default_config),
+                                           "Experiment config.", lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, workdir_help, required=True)
+  allow = flags.DEFINE_bool(
+      "allow_config_change", False,
+      "Continue in a workdir whose recorded config differs in fields that determine the results "
+      "(the record keeps the old config in its history). Without it such a rerun is refused."
+  ) if allow_config_change else None
+  distributed.add_flags(cpu_devices=1)
+  return config, workdir, allow

@@ -3,6 +3,7 @@ restricted unpickler: no code from the file runs (the rules are in ``featcon/che
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import io
 import pickle
@@ -313,20 +314,30 @@ def read_torch_zip(path: str):
     root = member[: -len("data.pkl")]
     data = _read_member(zf, member, path, budget.left)
     unpickler = _RestrictedUnpickler(data, path, member, zf, root, budget)
-    try:
+    with _unpickling_errors(f"{path}: {member}",
+                            " is not a valid checkpoint pickle (truncated or corrupt?)"):
       obj = unpickler.load()
-    except CheckpointError:
-      raise
-    except _Refused as e:
-      raise CheckpointError(f"{path}: {member}: {e}") from e
-    except Exception as e:  # pylint: disable=broad-except
-      # Malformed pickle bytes surface as many exception types from the opcode handlers
-      # (UnpicklingError, EOFError, KeyError, IndexError, TypeError, ValueError, ...).
-      raise CheckpointError(f"{path}: {member} is not a valid checkpoint pickle (truncated or "
-                            f"corrupt?): {type(e).__name__}: {e!s:.200}") from e
   if isinstance(obj, ScriptObject):
     return _flatten_script(obj)
   return obj
+
+
+@contextlib.contextmanager
+def _unpickling_errors(where, invalid):
+  """Every failure while unpickling as a :class:`CheckpointError` naming ``where``.
+
+  A refused global or opcode reads ``<where>: <reason>``; malformed bytes, which surface as many
+  exception types from the opcode handlers (UnpicklingError, EOFError, KeyError, IndexError,
+  TypeError, ValueError, ...), read ``<where><invalid>: <type>: <message>``.
+  """
+  try:
+    yield
+  except CheckpointError:
+    raise
+  except _Refused as e:
+    raise CheckpointError(f"{where}: {e}") from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"{where}{invalid}: {type(e).__name__}: {e!s:.200}") from e
 
 
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
@@ -346,7 +357,7 @@ def read_legacy(path: str):
   def unpickler(what):
     return _RestrictedUnpickler(buf, path, what, None, "", budget)
 
-  try:
+  with _unpickling_errors(path, ": not a valid torch.save file (truncated or corrupt?)"):
     if unpickler("header").load() != _LEGACY_MAGIC:
       raise CheckpointError(f"{path}: not a zip archive, safetensors or torch.save file "
                             "(truncated or corrupt?)")
@@ -355,13 +366,6 @@ def read_legacy(path: str):
     main = unpickler("pickle")
     obj = main.load()
     keys = unpickler("storage keys").load()
-  except CheckpointError:
-    raise
-  except _Refused as e:
-    raise CheckpointError(f"{path}: {e}") from e
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(f"{path}: not a valid torch.save file (truncated or corrupt?): "
-                          f"{type(e).__name__}: {e!s:.200}") from e
   storages = main._storages  # pylint: disable=protected-access
   if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(storages):
     raise CheckpointError(f"{path}: storage key list does not match the storages the pickle uses")
