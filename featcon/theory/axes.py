@@ -134,7 +134,8 @@ def _get(d, dotted):
   return d
 
 
-def _set(d, dotted, value):
+def set_dotted(d, dotted, value):
+  """Sets ``d[a][b][c] = value`` for ``dotted = "a.b.c"`` in nested dicts, creating levels."""
   parts = dotted.split(".")
   for p in parts[:-1]:
     d = d.setdefault(p, {})
@@ -168,16 +169,16 @@ def apply_axes(config, axes=None, singles=None):
       raise ValueError(f"unknown config field {field!r}; allowed: {', '.join(sorted(defaults))}")
     s = str(text).strip()
     if isinstance(text, str) and s.startswith("[") and s.endswith("]"):
-      _set(out, field, parse_values(field, s))
+      set_dotted(out, field, parse_values(field, s))
       continue
     value = parse_value(field, text, defaults[field])
-    _set(out, field, [value] if field in zipped else value)
+    set_dotted(out, field, [value] if field in zipped else value)
   if isinstance(axes, str):
     axes = [axes]
   items = axes.items() if isinstance(axes, dict) else [parse_axis(a) for a in (axes or [])]
   for field, values in items:
     values = parse_values(field, values) if isinstance(axes, dict) else values
-    _set(out, field, list(values))
+    set_dotted(out, field, list(values))
   return out
 
 

@@ -107,13 +107,6 @@ def _flatten(d, prefix=""):
   return out
 
 
-def _set(d, dotted, value):
-  parts = dotted.split(".")
-  for p in parts[:-1]:
-    d = d.setdefault(p, {})
-  d[parts[-1]] = value
-
-
 def _plain(config):
   if isinstance(config, ml_collections.ConfigDict):
     config = config.to_dict()
@@ -166,11 +159,11 @@ def expand(config):
     cfg = {}
     for k, v in flat.items():
       if k not in axes_fields:
-        _set(cfg, k, v)
+        axes_lib.set_dotted(cfg, k, v)
     swept = {}
     for (fields, _), values in zip(axes, combo):
       for f, v in zip(fields, values):
-        _set(cfg, f, tuple(v) if isinstance(v, list) else v)
+        axes_lib.set_dotted(cfg, f, tuple(v) if isinstance(v, list) else v)
         swept[f] = v
     out.append((swept, cfg))
   return out
