@@ -1,6 +1,7 @@
 r"""Wall time of every variant of ``configs/theory.py``, each the command a user runs.
 
   python -m benchmarks.sweep_variants [--variants=default,theory,...] [--out=FILE.json]
+      [--workdir=DIR]
 
 Each variant runs as ``python -m experiments.sweep --config=configs/theory.py:<variant>`` in a
 fresh process with a fresh workdir (so nothing is resumed and the compile is counted), one
@@ -22,6 +23,8 @@ from configs import theory
 
 flags.DEFINE_list("variants", list(theory.VARIANTS), "configs/theory.py variants to time")
 flags.DEFINE_string("out", "", "optional JSON file for the numbers")
+flags.DEFINE_string("workdir", "", "keep each variant's results in <workdir>/<variant> (must not "
+                    "exist yet, so nothing is resumed); default: a temporary folder")
 FLAGS = flags.FLAGS
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,10 +59,13 @@ def main(argv):
   unknown = [v for v in FLAGS.variants if v not in theory.VARIANTS]
   if unknown:
     raise app.UsageError(f"--variants: {unknown} not in {theory.VARIANTS}")
+  if FLAGS.workdir and os.path.exists(FLAGS.workdir):
+    raise app.UsageError(f"--workdir={FLAGS.workdir} exists; the timings need fresh runs")
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
+    base = FLAGS.workdir or tmp
     for v in FLAGS.variants:
-      rows.append(time_variant(v, os.path.join(tmp, v)))
+      rows.append(time_variant(v, os.path.join(base, v)))
       print(f"{v}: {rows[-1]['wall_s']:.1f} s", flush=True)
   print(markdown(rows))
   if FLAGS.out:
