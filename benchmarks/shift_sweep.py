@@ -22,6 +22,8 @@ from featcon.theory import sweeps
 
 flags.DEFINE_string("variant", "shift", "configs/theory.py variant")
 flags.DEFINE_integer("reps", 1, "alternating repetitions of both paths")
+flags.DEFINE_integer("cpu_devices", 0, "CPU devices the configurations are sharded over "
+                     "(featcon.use_all_cpu_cores): 0 = one per core, as experiments.sweep does")
 FLAGS = flags.FLAGS
 
 
@@ -37,6 +39,7 @@ def _run(groups, n):
 
 
 def main(_):
+  featcon.use_all_cpu_cores(FLAGS.cpu_devices)
   cfg = theory.get_config(FLAGS.variant)
   resolved = [featcon.resolve_config(c) for _, c in sweeps.expand(cfg)]
   paths = {"shared": sweeps.make_groups(resolved),
