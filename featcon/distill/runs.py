@@ -16,6 +16,7 @@ from featcon import io
 from featcon import models
 from featcon import training as train_lib
 from featcon.data import refs
+from featcon.distill import batchnorm
 from featcon.distill import teacher as teacher_lib
 
 
@@ -159,13 +160,20 @@ def start_stage(config, workdir: str, stage: str, allow_changes: bool = False) -
 
 
 def model_variables(config, workdir: str, which: str) -> tuple[Any, dict]:
-  """(module, variables) of the frozen "teacher" or distilled "student" of a finished run."""
+  """(module, variables) of the frozen "teacher" or distilled "student" of a finished run (with
+  recalibrated BatchNorm statistics when ``config.distill.bn_recalibration``)."""
   if which == "teacher":
     module = models.make_encoder(config.model.teacher, **config.model.overrides)
     if config.teacher.source == "pretrain":
-      return module, train_lib.load_variables(os.path.join(workdir, "teacher", "checkpoints"), "encoder")
+      return module, teacher_lib.recalibrated(config, workdir, module, train_lib.load_variables(
+          os.path.join(workdir, "teacher", "checkpoints"), "encoder"))
     return module, teacher_lib.teacher_variables(config, workdir)
   if which == "student":
     module = models.make_encoder(config.model.student, **config.model.student_overrides)
-    return module, train_lib.load_variables(os.path.join(workdir, "student", "checkpoints"))
+    variables = train_lib.load_variables(os.path.join(workdir, "student", "checkpoints"))
+    return module, batchnorm.maybe_recalibrated(
+        module, variables, lambda: refs.open_dataset(config, config.data.distill_train,
+                                                     "config.data.distill_train",
+                                                     limit=config.data.distill_limit),
+        config, os.path.join(workdir, "student"))
   raise ValueError(f"model={which!r} is not allowed; allowed: teacher, student")
