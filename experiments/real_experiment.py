@@ -150,7 +150,8 @@ def main(argv):
         "probe": probe, "rows": summary, "baseline_fit": fit,
         "baseline": results[(seeds[0], "main")]["baseline"], "seconds": seconds,
         "total_seconds": round(time.time() - t_all, 1), "eval_sets": res["eval_sets"],
-        "versions": io.versions()})
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "config": json.loads(config.to_json_best_effort()), "versions": io.versions()})
     with open(os.path.join(root, "summary.md"), "w") as f:
       f.write(table + "\n")
     logging.info("summary so far (%.0f s):\n%s", time.time() - t_all, table)

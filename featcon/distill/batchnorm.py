@@ -107,7 +107,7 @@ def image_batches(ds: registry.Dataset, image_size: int, batch_size: int, num_im
 
 def cache_path(directory: str, config) -> str:
   """``directory/batch_stats_recalibrated_n<images>.npz``."""
-  return os.path.join(directory, f"batch_stats_recalibrated_n{int(config.distill.bn_recalibration)}.npz")
+  return os.path.join(directory, f"batch_stats_recalibrated_n{int(config.distill.get('bn_recalibration', 0))}.npz")
 
 
 def maybe_recalibrated(module, variables: dict, open_ds, config, directory: str) -> dict:
@@ -116,7 +116,7 @@ def maybe_recalibrated(module, variables: dict, open_ds, config, directory: str)
   ``config.distill.batch_size``), cached in ``directory`` (:func:`cache_path`; written
   atomically, a corrupt file is recomputed); ``variables`` unchanged when that field is 0 or the
   module has no BatchNorm statistics."""
-  n = int(config.distill.bn_recalibration)
+  n = int(config.distill.get("bn_recalibration", 0))
   if n < 0:
     raise ValueError(f"config.distill.bn_recalibration={n} is not allowed; allowed: 0 (keep the "
                      "running statistics) or a positive number of images")

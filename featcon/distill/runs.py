@@ -59,6 +59,10 @@ def validate_config(config, stage: str) -> None:
     v = config.model[field.split(".")[1]]
     if v not in names:
       raise ValueError(f"config.{field}={v!r} is not allowed; allowed: {', '.join(names)}")
+  n_recal = config.distill.get("bn_recalibration", 0)
+  if not isinstance(n_recal, int) or n_recal < 0:
+    raise ValueError(f"config.distill.bn_recalibration={n_recal!r} is not allowed; allowed: 0 "
+                     "(keep the running statistics) or a positive number of images")
   if config.teacher.source not in TEACHER_SOURCES:
     raise ValueError(f"config.teacher.source={config.teacher.source!r} is not allowed; "
                      f"allowed: {', '.join(TEACHER_SOURCES)}")
