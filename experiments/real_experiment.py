@@ -58,7 +58,7 @@ def _variant(config, name: str):
 
 
 def _run(config, wd: str, name: str) -> dict:
-  distill.write_run_info(wd, config, f"real_experiment_{name}")
+  distill.write_run_info(wd, config, "real_experiment")  # the variant's config
   if name in ("main", "large_distill", "other_student"):
     distill.distill(config, wd)
   stages.train_probes(config, wd)

@@ -29,7 +29,10 @@ from featcon.distill import teacher as teacher_lib
 RESULT_INVARIANT = ("num_devices", "data.workers", "distill.checkpoint_every",
                     "distill.log_every", "distill.stop_after", "probe.feature_batch_size")
 # Config sections each stage's results do not depend on (later stages' settings).
-LATER_SECTIONS = {"distill": ("probe", "eval"), "linear_probe": ("eval",), "evaluate": ()}
+# ``real_experiment`` (experiments/real_experiment.py) runs every stage: its root record
+# depends on every section.
+LATER_SECTIONS = {"distill": ("probe", "eval"), "linear_probe": ("eval",), "evaluate": (),
+                  "real_experiment": ()}
 # The stage whose recorded config a stage checks before reading its outputs.
 UPSTREAM = {"linear_probe": "distill", "evaluate": "linear_probe"}
 # Fields a resumed distillation cannot change even when asked to (the checkpoint's structure).
