@@ -134,6 +134,8 @@ def main(argv):
     c = _variant(config, name)
     with c.unlocked():
       c.seed = seed
+      if seed != seeds[0]:
+        c.eval.baseline = "none"  # the pixel baselines and their fit are seed 0's (below)
     wd = os.path.join(root, f"s{seed}", name)
     teacher_feats = os.path.join(root, f"s{seeds[0]}", "main", "features", "teacher")
     if name == "main" and seed != seeds[0] and os.path.isdir(teacher_feats) and \
