@@ -58,6 +58,17 @@ def _variant(config, name: str):
 
 
 def _run(config, wd: str, name: str) -> dict:
+  """One run directory: distil (if the variant has a student), probes, evaluation; a directory
+  whose ``results.json`` was written under this very config is reused as it is."""
+  done = os.path.join(wd, "results.json")
+  if os.path.exists(done):
+    try:
+      prev = io.read_json(done)
+    except io.CorruptFileError:
+      prev = None
+    if prev and prev.get("config") == json.loads(config.to_json_best_effort()):
+      logging.info("%s: finished earlier under this config; reusing %s", name, done)
+      return prev
   distill.write_run_info(wd, config, "real_experiment")  # the variant's config
   if name in ("main", "large_distill", "other_student"):
     distill.distill(config, wd)

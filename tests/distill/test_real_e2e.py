@@ -88,8 +88,10 @@ def test_real_experiment_ci(tmp_path):
   assert os.path.getsize(os.path.join(wd, "scatter.png")) > 1000
   assert "| teacher |" in open(os.path.join(wd, "summary.md")).read()
 
-  # A rerun finds every stage done: no distillation or probe training is repeated.
+  # A rerun finds every stage done: no distillation, probe training or evaluation is repeated.
   done = {p: os.path.getmtime(p) for p in [
+      os.path.join(wd, "s0", "main", "results.json"),
+      os.path.join(wd, "s1", "random", "results.json"),
       os.path.join(wd, "s0", "main", "student", "metrics.jsonl"),
       os.path.join(wd, "s1", "random", "probes", "teacher_adamw.json"),
       os.path.join(wd, "s1", "main", "probes", "student_adamw.json")]}
