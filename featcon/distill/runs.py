@@ -171,9 +171,13 @@ def model_variables(config, workdir: str, which: str) -> tuple[Any, dict]:
   recalibrated BatchNorm statistics when ``config.distill.bn_recalibration``)."""
   if which == "teacher":
     module = models.make_encoder(config.model.teacher, **config.model.overrides)
-    if config.teacher.source == "pretrain":
+    ckpt = os.path.join(workdir, "teacher", "checkpoints")
+    done = train_lib.restore_latest(ckpt) if config.teacher.source == "pretrain" else None
+    if done is not None and done[1] >= config.teacher.pretrain.steps:
       return module, teacher_lib.recalibrated(config, workdir, module, train_lib.load_variables(
           os.path.join(workdir, "teacher", "checkpoints"), "encoder"))
+    # Released weights, a random init, or a pre-training not run yet (a probe-only run of a
+    # supervised row: it is trained here).
     return module, teacher_lib.teacher_variables(config, workdir)
   if which == "student":
     module = models.make_encoder(config.model.student, **config.model.student_overrides)
