@@ -59,7 +59,18 @@ def _variant(config, name: str):
 
 
 def _run(config, wd: str, name: str) -> dict:
-  distill.write_run_info(wd, config, f"real_experiment_{name}")
+  """One run directory: distil (if the variant has a student), probes, evaluation; a directory
+  whose ``results.json`` was written under this very config is reused as it is."""
+  done = os.path.join(wd, "results.json")
+  if os.path.exists(done):
+    try:
+      prev = io.read_json(done)
+    except io.CorruptFileError:
+      prev = None
+    if prev and prev.get("config") == json.loads(config.to_json_best_effort()):
+      logging.info("%s: finished earlier under this config; reusing %s", name, done)
+      return prev
+  distill.write_run_info(wd, config, "real_experiment")  # the variant's config
   if name in ("main", "large_distill", "other_student"):
     distill.distill(config, wd)
   stages.train_probes(config, wd)
@@ -135,6 +146,8 @@ def main(argv):
     c = _variant(config, name)
     with c.unlocked():
       c.seed = seed
+      if seed != seeds[0]:
+        c.eval.baseline = "none"  # the pixel baselines and their fit are seed 0's (below)
     wd = os.path.join(root, f"s{seed}", name)
     teacher_feats = os.path.join(root, f"s{seeds[0]}", "main", "features", "teacher")
     if name == "main" and seed != seeds[0] and os.path.isdir(teacher_feats) and \
@@ -151,7 +164,8 @@ def main(argv):
         "probe": probe, "rows": summary, "baseline_fit": fit,
         "baseline": results[(seeds[0], "main")]["baseline"], "seconds": seconds,
         "total_seconds": round(time.time() - t_all, 1), "eval_sets": res["eval_sets"],
-        "versions": io.versions()})
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "config": json.loads(config.to_json_best_effort()), "versions": io.versions()})
     with open(os.path.join(root, "summary.md"), "w") as f:
       f.write(table + "\n")
     logging.info("summary so far (%.0f s):\n%s", time.time() - t_all, table)

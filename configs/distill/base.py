@@ -33,6 +33,10 @@ def base_config() -> ml_collections.ConfigDict:
       init_attention_from_teacher=False,
       checkpoint_every=1000, log_every=100,
       stop_after=-1,                   # >= 0: stop after this step (simulated preemption)
+      # > 0: BatchNorm running statistics of the networks trained or initialised here (student,
+      # pre-trained or random teacher) recomputed on this many of their training images
+      # (featcon/distill/batchnorm.py); 0 = the running statistics of training.
+      bn_recalibration=0,
   ))
   c.probe = ml_collections.ConfigDict(dict(
       models="teacher,student",        # which frozen encoders get probes

@@ -16,6 +16,7 @@ from featcon import io
 from featcon import models
 from featcon import training as train_lib
 from featcon.data import refs
+from featcon.distill import batchnorm
 from featcon.distill import teacher as teacher_lib
 
 
@@ -28,7 +29,10 @@ from featcon.distill import teacher as teacher_lib
 RESULT_INVARIANT = ("num_devices", "data.workers", "distill.checkpoint_every",
                     "distill.log_every", "distill.stop_after", "probe.feature_batch_size")
 # Config sections each stage's results do not depend on (later stages' settings).
-LATER_SECTIONS = {"distill": ("probe", "eval"), "linear_probe": ("eval",), "evaluate": ()}
+# ``real_experiment`` (experiments/real_experiment.py) runs every stage: its root record
+# depends on every section.
+LATER_SECTIONS = {"distill": ("probe", "eval"), "linear_probe": ("eval",), "evaluate": (),
+                  "real_experiment": ()}
 # The stage whose recorded config a stage checks before reading its outputs.
 UPSTREAM = {"linear_probe": "distill", "evaluate": "linear_probe"}
 # Fields a resumed distillation cannot change even when asked to (the checkpoint's structure).
@@ -58,6 +62,10 @@ def validate_config(config, stage: str) -> None:
     v = config.model[field.split(".")[1]]
     if v not in names:
       raise ValueError(f"config.{field}={v!r} is not allowed; allowed: {', '.join(names)}")
+  n_recal = config.distill.get("bn_recalibration", 0)
+  if not isinstance(n_recal, int) or n_recal < 0:
+    raise ValueError(f"config.distill.bn_recalibration={n_recal!r} is not allowed; allowed: 0 "
+                     "(keep the running statistics) or a positive number of images")
   if config.teacher.source not in TEACHER_SOURCES:
     raise ValueError(f"config.teacher.source={config.teacher.source!r} is not allowed; "
                      f"allowed: {', '.join(TEACHER_SOURCES)}")
@@ -159,13 +167,24 @@ def start_stage(config, workdir: str, stage: str, allow_changes: bool = False) -
 
 
 def model_variables(config, workdir: str, which: str) -> tuple[Any, dict]:
-  """(module, variables) of the frozen "teacher" or distilled "student" of a finished run."""
+  """(module, variables) of the frozen "teacher" or distilled "student" of a finished run (with
+  recalibrated BatchNorm statistics when ``config.distill.bn_recalibration``)."""
   if which == "teacher":
     module = models.make_encoder(config.model.teacher, **config.model.overrides)
-    if config.teacher.source == "pretrain":
-      return module, train_lib.load_variables(os.path.join(workdir, "teacher", "checkpoints"), "encoder")
+    ckpt = os.path.join(workdir, "teacher", "checkpoints")
+    done = train_lib.restore_latest(ckpt) if config.teacher.source == "pretrain" else None
+    if done is not None and done[1] >= config.teacher.pretrain.steps:
+      return module, teacher_lib.recalibrated(config, workdir, module, train_lib.load_variables(
+          os.path.join(workdir, "teacher", "checkpoints"), "encoder"))
+    # Released weights, a random init, or a pre-training not run yet (a probe-only run of a
+    # supervised row: it is trained here).
     return module, teacher_lib.teacher_variables(config, workdir)
   if which == "student":
     module = models.make_encoder(config.model.student, **config.model.student_overrides)
-    return module, train_lib.load_variables(os.path.join(workdir, "student", "checkpoints"))
+    variables = train_lib.load_variables(os.path.join(workdir, "student", "checkpoints"))
+    return module, batchnorm.maybe_recalibrated(
+        module, variables, lambda: refs.open_dataset(config, config.data.distill_train,
+                                                     "config.data.distill_train",
+                                                     limit=config.data.distill_limit),
+        config, os.path.join(workdir, "student"))
   raise ValueError(f"model={which!r} is not allowed; allowed: teacher, student")

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from featcon import models
 from featcon import training as train_lib
 from featcon.data import refs
+from featcon.distill import batchnorm
 from featcon.distill import runs
 from featcon.distill import teacher as teacher_lib
 
@@ -58,7 +59,9 @@ def distill_step(teacher, student, tx, block_weight: float):
 
 
 def distill(config, workdir: str, mesh=None) -> dict:
-  """Representation distillation (Section 2): returns the student's variables."""
+  """Representation distillation (Section 2): returns the student's variables (BatchNorm
+  statistics recalibrated on the distillation images when ``config.distill.bn_recalibration``,
+  :mod:`featcon.distill.batchnorm`)."""
   runs.validate_config(config, "distill")  # every name, before the teacher is pre-trained
   dc = config.distill
   mesh = mesh or train_lib.make_mesh(config.num_devices)
@@ -80,4 +83,8 @@ def distill(config, workdir: str, mesh=None) -> dict:
                 metrics_path=os.path.join(workdir, "student", "metrics.jsonl"), mesh=mesh,
                 checkpoint_every=dc.checkpoint_every, log_every=dc.log_every,
                 stop_after=dc.stop_after, name="distill", consts=(teacher_vars,))
-  return train_lib.load_variables(ckpt)
+  variables = train_lib.load_variables(ckpt)
+  if dc.stop_after >= 0 and dc.stop_after < dc.steps:
+    return variables  # not finished: recalibrate once training is complete
+  return batchnorm.maybe_recalibrated(student, variables, lambda: ds, config,
+                                      os.path.join(workdir, "student"))

@@ -12,6 +12,7 @@ import optax
 from featcon import models
 from featcon import training as train_lib
 from featcon.data import refs
+from featcon.distill import batchnorm
 
 
 def teacher_variables(config, workdir: str, mesh=None) -> dict:
@@ -21,12 +22,17 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
   - "pretrain": supervised pre-training of the teacher architecture plus a linear head on
     ``config.teacher.data`` (for the offline benchmark: digits on *all* background kinds, the
     CPU-scale stand-in for CLIP's diverse pre-training data), checkpointed and resumable;
-  - "random": a frozen random initialisation (smoke tests only).
+  - "random": a frozen random initialisation (smoke tests, the random-init probe row).
+
+  With ``config.distill.bn_recalibration`` the BatchNorm statistics of a "pretrain" or "random"
+  teacher are recalibrated (:mod:`featcon.distill.batchnorm`) on its training images
+  (``config.teacher.data``) or on the distillation images, cached under ``workdir/teacher``.
   """
   src = config.teacher.source
   module = models.make_encoder(config.model.teacher, **config.model.overrides)
   if src == "random":
-    return train_lib.init_variables(module, config.data.image_size, config.seed + 10_000)
+    return recalibrated(config, workdir, module, train_lib.init_variables(
+        module, config.data.image_size, config.seed + 10_000))
   if src == "checkpoint":
     return models.load_pretrained(config.model.teacher, config.teacher.checkpoint or None)
   if src != "pretrain":
@@ -59,4 +65,19 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
                 metrics_path=os.path.join(workdir, "teacher", "metrics.jsonl"), mesh=mesh,
                 checkpoint_every=config.distill.checkpoint_every,
                 log_every=config.distill.log_every, name="teacher")
-  return train_lib.load_variables(ckpt, subtree="encoder")
+  return recalibrated(config, workdir, module, train_lib.load_variables(ckpt, subtree="encoder"))
+
+
+def recalibrated(config, workdir: str, module, variables: dict) -> dict:
+  """A "pretrain" or "random" teacher's ``variables`` with the BatchNorm statistics of
+  :func:`featcon.distill.batchnorm.maybe_recalibrated` (unchanged for released weights or when
+  ``config.distill.bn_recalibration`` is 0)."""
+  src = config.teacher.source
+  if src not in ("pretrain", "random"):
+    return variables
+  ref, field, limit = ((config.teacher.data, "config.teacher.data", 0) if src == "pretrain" else
+                       (config.data.distill_train, "config.data.distill_train",
+                        config.data.distill_limit))
+  return batchnorm.maybe_recalibrated(
+      module, variables, lambda: refs.open_dataset(config, ref, field, limit=limit), config,
+      os.path.join(workdir, "teacher"))
