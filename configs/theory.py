@@ -14,28 +14,31 @@ says otherwise; ``theory`` is the theorems' idealised network (Section 3.2: no b
 override ``model.bias = False``). The script's reported OOD loss is ``train_ood_risk`` (the
 training cores with the background redrawn); ``ood_risk`` is on fresh samples.
 
-* default (~25 s on an idle 2-core CPU, ~1–2 min under load): the classification split of
+* default: the classification split of
   Figure 8 with the public script's network: ReLU vs identity, 4 seeds, the script's fixed set
   (n = 1000, d = 256, K_core = K_bg = 32, width 256, hinge, momentum SGD, biases, frozen
   +-1/m output) at lr 1e-2 for 4,000 steps (the 20,000 steps at lr 1e-3 of ``:paper`` show
   the same, 5x slower). Expected: ReLU ends with ID hinge < 0.01 and OOD hinge > 0.5, C_bg
   rising from 0.20 to about 0.37 and a positive signed background mean; identity ends with
   ID ~ OOD and a signed background mean of 0.
-* ``theory`` (~25 s idle): the same without biases (the theorems' idealised setting).
-* ``paper`` (~3 min idle): both settings (``model.bias`` True and False) at the public
+* ``theory``: the same without biases (the theorems' idealised setting).
+* ``paper``: both settings (``model.bias`` True and False) at the public
   script's full scale (lr 1e-3, 20,000 steps), 4 seeds each.
 ``online``, ``regression``, ``shift`` and ``remedy`` run the idealised network (no biases).
 
-* ``online`` (~35 s idle): the theorems' regime: online SGD, hinge, frozen output, widths
+* ``online``: the theorems' regime: online SGD, hinge, frozen output, widths
   {64, 256, 1024} x batch sizes {8, 32, 128} x 2 seeds, one compile.
-* ``activations`` (~1.5 min idle): Figure 3(d)/10: relu, gelu, sigmoid, tanh; sphere core, AdamW,
+* ``activations``: Figure 3(d)/10: relu, gelu, sigmoid, tanh; sphere core, AdamW,
   both layers and biases trained; background correlation grows for every nonlinearity.
-* ``regression`` (~40 s idle): Figure 9: MSE to the core coefficients, ReLU vs identity.
-* ``shift`` (~30 s idle): OOD risk against the shift strength s in {0, 0.2, ..., 1}: one
+* ``regression``: Figure 9: MSE to the core coefficients, ReLU vs identity.
+* ``shift``: OOD risk against the shift strength s in {0, 0.2, ..., 1}: one
   training per seed and activation measures every s (training never sees the OOD sets); two
   compiles, ReLU and the linear shortcut of the identity.
-* ``remedy`` (~25 s idle): claim C7: ReLU with and without the oracle core-subspace projection.
-* ``smoke`` (seconds): a tiny sweep for tests.
+* ``remedy``: claim C7: ReLU with and without the oracle core-subspace projection.
+* ``smoke``: a tiny sweep for tests.
+
+Wall time of each on an idle 2-core CPU (18 s for ``smoke`` to 2 min for ``paper``):
+docs/performance.md, "Sweep variants" (``benchmarks/sweep_variants.py``).
 """
 import ml_collections
 
