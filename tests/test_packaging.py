@@ -140,3 +140,36 @@ def test_setup_states_ranges_and_the_newest_allowed_versions_resolve(wheel, tmp_
   for r in reqs:
     version = chosen.get(r.name.lower().replace("_", "-"))
     assert version is not None and r.specifier.contains(version, prereleases=True), (r, version)
+
+
+def test_fresh_venv_installs_the_wheel_with_newest_allowed_versions_and_runs(wheel, tmp_path):
+  """A new virtual environment, the wheel installed without the constraints file (pip picks
+  the newest versions setup.py allows), then featcon imports and simulates."""
+  env_dir = tmp_path / "venv"
+  subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=300)
+  py = str(env_dir / "bin" / "python")
+  try:
+    p = subprocess.run([py, "-m", "pip", "install", "-q", "--timeout", "20", str(wheel)],
+                       capture_output=True, text=True, timeout=900)
+  except subprocess.TimeoutExpired:
+    pytest.skip("pip could not install within 15 min (no network?)")
+  if p.returncode != 0 and any(e in p.stderr + p.stdout for e in _NETWORK_ERRORS):
+    pytest.skip(f"package index unreachable: {p.stderr.strip().splitlines()[-1]}")
+  assert p.returncode == 0, p.stderr[-3000:]
+  code = ("import json, featcon, importlib.metadata as md\n"
+          "r = featcon.simulate({'data': {'d': 16, 'k_core': 2, 'k_bg': 2, 'n_train': 32,"
+          " 'n_eval': 64}, 'model': {'width': 8}, 'train': {'steps': 20, 'log_every': 10}},"
+          " progress=False)\n"
+          "print(json.dumps({'file': featcon.__file__, 'id_risk': float(r.final['id_risk']),"
+          " 'versions': {n: md.version(n) for n in ('jax', 'numpy', 'pandas', 'flax')}}))\n")
+  run = subprocess.run([py, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  out = json.loads(run.stdout.strip().splitlines()[-1])
+  assert out["file"].startswith(str(env_dir)), out["file"]
+  assert 0.0 <= out["id_risk"] < 2.0
+  meta = email.message_from_string(_wheel_text(wheel, ".dist-info/METADATA"))
+  ranges = {Requirement(r).name.lower(): Requirement(r).specifier
+            for r in meta.get_all("Requires-Dist") if "extra ==" not in r}
+  for name, version in out["versions"].items():
+    assert ranges[name].contains(version, prereleases=True), (name, version)
