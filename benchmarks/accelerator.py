@@ -105,19 +105,13 @@ def clip_forward(reduced):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  from featcon import clip  # pylint: disable=g-import-not-at-top
   from tests.clip import reference  # pylint: disable=g-import-not-at-top
   names = ("tiny-rn", "tiny-vit") if reduced else ("RN50", "ViT-B/16")
   batch, reps = (4, 2) if reduced else (256, 10)
   dev = "cuda" if torch.cuda.is_available() else "cpu"
   rows = []
   for name in names:
-    cfg = clip.get_config(name)
-    tm = reference.torch_tower(cfg, seed=0)
-    module = clip.create(name)
-    variables = reference.flax_variables(tm, module)
-    x = np.random.default_rng(0).standard_normal(
-        (batch, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
+    tm, module, variables, x = reference.tower_pair(name, batch)
     for dname, jdt, tdt in (("float32", jnp.float32, torch.float32),
                             ("bfloat16", jnp.bfloat16, torch.bfloat16)):
       v = jax.tree.map(lambda a: jnp.asarray(a, jdt), variables)

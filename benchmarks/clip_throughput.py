@@ -22,18 +22,12 @@ import numpy as np
 import torch
 
 from benchmarks.common import timed
-from featcon import clip
 from tests.clip import reference
 
 
 def bench(name, batch, reps, warmup=2):
   """Time one (model, batch) pair in both frameworks; returns a dict of measurements."""
-  cfg = clip.get_config(name)
-  tm = reference.torch_tower(cfg, seed=0)
-  module = clip.create(name)
-  variables = reference.flax_variables(tm, module)
-  x = np.random.default_rng(0).standard_normal(
-      (batch, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
+  tm, module, variables, x = reference.tower_pair(name, batch)
   xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
   xj = jnp.asarray(x)
   fwd = jax.jit(lambda v, x: module.apply(v, x)[0])

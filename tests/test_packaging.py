@@ -50,6 +50,24 @@ def _wheel_text(whl, suffix):
   return z.read(name).decode()
 
 
+def _requirements(whl):
+  """The wheel's own requirements (``Requires-Dist`` without the extras')."""
+  meta = email.message_from_string(_wheel_text(whl, ".dist-info/METADATA"))
+  return [Requirement(r) for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
+
+
+def _pip(python, args, timeout):
+  """``python -m pip <args>``; skips the test when the package index cannot be reached."""
+  try:
+    p = subprocess.run([python, "-m", "pip", *args], capture_output=True, text=True,
+                       timeout=timeout)
+  except subprocess.TimeoutExpired:
+    pytest.skip(f"pip did not finish within {timeout} s (no network?)")
+  if p.returncode != 0 and any(e in p.stderr + p.stdout for e in _NETWORK_ERRORS):
+    pytest.skip(f"package index unreachable: {p.stderr.strip().splitlines()[-1]}")
+  assert p.returncode == 0, p.stderr[-3000:]
+
+
 def test_wheel_installs_only_the_featcon_name(wheel):
   names = zipfile.ZipFile(wheel).namelist()
   top = {n.split("/")[0] for n in names}
@@ -118,23 +136,14 @@ def test_config_paths_resolve_from_any_directory(tmp_path, monkeypatch):
 def test_setup_states_ranges_and_the_newest_allowed_versions_resolve(wheel, tmp_path):
   """The wheel's requirements are ranges (never exact pins), and without the constraints file
   they resolve on the package index to versions inside them."""
-  meta = email.message_from_string(_wheel_text(wheel, ".dist-info/METADATA"))
-  reqs = [Requirement(r) for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
+  reqs = _requirements(wheel)
   assert {r.name for r in reqs} >= {"jax", "numpy", "pandas", "flax", "optax"}
   for r in reqs:
     ops = {s.operator for s in r.specifier}
     assert ops == {">=", "<"}, r
   report = tmp_path / "report.json"
-  try:
-    p = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-                        "--quiet", "--report", str(report), "--timeout", "20",
-                        *map(str, reqs)],
-                       capture_output=True, text=True, timeout=600)
-  except subprocess.TimeoutExpired:
-    pytest.skip("pip could not resolve within 10 min (no network?)")
-  if p.returncode != 0 and any(e in p.stderr + p.stdout for e in _NETWORK_ERRORS):
-    pytest.skip(f"package index unreachable: {p.stderr.strip().splitlines()[-1]}")
-  assert p.returncode == 0, p.stderr[-3000:]
+  _pip(sys.executable, ["install", "--dry-run", "--ignore-installed", "--quiet", "--report",
+                        str(report), "--timeout", "20", *map(str, reqs)], timeout=600)
   chosen = {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
             for i in json.loads(report.read_text())["install"]}
   for r in reqs:
@@ -148,14 +157,7 @@ def test_fresh_venv_installs_the_wheel_with_newest_allowed_versions_and_runs(whe
   env_dir = tmp_path / "venv"
   subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=300)
   py = str(env_dir / "bin" / "python")
-  try:
-    p = subprocess.run([py, "-m", "pip", "install", "-q", "--timeout", "20", str(wheel)],
-                       capture_output=True, text=True, timeout=900)
-  except subprocess.TimeoutExpired:
-    pytest.skip("pip could not install within 15 min (no network?)")
-  if p.returncode != 0 and any(e in p.stderr + p.stdout for e in _NETWORK_ERRORS):
-    pytest.skip(f"package index unreachable: {p.stderr.strip().splitlines()[-1]}")
-  assert p.returncode == 0, p.stderr[-3000:]
+  _pip(py, ["install", "-q", "--timeout", "20", str(wheel)], timeout=900)
   code = ("import json, featcon, importlib.metadata as md\n"
           "r = featcon.simulate({'data': {'d': 16, 'k_core': 2, 'k_bg': 2, 'n_train': 32,"
           " 'n_eval': 64}, 'model': {'width': 8}, 'train': {'steps': 20, 'log_every': 10}},"
@@ -168,8 +170,6 @@ def test_fresh_venv_installs_the_wheel_with_newest_allowed_versions_and_runs(whe
   out = json.loads(run.stdout.strip().splitlines()[-1])
   assert out["file"].startswith(str(env_dir)), out["file"]
   assert 0.0 <= out["id_risk"] < 2.0
-  meta = email.message_from_string(_wheel_text(wheel, ".dist-info/METADATA"))
-  ranges = {Requirement(r).name.lower(): Requirement(r).specifier
-            for r in meta.get_all("Requires-Dist") if "extra ==" not in r}
+  ranges = {r.name.lower(): r.specifier for r in _requirements(wheel)}
   for name, version in out["versions"].items():
     assert ranges[name].contains(version, prereleases=True), (name, version)

@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+from featcon import clip
 from featcon.clip import convert
 from featcon.clip import model as clip_model
 from tests.clip.conftest import import_open_clip
@@ -61,6 +62,18 @@ def flax_variables(m, module, dtype=np.float32):
   """Convert an open_clip tower's state dict to Flax variables of ``module``."""
   sd = {k: v.detach().numpy() for k, v in m.state_dict().items()}
   return convert.to_flax_variables(sd, module, dtype=dtype)
+
+
+def tower_pair(name, batch, seed=0):
+  """A randomised open_clip tower for the named config, the Flax module with the same weights,
+  and a standard-normal NHWC batch of its image size: ``(torch_model, module, variables, x)``."""
+  cfg = clip.get_config(name)
+  tm = torch_tower(cfg, seed=seed)
+  module = clip.create(name)
+  variables = flax_variables(tm, module)
+  x = np.random.default_rng(seed).standard_normal(
+      (batch, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
+  return tm, module, variables, x
 
 
 def rel_err(a, b):
