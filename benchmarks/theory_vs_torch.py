@@ -5,7 +5,8 @@ r"""featcon's jitted, vmapped sweeps against a plain PyTorch eager loop, side by
 
 Workloads (same for both, same machine, same process):
 * fig8: the public script's fixed set (n = 1000, d = m = 256, K_core = K_bg = 32, hinge,
-  momentum SGD 0.9, lr 1e-3, weight decay 1e-3, frozen +-1/m output), seeds x {relu, identity},
+  momentum SGD 0.9, lr 1e-3, weight decay 1e-3, frozen +-1/m output, the script's biases: hidden
+  trained, output frozen at its initial value), seeds x {relu, identity},
   ID/OOD risk measured every 1000 steps (PyTorch: nn.Linear, torch.optim.SGD, full batch).
 * online: batch 32, width 512, fresh batch each step, 64 configurations (seeds x lrs).
 Timings are end to end (featcon's compile included). Also reported: featcon's compile time per
@@ -56,9 +57,9 @@ def torch_fig8(seed, activation, steps, log_every=1000):
                   torch.rand(N_EVAL, 32, generator=g)], 1)
   xe = ze @ mdict.T
   xo = torch.cat([ze[:, :32], torch.rand(N_EVAL, 32, generator=g) - 1], 1) @ mdict.T
-  hidden = torch.nn.Linear(D, 256, bias=False)
-  out = torch.nn.Linear(256, 1, bias=False)
-  out.weight.requires_grad_(False)
+  hidden = torch.nn.Linear(D, 256)  # the public script's layers: biases at PyTorch's init,
+  out = torch.nn.Linear(256, 1)     # the hidden one trained, the output layer frozen
+  out.requires_grad_(False)
   with torch.no_grad():
     out.weight.copy_(torch.where(torch.arange(256) < 128, 1.0, -1.0)[None] / 256)
   act = torch.nn.ReLU() if activation == "relu" else torch.nn.Identity()
@@ -80,9 +81,9 @@ def torch_fig8(seed, activation, steps, log_every=1000):
 def torch_online(seed, lr, steps, log_every=1000):
   g = torch.Generator().manual_seed(seed)
   mdict = _torch_problem(seed, g)
-  hidden = torch.nn.Linear(D, 512, bias=False)
-  out = torch.nn.Linear(512, 1, bias=False)
-  out.weight.requires_grad_(False)
+  hidden = torch.nn.Linear(D, 512)
+  out = torch.nn.Linear(512, 1)
+  out.requires_grad_(False)
   with torch.no_grad():
     out.weight.copy_(torch.where(torch.arange(512) < 256, 1.0, -1.0)[None] / 512)
   opt = torch.optim.SGD(hidden.parameters(), lr=lr, weight_decay=1e-3)
