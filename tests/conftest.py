@@ -7,6 +7,8 @@
   was skipped, unless the skip reason matches :data:`ALLOWED_SKIPS`: ``make test`` installs
   every extra, so a skip for a missing module means a broken environment that would otherwise
   pass with the parity tests silently not run.
+* The theory programs compile at XLA's backend optimisation level 0
+  (``FEATCON_THEORY_XLA_OPT_LEVEL``, docs/testing.md) unless the environment sets a level.
 """
 import os
 import re
@@ -14,6 +16,10 @@ import re
 import pytest
 
 os.environ.setdefault("XLA_FLAGS", "")
+# The theory programs of the tests run briefly and are each compiled once: XLA's backend
+# optimisation level 0 compiles them faster than it slows them (featcon.theory.train.
+# compiler_options); subprocesses inherit it. A value the user set is kept.
+os.environ.setdefault("FEATCON_THEORY_XLA_OPT_LEVEL", "0")
 
 # Documented skips that are expected even with every extra installed (regexes on the reason).
 ALLOWED_SKIPS = (

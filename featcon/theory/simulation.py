@@ -116,10 +116,11 @@ def simulate(config=None, progress=True, memory_budget_gb=MEMORY_BUDGET_GB):
   cfg = config_lib.resolve(config)
   static, dyn = train_lib.from_config(cfg)
   train_lib.check_memory(static, memory_budget_gb, "memory_budget_gb (simulate's argument)")
+  options = train_lib.compiler_options()
   bar = progress_lib.Bar(static.n_logs, "simulate", progress, unit="log")
   train = train_lib.make_train(static, on_log=bar if progress else None)
   t0 = time.perf_counter()
-  compiled = jax.jit(train).lower(dyn).compile()
+  compiled = jax.jit(train).lower(dyn).compile(options)
   compile_s = time.perf_counter() - t0
   bar.start()
   metrics, final = compiled(dyn)

@@ -302,6 +302,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   n_chunks = math.ceil(n / size)
   bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc, progress, unit="log")
   train = train_lib.make_train(group.static, on_log=bar if progress else None)
+  options = train_lib.compiler_options()
   done_before = 0
   fn = jax.jit(jax.vmap(train))
   dictionaries = jax.jit(jax.vmap(functools.partial(train_lib.run_dictionary, group.static)))
@@ -334,7 +335,7 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
       if log:
         log(f"compiling {desc} ...")
       tc = time.perf_counter()
-      compiled = fn.lower(*args).compile()
+      compiled = fn.lower(*args).compile(options)
       compile_s = time.perf_counter() - tc
       if log:
         log(f"compiled {desc} in {compile_s:.1f}s")
@@ -397,6 +398,7 @@ def run(config, workdir=None, progress=None, log=print):
   groups = make_groups(resolved)
   for group in groups:
     check_memory(group.static, sec["memory_budget_gb"])
+  train_lib.compiler_options()  # a bad $FEATCON_THEORY_XLA_OPT_LEVEL fails before any work
   distributed.warn_if_one_cpu_device()
   if not distributed.is_main():
     log = lambda s: None  # pylint: disable=unnecessary-lambda-assignment

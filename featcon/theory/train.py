@@ -17,6 +17,7 @@ Two exact paths (docs/theory.md, "Exact feature-coordinate dynamics"):
   ``alpha_{t+1} = alpha_t - eta_t beta_{t+1}``. ``path="auto"`` picks it whenever it is exact.
 """
 import dataclasses
+import os
 from typing import NamedTuple, Optional, Tuple
 
 import jax
@@ -197,6 +198,27 @@ def _targets(static, batch):
 def _data_kwargs(static):
   return dict(k_core=static.k_core, k_bg=static.k_bg, core=static.core, dist=static.coeff_dist,
               radii=static.core_radii)
+
+
+OPT_LEVEL_ENV = "FEATCON_THEORY_XLA_OPT_LEVEL"
+
+
+def compiler_options():
+  """XLA compiler options of the theory programs (:func:`featcon.simulate` and each sweep group).
+
+  ``$FEATCON_THEORY_XLA_OPT_LEVEL`` (0, 1, 2 or 3), if set, is XLA's backend (LLVM)
+  optimisation level for them; unset, XLA's own default applies. A lower level compiles faster
+  and runs slower, which pays only for programs that run briefly, such as the test suite's (it
+  sets 0; ``docs/testing.md``). Semantics do not change; float32 results may differ in the last
+  bits. A bad value raises ``ValueError`` before anything is compiled.
+  """
+  level = os.environ.get(OPT_LEVEL_ENV)
+  if level is None or level == "":
+    return None
+  if level.strip() not in ("0", "1", "2", "3"):
+    raise ValueError(f"{OPT_LEVEL_ENV}={level!r}; allowed: 0, 1, 2, 3 (XLA's backend "
+                     "optimisation level) or unset (XLA's default)")
+  return {"xla_backend_optimization_level": int(level)}
 
 
 def run_keys(seed):

@@ -119,8 +119,10 @@ def test_sharded_equals_unsharded(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     outs.append(json.loads(p.stdout.strip().splitlines()[-1]))
   assert [o["devices"] for o in outs] == [1, 2]
-  np.testing.assert_allclose(outs[0]["x"], outs[1]["x"], rtol=1e-6)
-  np.testing.assert_allclose(outs[0]["y"], outs[1]["y"], rtol=1e-6, atol=1e-9)
+  # Compiled separately (fusions may differ): float32 rounding, measured up to 2.6e-6 relative
+  # on bg_signed (a mean of signed terms) at XLA level 0; a mis-sharded configuration is O(1).
+  np.testing.assert_allclose(outs[0]["x"], outs[1]["x"], rtol=1e-5)
+  np.testing.assert_allclose(outs[0]["y"], outs[1]["y"], rtol=1e-5, atol=1e-9)
 
 
 def test_resume_skips_finished_groups_and_refuses_changed_config(tmp_path, monkeypatch):
