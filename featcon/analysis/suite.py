@@ -27,10 +27,15 @@ from featcon.analysis import representation
 
 
 def default_layers(names):
-  """Post-nonlinearity layers of F.2: ViT "block{i}_mlp_act", else ResNet "layer{i}" (+ "stem")."""
+  """Post-nonlinearity layers of F.2: ViT "block{i}_mlp_act"; EfficientNet-Lite "stem", the
+  hidden activations "stage{s}_act" of each stage's last block and "head_act"; else ResNet
+  "layer{i}" (+ "stem")."""
   mlp = sorted((n for n in names if n.endswith("_mlp_act")), key=_natural)
   if mlp:
     return mlp
+  acts = sorted((n for n in names if re.fullmatch(r"stage\d+_act", n)), key=_natural)
+  if acts:
+    return [n for n in ("stem",) if n in names] + acts + [n for n in ("head_act",) if n in names]
   return sorted((n for n in names if re.fullmatch(r"stem|layer\d+", n)),
                 key=lambda n: (n != "stem", _natural(n)))
 
@@ -40,16 +45,18 @@ def _natural(s):
 
 
 def default_cam_layer(names, shapes=None, min_side=4):
-  """The last block's output: "layer{max}" for ResNets, "block{max}" for ViTs.
+  """The last block's output: "layer{max}" for ResNets, "block{max}" for ViTs and
+  EfficientNet-Lite.
 
-  With `shapes` (name -> shape), ResNet stages whose map is smaller than `min_side`² are skipped
-  (a Grad-CAM of a 1×1 map is flat: featcon.clip's "tiny-rn" has layer4 at 1×1 on 32-px inputs),
-  unless no stage is that large.
+  With `shapes` (name -> shape), spatial maps (N, H, W, C) smaller than `min_side`² are skipped
+  (a Grad-CAM of a 1×1 map is flat: featcon.clip's "tiny-rn" has layer4 at 1×1 on 32-px inputs;
+  EfficientNet-Lite's last blocks are 2×2 on 48-px inputs, where a centred object covers the four
+  cells alike), unless no candidate is that large; ViT token maps are kept.
   """
   for pat in (r"layer\d+", r"block\d+"):
     cands = sorted((n for n in names if re.fullmatch(pat, n)), key=_natural)
-    if shapes is not None and pat.startswith("layer"):
-      big = [n for n in cands if len(shapes[n]) == 4 and min(shapes[n][1:3]) >= min_side]
+    if shapes is not None:
+      big = [n for n in cands if len(shapes[n]) != 4 or min(shapes[n][1:3]) >= min_side]
       cands = big or cands
     if cands:
       return cands[-1]
@@ -199,19 +206,37 @@ def _domain(ctx):
   return out
 
 
+def _cam_rows(cfg, data):
+  """Grad-CAM rows: name -> (images, labels, object masks or None), `max(cam_examples,
+  cam_mass_examples)` images each: "ID" (the originals of the shifted images when there are
+  any), "ID, background shifted", and one row per OOD domain ("OOD" when there is one, else the
+  domain's name)."""
+  n = max(cfg.cam_examples, cfg.get("cam_mass_examples", 0))
+  rows = {}
+  if data.shifted_images is not None:
+    si = np.asarray(data.shifted_index)[:n]
+    rows["ID"] = (data.images[si], data.labels[si], data.mask_of(si))
+    rows["ID, background shifted"] = (data.shifted_images[:len(si)], data.labels[si],
+                                      data.mask_of(si))
+  else:
+    i = np.flatnonzero(data.domains == 0)[:n]
+    rows["ID"] = (data.images[i], data.labels[i], data.mask_of(i))
+  ood = sorted(d for d in set(data.domains.tolist()) if d != 0)
+  for d in ood:
+    i = np.flatnonzero(data.domains == d)[:n]
+    rows["OOD" if len(ood) == 1 else data.domain_names[d]] = (
+        data.images[i], data.labels[i], data.mask_of(i))
+  return rows
+
+
 def _gradcam(ctx):
   """Figure 6(a, b): Grad-CAM heatmaps of the ID class score for ID, OOD and background-only
-  shift; quantitatively, CAM mass on the object region (`gradcam.{json,png}`)."""
+  shift; quantitatively, CAM mass on the object region (`gradcam.{json,png}`), averaged over
+  `max(cam_examples, cam_mass_examples)` images per row (the figure shows `cam_examples`)."""
   cfg, encs, data, shapes, workdir = ctx.cfg, ctx.encs, ctx.data, ctx.shapes, ctx.workdir
-  n = cfg.cam_examples
+  n_plot = cfg.cam_examples
   x_id, y_id = data.subset(0)
-  x_ood, y_ood = data.subset(1) if (data.domains == 1).any() else (x_id[:0], y_id[:0])
-  rows = {"ID": (x_id[:n], y_id[:n])}
-  if data.shifted_images is not None:  # the ID row shows the originals of the shifted images
-    si = np.asarray(data.shifted_index)[:n]
-    rows["ID"] = (data.images[si], data.labels[si])
-    rows["ID, background shifted"] = (data.shifted_images[:len(si)], data.labels[si])
-  rows["OOD"] = (x_ood[:n], y_ood[:n])
+  rows = _cam_rows(cfg, data)
   out = {"head": cfg.cam_head}
   images, cams = {}, {}
   for e in encs:
@@ -228,18 +253,20 @@ def _gradcam(ctx):
     else:
       raise ValueError(f"cam_head={cfg.cam_head!r}: allowed ('probe', 'identity')")
     producer = None
-    for r, (x, y) in rows.items():
+    for r, (x, y, m) in rows.items():
       if not x.shape[0]:
         continue
       if producer is None:
-        producer = gradcam.find_producer(e.module, e.variables, jnp.asarray(x), layer,
+        producer = gradcam.find_producer(e.module, e.variables, jnp.asarray(x[:1]), layer,
                                          {"train": False})
       c = gradcam.grad_cam(e.module, e.variables, x, layer, score_fn, y, {"train": False},
                            producer)
-      images[f"{e.label}: {r}"], cams[f"{e.label}: {r}"] = x, c
-      if data.mask is not None:
+      images[f"{e.label}: {r}"], cams[f"{e.label}: {r}"] = x[:n_plot], c[:n_plot]
+      if m is not None:
         out.setdefault(e.label, {})[f"mass_on_object.{r}"] = float(
-            gradcam.cam_mass_in_mask(c, data.mask).mean())
+            gradcam.cam_mass_in_mask(c, m).mean())
+  if data.mask is not None:
+    out["object_area"] = float(np.asarray(data.mask, np.float32).mean())
   _dump(out, os.path.join(workdir, "gradcam.json"))
   plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"),
                  title=f"Grad-CAM of the true class's score ({cfg.cam_head} head)")
