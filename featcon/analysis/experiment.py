@@ -81,8 +81,8 @@ def check_normalization(encs, data):
     want = getattr(e.module, "input_normalization", None)
     if want is not None and want != data.normalization:
       raise ValueError(
-          f"encoder {e.label!r} ({e.spec}) has input_normalization={want!r} but data.source="
-          f"images are normalised as {data.normalization!r}; give encoders built from an arch "
+          f"encoder {e.label!r} ({e.spec}) has input_normalization={want!r} but the images of "
+          f"data.source are normalised as {data.normalization!r}; give encoders built from an arch "
           f"name encoder_overrides input_normalization={data.normalization!r} (as "
           "configs/analyze.py:real does), or use a data source with that normalisation")
 
