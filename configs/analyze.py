@@ -95,7 +95,7 @@ def get_config(arg=None):
   # An experiments.real_experiment workdir: its teacher, every seed's student ("student_s<seed>")
   # and random-init / supervised rows join (and replace same-named) c.encoders.
   c.real_run = ""
-  c.analyses = "rates,selectivity,density,domain,gradcam"
+  c.analyses = "rates,selectivity,density,domain,gradcam"  # + "background" (needs a mask)
   c.layers = ""                # comma list; "" = block outputs after the nonlinearity
   c.representation = "pre_logits"   # intermediate for the domain probe ("embedding" = output)
   c.selectivity_mode = "morcos"
@@ -155,6 +155,7 @@ def get_config(arg=None):
     c.run = "encoders"
     c.encoders = "teacher=efficientnet-lite0@pretrained,random=random:efficientnet-lite0"
     c.encoder_overrides = {"num_classes": 0, "input_normalization": "clip"}  # the run's
+    c.analyses = "rates,selectivity,density,domain,gradcam,background"
     c.data.source = "real:fmnist_grass:test"   # OOD: the same items on textures and photos
     c.data.size = 48                # configs/distill/real_experiment.py: data.image_size
     c.data.n_per_domain = 300

@@ -189,6 +189,10 @@ def _encoder_lines(res):
       mass = ", ".join(f"{k[len('mass_on_object.'):]} {v:.3f}" for k, v in g.items()
                        if k.startswith("mass_on_object."))
       items.append(f"Grad-CAM ({g['layer']})" + (f" mass on object {mass}" if mass else ""))
+    if label in res.get("background", {}).get("shift_sensitivity", {}):
+      d = res["background"]["shift_sensitivity"][label]
+      items.append(f"background-only shift moves the embedding by {d['rel_change']:.3f} of its "
+                   f"norm ({d['ratio']:.3f} of the distance between items)")
     lines.append(f"  {label}:")
     lines += [f"    {it}" for it in items]
   return lines
@@ -233,6 +237,15 @@ def headline_numbers(res):
       for k, x in g.items():
         if k.startswith("mass_on_object."):
           row[f"Grad-CAM mass on object, {k[len('mass_on_object.'):]} | {g['layer']}"] = x
+    b = res.get("background", {})
+    for layer, v in b.get("activation_on_object", {}).items():
+      for dom, x in v.get(label, {}).items():
+        row[f"activation share on object, {dom} | {layer}"] = x
+    if label in b.get("shift_sensitivity", {}):
+      d = b["shift_sensitivity"][label]
+      row["background shift: relative change | representation"] = d["rel_change"]
+      row["background shift: cosine | representation"] = d["cosine"]
+      row["background shift / item change | representation"] = d["ratio"]
   return out
 
 

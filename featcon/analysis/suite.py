@@ -7,7 +7,10 @@ function of a `Context`) that `cfg.analyses` names; each writes into `workdir`:
 - selectivity.{json,png}        F.3 / Figure 5: mean neuron selectivity per layer, ID vs OOD;
 - density.{json,png}            G.2 / Figure 15: histogram of each unit's mean activation;
 - domain.{json,png}             G.1 / Table 5, Figure 14: domain-probe error and 2-D PCA;
-- gradcam.{json,png}            Figure 6(a, b): heatmaps for ID, OOD and background-only shift.
+- gradcam.{json,png}            Figure 6(a, b): heatmaps for ID, OOD and background-only shift;
+- background.{json,png}         Section 5: share of each spatial layer's activation on the object
+                                (needs `data.mask`), and how far a background-only change moves
+                                the embedding (needs `data.shifted_images`).
 """
 import dataclasses
 import functools
@@ -273,6 +276,63 @@ def _gradcam(ctx):
   return out
 
 
+@functools.partial(jax.jit, static_argnames=("module", "layers"))
+def _layer_shares(module, variables, x, mask, layers):
+  _, inter = module.apply(variables, x, train=False)
+  return {l: metrics.activation_share_in_mask(inter[l], mask) for l in layers}
+
+
+def _background(ctx):
+  """Section 5, where the units respond: per spatial layer and domain, the share of the layer's
+  activation on the object against the object's share of the grid; and the embedding's
+  sensitivity to a background-only change (`representation.shift_sensitivity`) of the shifted
+  copies, with the OOD domains' copies of the same items beside it (`background.{json,png}`)."""
+  cfg, data = ctx.cfg, ctx.data
+  out, bars = {"activation_on_object": {}, "object_share_of_grid": {}}, {}
+  for e in ctx.encs:
+    layers = tuple(l for l in ctx.layers[e.label] if len(ctx.shapes[e.label][l]) == 4)
+    for dom, dname in enumerate(data.domain_names):
+      idx = np.flatnonzero(data.domains == dom)
+      if not idx.size:
+        continue
+      shares = {l: [] for l in layers}
+      for s in range(0, idx.size, cfg.batch_size):
+        i = idx[s:s + cfg.batch_size]
+        m = data.mask_of(i)
+        got = _layer_shares(e.module, e.variables, jnp.asarray(data.images[i]),
+                            jnp.asarray(m if m.ndim == 3 else np.broadcast_to(m, (len(i), *m.shape))),
+                            layers)
+        for l in layers:
+          shares[l].append(np.asarray(got[l]))
+      for l in layers:
+        v = float(np.concatenate(shares[l]).mean())
+        out["activation_on_object"].setdefault(l, {}).setdefault(e.label, {})[dname] = v
+        bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e.label] = v
+        if l not in out["object_share_of_grid"].get(dname, {}):
+          h, w = ctx.shapes[e.label][l][1:3]
+          grid = metrics.mask_at(data.mask_of(idx), h, w).mean()
+          out["object_share_of_grid"].setdefault(dname, {})[l] = float(grid)
+  if data.shifted_images is not None:
+    si = np.asarray(data.shifted_index)
+    out["shift_sensitivity"] = {}
+    for i, e in enumerate(ctx.encs):
+      emb = collect(e, data.images[si], data.labels[si], data.num_classes, [], "embedding",
+                    cfg.batch_size)[1]
+      emb_s = collect(e, data.shifted_images[:len(si)], data.labels[si], data.num_classes, [],
+                      "embedding", cfg.batch_size)[1]
+      out["shift_sensitivity"][e.label] = representation.shift_sensitivity(
+          emb, emb_s, jax.random.PRNGKey(cfg.seed + i))
+  _dump(out, os.path.join(ctx.workdir, "background.json"))
+  plots.grouped_bars(
+      bars, os.path.join(ctx.workdir, "background.png"), ylabel="activation share on the object",
+      xlabel="layer and domain", legend_title="encoder",
+      title="Where the units respond: share of each layer's activation inside the object box",
+      note="Σ (object mask at the layer's grid) · Σ_channels activation / Σ activation, averaged "
+      "over images; a layer that responds to every position alike scores the object's share of "
+      "the grid (background.json: object_share_of_grid).")
+  return out
+
+
 # Name → analysis(ctx) -> results; `run_all` runs those named in `cfg.analyses`, in this order.
 ANALYSES = {
     "rates": _rates,
@@ -280,6 +340,7 @@ ANALYSES = {
     "density": _density,
     "domain": _domain,
     "gradcam": _gradcam,
+    "background": _background,
 }
 
 
@@ -290,6 +351,10 @@ def run_all(cfg, encs, data, workdir):
   for a in todo:
     if a not in ANALYSES:
       raise ValueError(f"analyses item {a!r}: allowed {tuple(ANALYSES)}")
+  if "background" in todo and data.mask is None:
+    raise ValueError("analyses item 'background': the data have no object mask; allowed "
+                     "sources with one: digits:<split> (size >= 20), real:, padded_*, npz: with "
+                     "'mask'")
   os.makedirs(workdir, exist_ok=True)
   ctx = _context(cfg, encs, data, workdir)
   results = {"layers": ctx.layers, "encoders": {e.label: e.spec for e in encs}}

@@ -22,6 +22,8 @@ from featcon.analysis import datasets  # pylint: disable=g-import-not-at-top
 from featcon.analysis import encoders  # pylint: disable=g-import-not-at-top
 from featcon.analysis import experiment  # pylint: disable=g-import-not-at-top
 from featcon.analysis import gradcam  # pylint: disable=g-import-not-at-top
+from featcon.analysis import metrics  # pylint: disable=g-import-not-at-top
+from featcon.analysis import representation  # pylint: disable=g-import-not-at-top
 from featcon.analysis import suite  # pylint: disable=g-import-not-at-top
 from featcon.data import Loader, real, refs, registry  # pylint: disable=g-import-not-at-top
 from featcon.data.sources import DatasetNotPreparedError  # pylint: disable=g-import-not-at-top
@@ -211,6 +213,44 @@ def test_cam_rows_follow_domains_and_per_image_masks():
     datasets.ImageSet(data.images, data.labels, data.domains, 2, mask=masks[:8])
 
 
+def test_activation_share_on_the_object_against_loops():
+  rng = np.random.default_rng(1)
+  acts = rng.random((3, 4, 4, 5)).astype(np.float32) * (rng.random((3, 4, 4, 5)) > 0.4)
+  mask = (rng.random((3, 8, 8)) > 0.6).astype(np.float32)
+  down = np.zeros((3, 4, 4))
+  for n in range(3):
+    for i in range(4):
+      for j in range(4):
+        down[n, i, j] = mask[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean()
+  np.testing.assert_allclose(metrics.mask_at(mask, 4, 4), down, rtol=1e-6)
+  want = [(acts[n].sum(-1) * down[n]).sum() / acts[n].sum() for n in range(3)]
+  np.testing.assert_allclose(metrics.activation_share_in_mask(acts, mask), want, rtol=1e-5)
+  np.testing.assert_allclose(metrics.activation_share_in_mask(acts, mask[0]),
+                             [(acts[n].sum(-1) * down[0]).sum() / acts[n].sum()
+                              for n in range(3)], rtol=1e-5)
+  # A non-dividing grid: an area-weighted resize keeps a constant mask constant.
+  np.testing.assert_allclose(metrics.mask_at(np.full((8, 8), 0.3), 3, 3), 0.3, rtol=1e-5)
+
+
+def test_shift_sensitivity_against_numpy():
+  rng = np.random.default_rng(2)
+  a = rng.normal(size=(50, 6))
+  b = a + 0.1 * rng.normal(size=(50, 6))
+  got = representation.shift_sensitivity(a, b, jax.random.PRNGKey(0))
+  rel = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1)
+  cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+  np.testing.assert_allclose([got["rel_change"], got["cosine"]], [rel.mean(), cos.mean()],
+                             rtol=1e-10)
+  allpairs = np.linalg.norm(a[None] - a[:, None], axis=-1) / np.linalg.norm(a, axis=1)[:, None]
+  exact = allpairs.sum() / (50 * 49)  # mean over every ordered pair i != j
+  assert abs(got["item_distance"] - exact) < 0.03 * exact
+  assert got["ratio"] == pytest.approx(got["rel_change"] / got["item_distance"])
+  same = representation.shift_sensitivity(a, a, jax.random.PRNGKey(0))
+  assert same["rel_change"] == 0 and same["cosine"] == pytest.approx(1.0)
+  swapped = representation.shift_sensitivity(a, np.roll(a, 1, axis=0), jax.random.PRNGKey(0))
+  assert 0.85 < swapped["ratio"] < 1.15  # another item: as far as an item swap
+
+
 def test_seed_groups_are_reduced_to_mean_and_std():
   res = {"encoders": {"teacher": "x", "student_s0": "x", "student_s1": "x", "student_s2": "x"},
          "domain": {l: {"error": e, "chance_error": 0.5, "pca_explained": [p, 0.1]}
@@ -244,6 +284,12 @@ def test_real_config_end_to_end_on_a_small_network(tmp_path):
   assert res["gradcam"]["object_area"] == pytest.approx(400 / 1024)
   assert set(res["selectivity"]["layer2"]["net_s1"]) == {
       "ID (skdigits_grass)", "OOD (skdigits_textures)", "OOD (skdigits_photos)"}
+  b = res["background"]
+  grid = b["object_share_of_grid"]["OOD (skdigits_photos)"]
+  assert set(grid) == {"stem", "layer1", "layer2"} and 0.3 < grid["layer1"] < 0.5
+  for v in b["activation_on_object"]["layer2"]["net_s0"].values():
+    assert 0.0 < v < 1.0
+  assert b["shift_sensitivity"]["net_s1"]["n"] == 4
   table = (tmp_path / "encoders" / "table.md").read_text()
   assert "| net (n=2) |" in table and "Grad-CAM mass on object, OOD (skdigits_photos)" in table
   assert "mean ± std over seeds" in experiment.summary_text({"encoders": res})
