@@ -232,6 +232,12 @@ def _cam_rows(cfg, data):
   return rows
 
 
+def _identity_scores(params, emb):
+  """The embedding as class scores (a classifier's logits), `grad_cam`'s `score_fn` form."""
+  del params
+  return emb
+
+
 def _gradcam(ctx):
   """Figure 6(a, b): Grad-CAM heatmaps of the ID class score for ID, OOD and background-only
   shift; quantitatively, CAM mass on the object region (`gradcam.{json,png}`), averaged over
@@ -246,13 +252,13 @@ def _gradcam(ctx):
     layer = cfg.cam_layer or default_cam_layer(list(shapes[e.label]), shapes[e.label])
     out.setdefault(e.label, {})["layer"] = layer
     emb_id = collect(e, x_id, y_id, data.num_classes, [], "embedding", cfg.batch_size)[1]
-    if cfg.cam_head == "probe":
+    if cfg.cam_head == "probe":  # the probe's weights are traced: one compile for all encoders
       probe = representation.fit_ridge_probe(emb_id, y_id, data.num_classes, cfg.probe_l2)
-      score_fn = lambda emb, p=probe: representation.probe_scores(p, emb)  # noqa: E731
+      score_fn, score_params = representation.probe_scores, probe
       out.setdefault(e.label, {})["probe_train_error"] = float(
           representation.probe_error(probe, emb_id, y_id))
     elif cfg.cam_head == "identity":
-      score_fn = lambda emb: emb  # noqa: E731
+      score_fn, score_params = _identity_scores, ()
     else:
       raise ValueError(f"cam_head={cfg.cam_head!r}: allowed ('probe', 'identity')")
     producer = None
@@ -263,7 +269,7 @@ def _gradcam(ctx):
         producer = gradcam.find_producer(e.module, e.variables, jnp.asarray(x[:1]), layer,
                                          {"train": False})
       c = gradcam.grad_cam(e.module, e.variables, x, layer, score_fn, y, {"train": False},
-                           producer)
+                           producer, score_params)
       images[f"{e.label}: {r}"], cams[f"{e.label}: {r}"] = x[:n_plot], c[:n_plot]
       if m is not None:
         out.setdefault(e.label, {})[f"mass_on_object.{r}"] = float(
