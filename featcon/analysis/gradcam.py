@@ -126,7 +126,7 @@ def cam_from(acts, grads, out_hw):
 
 
 def grad_cam(module, variables, images, layer, score_fn: Callable, targets,
-             apply_kwargs=None, producer=None):
+             apply_kwargs=None, producer=None, score_params=None):
   """Grad-CAM heatmaps of `layer` for the class scores `score_fn(embedding)[n, targets[n]]`.
 
   Args:
@@ -139,6 +139,10 @@ def grad_cam(module, variables, images, layer, score_fn: Callable, targets,
     targets: (N,) classes whose scores are explained (usually the true labels).
     apply_kwargs: extra keyword arguments for `apply` (default none; pass `{"train": False}`).
     producer: result of `find_producer`, to skip the search on repeated calls.
+    score_params: when given, the scores are `score_fn(score_params, embedding)` with the
+      parameters traced, not baked into the compiled function: one module-level `score_fn`
+      (e.g. `representation.probe_scores`) then serves every encoder's probe without
+      recompiling.
 
   Returns:
     (N, H, W) heatmaps scaled to [0, 1] per image.
@@ -147,13 +151,27 @@ def grad_cam(module, variables, images, layer, score_fn: Callable, targets,
   images = jnp.asarray(images, jnp.float32)
   if producer is None:
     producer = find_producer(module, variables, images, layer, dict(kw))
+  if score_params is None:
+    score_params, fn = (), _Unary(score_fn)
+  else:
+    fn = score_fn
   acts, grads = _acts_and_grads(module, variables, images, jnp.asarray(targets), layer,
-                                score_fn, kw, producer)
+                                fn, kw, producer, score_params)
   return cam_from(acts, grads, images.shape[1:3])
 
 
+class _Unary(NamedTuple):
+  """`score_fn(emb)` as `f(params, emb)`; hashes (and so compiles) as the function it wraps."""
+  fn: Callable
+
+  def __call__(self, params, emb):
+    del params
+    return self.fn(emb)
+
+
 @functools.partial(jax.jit, static_argnames=("module", "layer", "score_fn", "kw", "producer"))
-def _acts_and_grads(module, variables, images, targets, layer, score_fn, kw, producer):
+def _acts_and_grads(module, variables, images, targets, layer, score_fn, kw, producer,
+                    score_params):
   """The named intermediate and d(Σ_n score[n, targets[n]]) / d(intermediate), compiled once per
   (module, layer, score_fn, producer, shapes)."""
   kw = dict(kw)
@@ -161,7 +179,7 @@ def _acts_and_grads(module, variables, images, targets, layer, score_fn, kw, pro
   def score(delta):
     with nn.intercept_methods(_perturb(producer, delta)):
       emb, inter = module.apply(variables, images, **kw)
-    logits = score_fn(emb)
+    logits = score_fn(score_params, emb)
     return jnp.take_along_axis(logits, targets[:, None], axis=1).sum(), inter[layer]
 
   shape = jax.eval_shape(lambda: module.apply(variables, images, **kw)[1][layer]).shape

@@ -189,3 +189,32 @@ def density_summary(stats, threshold=1e-3):
       "threshold": float(threshold),
       "active_fraction": float(active_fraction(stats)),
   }
+
+
+def mask_at(mask, h, w):
+  """An object mask (N, H, W) or (H, W) brought to a layer's (h, w) grid: the mean of the mask
+  over each cell's H/h × W/w input pixels when the sides divide, else an antialiased linear
+  resize (the share of each cell that the object covers)."""
+  mask = jnp.asarray(mask, jnp.float32)
+  lead, (hh, ww) = mask.shape[:-2], mask.shape[-2:]
+  if hh % h == 0 and ww % w == 0:
+    return mask.reshape(*lead, h, hh // h, w, ww // w).mean((-3, -1))
+  return jax.image.resize(mask, (*lead, h, w), "linear", antialias=True)
+
+
+def activation_share_in_mask(acts, mask):
+  """Per example, the share of a layer's activation that lies on the object (Section 5: where
+  a network's units respond): `Σ_{ij} m_ij Σ_k a_ijk / Σ_{ij} Σ_k a_ijk`, shape (N,), with the
+  mask brought to the map's grid by `mask_at`. Compare with the object's share of the grid
+  (`mask_at(mask, h, w).mean((-2, -1))`), which a layer responding to every position alike has.
+
+  Args:
+    acts: (N, h, w, C) post-nonlinearity activations (non-negative, e.g. ReLU6).
+    mask: (N, H, W) or (H, W) object mask in [0, 1].
+  """
+  acts = jnp.asarray(acts, jnp.float32)
+  if acts.ndim != 4:
+    raise ValueError(f"acts.shape={acts.shape}: need a spatial map (N, h, w, C)")
+  total = acts.sum(-1)
+  m = jnp.broadcast_to(mask_at(mask, *acts.shape[1:3]), total.shape)
+  return (total * m).sum((1, 2)) / jnp.maximum(total.sum((1, 2)), 1e-12)

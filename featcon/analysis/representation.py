@@ -111,3 +111,38 @@ def pca_2d(x):
     proj = jnp.pad(proj, ((0, 0), (0, 2 - k)))
     explained = jnp.pad(explained, (0, 2 - k))
   return proj, explained
+
+
+def shift_sensitivity(emb, emb_shifted, key, pairs=2000):
+  """How far a background-only change moves a representation, in units of how far apart
+  different inputs are (the contamination of Section 5 seen in the embedding).
+
+  For pairs (x_i, x'_i) that differ only in the background, returns:
+  - `rel_change`: mean_i ||f(x'_i) − f(x_i)|| / ||f(x_i)||;
+  - `cosine`: mean_i cos(f(x_i), f(x'_i));
+  - `item_distance`: mean over `pairs` random pairs i ≠ j of ||f(x_i) − f(x_j)|| / ||f(x_i)||
+    (different items, same background kind);
+  - `ratio`: rel_change / item_distance (0: blind to the background; 1: a background change
+    moves the representation as far as swapping the item).
+
+  Args:
+    emb: (n, d) representations of the originals.
+    emb_shifted: (n, d) representations of their background-shifted copies.
+    key: PRNG key for the random pairs.
+    pairs: number of random pairs (i, j), i ≠ j.
+  """
+  a, b = np.asarray(emb, np.float64), np.asarray(emb_shifted, np.float64)
+  if a.shape != b.shape or a.ndim != 2 or a.shape[0] < 2:
+    raise ValueError(f"emb.shape={a.shape}, emb_shifted.shape={b.shape}: need two equal "
+                     "(n >= 2, d) arrays")
+  norm = np.maximum(np.linalg.norm(a, axis=1), 1e-12)
+  rel = np.linalg.norm(b - a, axis=1) / norm
+  cos = (a * b).sum(1) / (norm * np.maximum(np.linalg.norm(b, axis=1), 1e-12))
+  ki, kj = jax.random.split(key)
+  n = a.shape[0]
+  i = np.asarray(jax.random.randint(ki, (pairs,), 0, n))
+  j = (i + np.asarray(jax.random.randint(kj, (pairs,), 1, n))) % n  # j != i
+  item = np.linalg.norm(a[j] - a[i], axis=1) / norm[i]
+  return {"rel_change": float(rel.mean()), "cosine": float(cos.mean()),
+          "item_distance": float(item.mean()), "ratio": float(rel.mean() / item.mean()),
+          "n": int(n)}

@@ -7,7 +7,10 @@ function of a `Context`) that `cfg.analyses` names; each writes into `workdir`:
 - selectivity.{json,png}        F.3 / Figure 5: mean neuron selectivity per layer, ID vs OOD;
 - density.{json,png}            G.2 / Figure 15: histogram of each unit's mean activation;
 - domain.{json,png}             G.1 / Table 5, Figure 14: domain-probe error and 2-D PCA;
-- gradcam.{json,png}            Figure 6(a, b): heatmaps for ID, OOD and background-only shift.
+- gradcam.{json,png}            Figure 6(a, b): heatmaps for ID, OOD and background-only shift;
+- background.{json,png}         Section 5: share of each spatial layer's activation on the object
+                                (needs `data.mask`), and how far a background-only change moves
+                                the embedding (needs `data.shifted_images`).
 """
 import dataclasses
 import functools
@@ -27,10 +30,15 @@ from featcon.analysis import representation
 
 
 def default_layers(names):
-  """Post-nonlinearity layers of F.2: ViT "block{i}_mlp_act", else ResNet "layer{i}" (+ "stem")."""
+  """Post-nonlinearity layers of F.2: ViT "block{i}_mlp_act"; EfficientNet-Lite "stem", the
+  hidden activations "stage{s}_act" of each stage's last block and "head_act"; else ResNet
+  "layer{i}" (+ "stem")."""
   mlp = sorted((n for n in names if n.endswith("_mlp_act")), key=_natural)
   if mlp:
     return mlp
+  acts = sorted((n for n in names if re.fullmatch(r"stage\d+_act", n)), key=_natural)
+  if acts:
+    return [n for n in ("stem",) if n in names] + acts + [n for n in ("head_act",) if n in names]
   return sorted((n for n in names if re.fullmatch(r"stem|layer\d+", n)),
                 key=lambda n: (n != "stem", _natural(n)))
 
@@ -40,16 +48,18 @@ def _natural(s):
 
 
 def default_cam_layer(names, shapes=None, min_side=4):
-  """The last block's output: "layer{max}" for ResNets, "block{max}" for ViTs.
+  """The last block's output: "layer{max}" for ResNets, "block{max}" for ViTs and
+  EfficientNet-Lite.
 
-  With `shapes` (name -> shape), ResNet stages whose map is smaller than `min_side`² are skipped
-  (a Grad-CAM of a 1×1 map is flat: featcon.clip's "tiny-rn" has layer4 at 1×1 on 32-px inputs),
-  unless no stage is that large.
+  With `shapes` (name -> shape), spatial maps (N, H, W, C) smaller than `min_side`² are skipped
+  (a Grad-CAM of a 1×1 map is flat: featcon.clip's "tiny-rn" has layer4 at 1×1 on 32-px inputs;
+  EfficientNet-Lite's last blocks are 2×2 on 48-px inputs, where a centred object covers the four
+  cells alike), unless no candidate is that large; ViT token maps are kept.
   """
   for pat in (r"layer\d+", r"block\d+"):
     cands = sorted((n for n in names if re.fullmatch(pat, n)), key=_natural)
-    if shapes is not None and pat.startswith("layer"):
-      big = [n for n in cands if len(shapes[n]) == 4 and min(shapes[n][1:3]) >= min_side]
+    if shapes is not None:
+      big = [n for n in cands if len(shapes[n]) != 4 or min(shapes[n][1:3]) >= min_side]
       cands = big or cands
     if cands:
       return cands[-1]
@@ -199,50 +209,133 @@ def _domain(ctx):
   return out
 
 
+def _cam_rows(cfg, data):
+  """Grad-CAM rows: name -> (images, labels, object masks or None), `max(cam_examples,
+  cam_mass_examples)` images each: "ID" (the originals of the shifted images when there are
+  any), "ID, background shifted", and one row per OOD domain ("OOD" when there is one, else the
+  domain's name)."""
+  n = max(cfg.cam_examples, cfg.get("cam_mass_examples", 0))
+  rows = {}
+  if data.shifted_images is not None:
+    si = np.asarray(data.shifted_index)[:n]
+    rows["ID"] = (data.images[si], data.labels[si], data.mask_of(si))
+    rows["ID, background shifted"] = (data.shifted_images[:len(si)], data.labels[si],
+                                      data.mask_of(si))
+  else:
+    i = np.flatnonzero(data.domains == 0)[:n]
+    rows["ID"] = (data.images[i], data.labels[i], data.mask_of(i))
+  ood = sorted(d for d in set(data.domains.tolist()) if d != 0)
+  for d in ood:
+    i = np.flatnonzero(data.domains == d)[:n]
+    rows["OOD" if len(ood) == 1 else data.domain_names[d]] = (
+        data.images[i], data.labels[i], data.mask_of(i))
+  return rows
+
+
+def _identity_scores(params, emb):
+  """The embedding as class scores (a classifier's logits), `grad_cam`'s `score_fn` form."""
+  del params
+  return emb
+
+
 def _gradcam(ctx):
   """Figure 6(a, b): Grad-CAM heatmaps of the ID class score for ID, OOD and background-only
-  shift; quantitatively, CAM mass on the object region (`gradcam.{json,png}`)."""
+  shift; quantitatively, CAM mass on the object region (`gradcam.{json,png}`), averaged over
+  `max(cam_examples, cam_mass_examples)` images per row (the figure shows `cam_examples`)."""
   cfg, encs, data, shapes, workdir = ctx.cfg, ctx.encs, ctx.data, ctx.shapes, ctx.workdir
-  n = cfg.cam_examples
+  n_plot = cfg.cam_examples
   x_id, y_id = data.subset(0)
-  x_ood, y_ood = data.subset(1) if (data.domains == 1).any() else (x_id[:0], y_id[:0])
-  rows = {"ID": (x_id[:n], y_id[:n])}
-  if data.shifted_images is not None:  # the ID row shows the originals of the shifted images
-    si = np.asarray(data.shifted_index)[:n]
-    rows["ID"] = (data.images[si], data.labels[si])
-    rows["ID, background shifted"] = (data.shifted_images[:len(si)], data.labels[si])
-  rows["OOD"] = (x_ood[:n], y_ood[:n])
+  rows = _cam_rows(cfg, data)
   out = {"head": cfg.cam_head}
   images, cams = {}, {}
   for e in encs:
     layer = cfg.cam_layer or default_cam_layer(list(shapes[e.label]), shapes[e.label])
     out.setdefault(e.label, {})["layer"] = layer
     emb_id = collect(e, x_id, y_id, data.num_classes, [], "embedding", cfg.batch_size)[1]
-    if cfg.cam_head == "probe":
+    if cfg.cam_head == "probe":  # the probe's weights are traced: one compile for all encoders
       probe = representation.fit_ridge_probe(emb_id, y_id, data.num_classes, cfg.probe_l2)
-      score_fn = lambda emb, p=probe: representation.probe_scores(p, emb)  # noqa: E731
+      score_fn, score_params = representation.probe_scores, probe
       out.setdefault(e.label, {})["probe_train_error"] = float(
           representation.probe_error(probe, emb_id, y_id))
     elif cfg.cam_head == "identity":
-      score_fn = lambda emb: emb  # noqa: E731
+      score_fn, score_params = _identity_scores, ()
     else:
       raise ValueError(f"cam_head={cfg.cam_head!r}: allowed ('probe', 'identity')")
     producer = None
-    for r, (x, y) in rows.items():
+    for r, (x, y, m) in rows.items():
       if not x.shape[0]:
         continue
       if producer is None:
-        producer = gradcam.find_producer(e.module, e.variables, jnp.asarray(x), layer,
+        producer = gradcam.find_producer(e.module, e.variables, jnp.asarray(x[:1]), layer,
                                          {"train": False})
       c = gradcam.grad_cam(e.module, e.variables, x, layer, score_fn, y, {"train": False},
-                           producer)
-      images[f"{e.label}: {r}"], cams[f"{e.label}: {r}"] = x, c
-      if data.mask is not None:
+                           producer, score_params)
+      images[f"{e.label}: {r}"], cams[f"{e.label}: {r}"] = x[:n_plot], c[:n_plot]
+      if m is not None:
         out.setdefault(e.label, {})[f"mass_on_object.{r}"] = float(
-            gradcam.cam_mass_in_mask(c, data.mask).mean())
+            gradcam.cam_mass_in_mask(c, m).mean())
+  if data.mask is not None:
+    out["object_area"] = float(np.asarray(data.mask, np.float32).mean())
   _dump(out, os.path.join(workdir, "gradcam.json"))
   plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"),
                  title=f"Grad-CAM of the true class's score ({cfg.cam_head} head)")
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("module", "layers"))
+def _layer_shares(module, variables, x, mask, layers):
+  _, inter = module.apply(variables, x, train=False)
+  return {l: metrics.activation_share_in_mask(inter[l], mask) for l in layers}
+
+
+def _background(ctx):
+  """Section 5, where the units respond: per spatial layer and domain, the share of the layer's
+  activation on the object against the object's share of the grid; and the embedding's
+  sensitivity to a background-only change (`representation.shift_sensitivity`) of the shifted
+  copies, with the OOD domains' copies of the same items beside it (`background.{json,png}`)."""
+  cfg, data = ctx.cfg, ctx.data
+  out, bars = {"activation_on_object": {}, "object_share_of_grid": {}}, {}
+  for e in ctx.encs:
+    layers = tuple(l for l in ctx.layers[e.label] if len(ctx.shapes[e.label][l]) == 4)
+    for dom, dname in enumerate(data.domain_names):
+      idx = np.flatnonzero(data.domains == dom)
+      if not idx.size:
+        continue
+      shares = {l: [] for l in layers}
+      for s in range(0, idx.size, cfg.batch_size):
+        i = idx[s:s + cfg.batch_size]
+        m = data.mask_of(i)
+        got = _layer_shares(e.module, e.variables, jnp.asarray(data.images[i]),
+                            jnp.asarray(m if m.ndim == 3 else np.broadcast_to(m, (len(i), *m.shape))),
+                            layers)
+        for l in layers:
+          shares[l].append(np.asarray(got[l]))
+      for l in layers:
+        v = float(np.concatenate(shares[l]).mean())
+        out["activation_on_object"].setdefault(l, {}).setdefault(e.label, {})[dname] = v
+        bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e.label] = v
+        if l not in out["object_share_of_grid"].get(dname, {}):
+          h, w = ctx.shapes[e.label][l][1:3]
+          grid = metrics.mask_at(data.mask_of(idx), h, w).mean()
+          out["object_share_of_grid"].setdefault(dname, {})[l] = float(grid)
+  if data.shifted_images is not None:
+    si = np.asarray(data.shifted_index)
+    out["shift_sensitivity"] = {}
+    for i, e in enumerate(ctx.encs):
+      emb = collect(e, data.images[si], data.labels[si], data.num_classes, [], "embedding",
+                    cfg.batch_size)[1]
+      emb_s = collect(e, data.shifted_images[:len(si)], data.labels[si], data.num_classes, [],
+                      "embedding", cfg.batch_size)[1]
+      out["shift_sensitivity"][e.label] = representation.shift_sensitivity(
+          emb, emb_s, jax.random.PRNGKey(cfg.seed + i))
+  _dump(out, os.path.join(ctx.workdir, "background.json"))
+  plots.grouped_bars(
+      bars, os.path.join(ctx.workdir, "background.png"), ylabel="activation share on the object",
+      xlabel="layer and domain", legend_title="encoder",
+      title="Where the units respond: share of each layer's activation inside the object box",
+      note="Σ (object mask at the layer's grid) · Σ_channels activation / Σ activation, averaged "
+      "over images; a layer that responds to every position alike scores the object's share of "
+      "the grid (background.json: object_share_of_grid).")
   return out
 
 
@@ -253,6 +346,7 @@ ANALYSES = {
     "density": _density,
     "domain": _domain,
     "gradcam": _gradcam,
+    "background": _background,
 }
 
 
@@ -263,6 +357,10 @@ def run_all(cfg, encs, data, workdir):
   for a in todo:
     if a not in ANALYSES:
       raise ValueError(f"analyses item {a!r}: allowed {tuple(ANALYSES)}")
+  if "background" in todo and data.mask is None:
+    raise ValueError("analyses item 'background': the data have no object mask; allowed "
+                     "sources with one: digits:<split> (size >= 20), real:, padded_*, npz: with "
+                     "'mask'")
   os.makedirs(workdir, exist_ok=True)
   ctx = _context(cfg, encs, data, workdir)
   results = {"layers": ctx.layers, "encoders": {e.label: e.spec for e in encs}}

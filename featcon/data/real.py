@@ -318,32 +318,68 @@ def composite(background: np.ndarray, grey: np.ndarray) -> np.ndarray:
   return (1 - a) * np.asarray(background, np.float32) + a * p * OBJECT_RGB.astype(np.float32)
 
 
-def render(objects: np.ndarray, background: str, image_size: int, seed_key: tuple[int, ...]
-           ) -> np.ndarray:
-  """Objects (uint8 (N, h, w)) composited on fresh background crops: uint8 (N, S, S, 3).
+OBJECT_FRACTION = 0.625  # the object's side as a fraction of the image side
 
-  Per image (one seeded stream): a background kind (``all`` only), an image, a crop scale, a
-  crop position, then the object's shift.
-  """
+
+def object_geometry(image_size: int) -> tuple[int, int, int]:
+  """``(object side, centred offset, max shift)`` of an object on a ``image_size`` canvas: the
+  object is resized to ``round(0.625 * side)`` pixels and placed at ``offset + (dy, dx)`` with
+  ``|dy|, |dx| <= side // 16``."""
+  obj_side = int(round(OBJECT_FRACTION * image_size))
+  return obj_side, (image_size - obj_side) // 2, image_size // 16
+
+
+def draw_layout(n: int, background: str, image_size: int, seed_key: tuple[int, ...]
+                ) -> np.ndarray:
+  """The random draws of :func:`render` for ``n`` images, int64 ``(n, 7)``: per image the
+  background kind, image, crop scale (indices into the pyramids), the crop's top-left
+  ``(y0, x0)`` and the object's shift ``(dy, dx)``, drawn in that order from one seeded stream."""
   kinds = ("grass", "textures", "photos") if background == "all" else (background,)
   pyramids = [_background_pyramid(k, image_size) for k in kinds]
   rng = np.random.default_rng(np.random.SeedSequence([2024, *seed_key]))
-  obj_side = int(round(0.625 * image_size))
-  max_shift = image_size // 16
-  off = (image_size - obj_side) // 2
+  max_shift = object_geometry(image_size)[2]
+  out = np.empty((n, 7), np.int64)
+  for i in range(n):
+    k = rng.integers(len(pyramids))
+    j = rng.integers(len(pyramids[k]))
+    levels = pyramids[k][j]
+    s = rng.integers(len(levels))
+    level = levels[s]
+    y0 = rng.integers(level.shape[0] - image_size + 1)
+    x0 = rng.integers(level.shape[1] - image_size + 1)
+    dy, dx = rng.integers(-max_shift, max_shift + 1, size=2)
+    out[i] = (k, j, s, y0, x0, dy, dx)
+  return out
+
+
+def render(objects: np.ndarray, background: str, image_size: int, seed_key: tuple[int, ...],
+           shifts: np.ndarray | None = None) -> np.ndarray:
+  """Objects (uint8 (N, h, w)) composited on fresh background crops: uint8 (N, S, S, 3).
+
+  Per image (one seeded stream, :func:`draw_layout`): a background kind (``all`` only), an
+  image, a crop scale, a crop position, then the object's shift. ``shifts`` (int (N, 2)
+  ``(dy, dx)``) replaces the drawn shifts (the background crops stay those of the stream): the
+  same objects at the positions another set drew.
+  """
+  kinds = ("grass", "textures", "photos") if background == "all" else (background,)
+  pyramids = [_background_pyramid(k, image_size) for k in kinds]
+  layout = draw_layout(len(objects), background, image_size, seed_key)
+  if shifts is not None:
+    shifts = np.asarray(shifts)
+    if shifts.shape != (len(objects), 2):
+      raise ValueError(f"shifts.shape={shifts.shape} is not allowed; allowed: "
+                       f"({len(objects)}, 2), one (dy, dx) per object")
+    layout[:, 5:] = shifts
+  obj_side, off, _ = object_geometry(image_size)
   out = np.empty((len(objects), image_size, image_size, 3), np.uint8)
   for b in range(0, len(objects), 512):
     objs = np.clip(resize_batch(objects[b:b + 512], obj_side), 0, 255)
     bgs = np.empty((len(objs), image_size, image_size, 3), np.float32)
     grey = np.zeros((len(objs), image_size, image_size), np.float32)
     for n in range(len(objs)):
-      pyramid = pyramids[rng.integers(len(pyramids))]
-      levels = pyramid[rng.integers(len(pyramid))]
-      level = levels[rng.integers(len(levels))]
-      y0 = rng.integers(level.shape[0] - image_size + 1)
-      x0 = rng.integers(level.shape[1] - image_size + 1)
+      k, j, s, y0, x0, dy, dx = layout[b + n]
+      level = pyramids[k][j][s]
       bgs[n] = level[y0:y0 + image_size, x0:x0 + image_size]
-      dy, dx = rng.integers(-max_shift, max_shift + 1, size=2)
       grey[n, off + dy:off + dy + obj_side, off + dx:off + dx + obj_side] = objs[n]
     out[b:b + len(objs)] = np.clip(np.round(composite(bgs, grey)), 0, 255).astype(np.uint8)
   return out
@@ -354,12 +390,32 @@ def _check_size(image_size: int) -> None:
     raise ValueError(f"image_size={image_size!r} is not allowed; allowed: an integer >= 16")
 
 
+def _seed_key(objects, background, split, image_size, seed) -> tuple[int, ...]:
+  return (OBJECTS.index(objects), BACKGROUNDS.index(background), SPLITS.index(split),
+          int(image_size), int(seed))
+
+
+def _check_set(objects: str, background: str, split: str, image_size: int) -> None:
+  if objects not in OBJECTS:
+    raise ValueError(f"objects={objects!r} is not allowed; allowed: {', '.join(OBJECTS)}")
+  if background not in BACKGROUNDS:
+    raise ValueError(f"background={background!r} is not allowed; allowed: "
+                     f"{', '.join(BACKGROUNDS)}")
+  if split not in BACKGROUND_SPLITS[background]:
+    raise ValueError(f"split={split!r} is not allowed for background {background!r}; allowed: "
+                     f"{', '.join(BACKGROUND_SPLITS[background])}")
+  _check_size(image_size)
+
+
 @functools.lru_cache(maxsize=8)
-def _make_real_arrays(objects, background, split, image_size, seed):
+def _make_real_arrays(objects, background, split, image_size, seed, shifts_from=None):
   obj, labels = object_split(objects, split)
-  key = (OBJECTS.index(objects), BACKGROUNDS.index(background), SPLITS.index(split),
-         int(image_size), int(seed))
-  images = render(obj, background, image_size, key)
+  shifts = None
+  if shifts_from is not None:
+    shifts = draw_layout(len(obj), shifts_from, image_size,
+                         _seed_key(objects, shifts_from, split, image_size, seed))[:, 5:]
+  images = render(obj, background, image_size,
+                  _seed_key(objects, background, split, image_size, seed), shifts)
   images.setflags(write=False)
   return images, labels
 
@@ -377,16 +433,36 @@ def make_real(objects: str, background: str, split: str, *, image_size: int = 64
   Returns:
     An ArraySource of uint8 (N, image_size, image_size, 3) images and int labels 0..9.
   """
-  if objects not in OBJECTS:
-    raise ValueError(f"objects={objects!r} is not allowed; allowed: {', '.join(OBJECTS)}")
-  if background not in BACKGROUNDS:
-    raise ValueError(f"background={background!r} is not allowed; allowed: "
-                     f"{', '.join(BACKGROUNDS)}")
-  if split not in BACKGROUND_SPLITS[background]:
-    raise ValueError(f"split={split!r} is not allowed for background {background!r}; allowed: "
-                     f"{', '.join(BACKGROUND_SPLITS[background])}")
-  _check_size(image_size)
+  _check_set(objects, background, split, image_size)
   images, labels = _make_real_arrays(objects, background, split, int(image_size), int(seed))
+  return ArraySource(images, labels)
+
+
+def object_boxes(objects: str, background: str, split: str, *, image_size: int = 64,
+                 seed: int = 0) -> np.ndarray:
+  """Where the object of each image of ``make_real(objects, background, split)`` lies: int64
+  ``(N, 4)`` rows ``(top, left, bottom, right)`` (bottom and right exclusive) of the square its
+  resized grey image fills (:func:`object_geometry`; the object's own pixels are inside)."""
+  _check_set(objects, background, split, image_size)
+  n = len(object_split(objects, split)[1])
+  shifts = draw_layout(n, background, image_size,
+                       _seed_key(objects, background, split, image_size, seed))[:, 5:]
+  side, off, _ = object_geometry(image_size)
+  top, left = off + shifts[:, 0], off + shifts[:, 1]
+  return np.stack([top, left, top + side, left + side], axis=1)
+
+
+def make_real_moved(objects: str, background: str, split: str, *, positions_from: str,
+                    image_size: int = 64, seed: int = 0) -> ArraySource:
+  """The objects of ``make_real(objects, background, split)`` (the same background crops) moved
+  to the positions they have in ``make_real(objects, positions_from, split)``: image ``i`` is
+  image ``i`` of the ``positions_from`` set with its background replaced by ``background``'s
+  crop ``i`` (a controlled background shift: same item, same pixels, same place), and its object
+  box is ``object_boxes(objects, positions_from, split)[i]``."""
+  _check_set(objects, background, split, image_size)
+  _check_set(objects, positions_from, split, image_size)
+  images, labels = _make_real_arrays(objects, background, split, int(image_size), int(seed),
+                                     positions_from)
   return ArraySource(images, labels)
 
 

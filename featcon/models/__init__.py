@@ -18,8 +18,8 @@ Every encoder honours one contract:
   (ResNets keep BatchNorm statistics; ViTs and the local networks have none);
 - intermediates of CLIP ResNets: ``stem``, ``layer1``..``layer4``, ``attnpool``; of CLIP ViTs:
   ``stem``, ``block{i}``, ``block{i}_mlp_act``, ``pre_pool``, ``embedding`` (docs/clip.md); of
-  EfficientNet-Lite: ``stem``, ``block{i}``, ``stage{s}``, ``head`` (the pooled embedding),
-  ``logits`` (docs/models.md).
+  EfficientNet-Lite: ``stem``, ``block{i}``, ``stage{s}``, ``stage{s}_act``, ``head_act``,
+  ``head`` (the pooled embedding), ``logits`` (docs/models.md).
 """
 from __future__ import annotations
 

@@ -23,8 +23,11 @@ PyTorch running-statistics update of :class:`featcon.clip.model.BatchNorm` with 
 Encoder contract (``featcon.models``): ``module.apply(variables, x, train=False)`` returns
 ``(embedding, intermediates)`` with ``x`` float32 NHWC, preprocessed by :func:`preprocess`
 (``(x - 127) / 128`` on 0-255 RGB). Intermediates: ``stem``, ``block0`` .. ``block{n-1}`` (every
-MBConv block, 16 in Lite0), ``stage1`` .. ``stage7`` (the last block of each stage), ``head`` (the
-pooled 1280-d feature, equal to the embedding) and ``logits`` (when ``num_classes > 0``).
+MBConv block, 16 in Lite0), ``stage1`` .. ``stage7`` (the last block of each stage),
+``stage1_act`` .. ``stage7_act`` (the ReLU6 output of that block's depthwise conv: the
+post-nonlinearity layers the analyses of Section 5 read; block outputs are linear), ``head_act``
+(the 1280-channel ReLU6 map before pooling), ``head`` (the pooled 1280-d feature, equal to the
+embedding) and ``logits`` (when ``num_classes > 0``).
 Training mode (``train=True, mutable=["batch_stats"]``) normalises with batch statistics; dropout
 and drop-connect of the original training recipe are not applied (the module is deterministic).
 
@@ -194,7 +197,11 @@ class Stem(nn.Module):
 
 
 class MBConv(nn.Module):
-  """Inverted-residual block without squeeze-excitation (MobileNetV2 / EfficientNet-Lite)."""
+  """Inverted-residual block without squeeze-excitation (MobileNetV2 / EfficientNet-Lite).
+
+  Returns ``(output, hidden)``: the block's output and its last nonlinearity's output (the
+  depthwise conv's ReLU6 activations, the block's widest post-nonlinearity layer).
+  """
   kernel: int
   stride: int
   expand_ratio: int
@@ -210,22 +217,23 @@ class MBConv(nn.Module):
     if self.expand_ratio != 1:
       h = jax.nn.relu6(_bn(d, "bn0")(SameConv(mid, 1, dtype=d, name="expand_conv")(h), train))
     h = SameConv(mid, self.kernel, self.stride, groups=mid, dtype=d, name="depthwise_conv")(h)
-    h = jax.nn.relu6(_bn(d, "bn1")(h, train))
-    h = _bn(d, "bn2")(SameConv(self.out_channels, 1, dtype=d, name="project_conv")(h), train)
+    hidden = jax.nn.relu6(_bn(d, "bn1")(h, train))
+    h = _bn(d, "bn2")(SameConv(self.out_channels, 1, dtype=d, name="project_conv")(hidden), train)
     if self.stride == 1 and cin == self.out_channels:
       h = h + x
-    return h
+    return h, hidden
 
 
 class Head(nn.Module):
-  """1x1 conv (1280) -> BatchNorm -> ReLU6 -> global average pool: the 1280-d embedding."""
+  """1x1 conv (1280) -> BatchNorm -> ReLU6 -> global average pool: ``(the 1280-d embedding,
+  the ReLU6 map before pooling)``."""
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = SameConv(HEAD_CHANNELS, 1, dtype=self.dtype, name="conv_head")(x)
     x = jax.nn.relu6(_bn(self.dtype, "bn1")(x, train))
-    return jnp.mean(x, axis=(1, 2))
+    return jnp.mean(x, axis=(1, 2)), x
 
 
 class EfficientNetLite(nn.Module):
@@ -265,11 +273,13 @@ class EfficientNetLite(nn.Module):
     inter["stem"] = x
     specs = block_specs(self.width_coefficient, self.depth_coefficient)
     for i, (stage, k, s, e, _, cout) in enumerate(specs):
-      x = MBConv(k, s, e, cout, dtype=d, name=f"blocks_{i}")(x, train)
+      x, hidden = MBConv(k, s, e, cout, dtype=d, name=f"blocks_{i}")(x, train)
       inter[f"block{i}"] = x
       if i + 1 == len(specs) or specs[i + 1][0] != stage:
         inter[f"stage{stage}"] = x
-    emb = Head(dtype=d, name="head")(x, train)
+        inter[f"stage{stage}_act"] = hidden
+    emb, head_act = Head(dtype=d, name="head")(x, train)
+    inter["head_act"] = head_act
     inter["head"] = emb
     if self.num_classes:
       bound = 1.0 / np.sqrt(HEAD_CHANNELS)

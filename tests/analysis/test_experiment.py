@@ -7,7 +7,8 @@ from featcon.analysis import suite
 
 
 def test_unknown_analysis_is_refused_before_any_work(tmp_path):
-  assert list(suite.ANALYSES) == ["rates", "selectivity", "density", "domain", "gradcam"]
+  assert list(suite.ANALYSES) == ["rates", "selectivity", "density", "domain", "gradcam",
+                                  "background"]
   cfg = ml_collections.ConfigDict({"analyses": "rates,bogus"})
   with pytest.raises(ValueError, match=r"analyses item 'bogus': allowed \('rates', "):
     suite.run_all(cfg, encs=None, data=None, workdir=str(tmp_path / "w"))

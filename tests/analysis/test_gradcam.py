@@ -55,6 +55,23 @@ def test_known_answer(target, corner):
   assert float(gradcam.cam_mass_in_mask(cam[None], mask)[0]) == pytest.approx(1.0)
 
 
+def _swap(params, emb):
+  return emb[:, ::-1] * params["scale"]
+
+
+def test_traced_score_params_give_the_closure_answer():
+  net, x = KnownNet(), _two_squares()
+  for target, corner in ((0, (slice(5, 8), slice(5, 8))), (1, (slice(0, 3), slice(0, 3)))):
+    traced = np.asarray(gradcam.grad_cam(net, {}, x, "layer1", _swap, np.array([target]),
+                                         score_params={"scale": jnp.float32(3.0)}))[0]
+    closure = np.asarray(gradcam.grad_cam(net, {}, x, "layer1", lambda e: _swap(
+        {"scale": 3.0}, e), np.array([target])))[0]
+    want = np.zeros((8, 8))
+    want[corner] = 1.0  # class c's score is the other channel's mean
+    np.testing.assert_allclose(traced, want, atol=1e-6)
+    np.testing.assert_allclose(closure, traced, atol=1e-6)
+
+
 def test_tokens_drop_class_token_and_form_a_grid():
   x = np.array([[[1.], [0.]], [[0.], [3.]]], np.float32)[None]  # (1, 2, 2, 1)
   cam = np.asarray(gradcam.grad_cam(TokenNet(), {}, x, "block0", lambda e: e, np.array([0])))[0]

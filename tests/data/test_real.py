@@ -153,6 +153,69 @@ def test_rendering_is_deterministic_shaped_and_composited():
   np.testing.assert_allclose(r @ np.arange(8.0), [0.5, 2.5, 4.5, 6.5], atol=0.35)
 
 
+def _render_sequential(objects, background, image_size, seed_key):
+  """The renderer as first written (draws and composites interleaved, one image at a time):
+  the reference that the layout/composite split of ``real.render`` must reproduce."""
+  kinds = ("grass", "textures", "photos") if background == "all" else (background,)
+  pyramids = [real._background_pyramid(k, image_size) for k in kinds]  # pylint: disable=protected-access
+  rng = np.random.default_rng(np.random.SeedSequence([2024, *seed_key]))
+  side, shift = int(round(0.625 * image_size)), image_size // 16
+  off = (image_size - side) // 2
+  out = []
+  for obj in objects:
+    pyramid = pyramids[rng.integers(len(pyramids))]
+    levels = pyramid[rng.integers(len(pyramid))]
+    level = levels[rng.integers(len(levels))]
+    y0 = rng.integers(level.shape[0] - image_size + 1)
+    x0 = rng.integers(level.shape[1] - image_size + 1)
+    bg = level[y0:y0 + image_size, x0:x0 + image_size]
+    dy, dx = rng.integers(-shift, shift + 1, size=2)
+    grey = np.zeros((image_size, image_size), np.float32)
+    grey[off + dy:off + dy + side, off + dx:off + dx + side] = np.clip(
+        real.resize_batch(obj[None], side)[0], 0, 255)
+    out.append(np.clip(np.round(real.composite(bg, grey)), 0, 255).astype(np.uint8))
+  return np.stack(out)
+
+
+def test_render_equals_the_sequential_renderer():
+  objs, _ = real.object_split("skdigits", "train")
+  for background in ("grass", "all"):
+    key = (2, real.BACKGROUNDS.index(background), 0, 32, 0)
+    np.testing.assert_array_equal(real.render(objs[:40], background, 32, key),
+                                  _render_sequential(objs[:40], background, 32, key))
+  with pytest.raises(ValueError, match=r"shifts.shape=\(3, 2\) is not allowed; allowed: \(4, 2\)"):
+    real.render(objs[:4], "grass", 32, (0,), shifts=np.zeros((3, 2), int))
+
+
+def test_object_boxes_and_moved_objects():
+  size, side = 32, 20
+  grass = real.make_real("skdigits", "grass", "test", image_size=size).images
+  tex = real.make_real("skdigits", "textures", "test", image_size=size).images
+  moved = real.make_real_moved("skdigits", "textures", "test", positions_from="grass",
+                               image_size=size).images
+  boxes = real.object_boxes("skdigits", "grass", "test", image_size=size)
+  tex_boxes = real.object_boxes("skdigits", "textures", "test", image_size=size)
+  assert boxes.shape == (len(grass), 4) and real.object_geometry(size) == (side, 6, 2)
+  np.testing.assert_array_equal(boxes[:, 2:] - boxes[:, :2], side)
+  assert boxes[:, :2].min() == 6 - 2 and boxes[:, :2].max() == 6 + 2
+  assert len(np.unique(boxes[:, :2], axis=0)) > 10 and (boxes != tex_boxes).any(1).mean() > 0.5
+  objs, _ = real.object_split("skdigits", "test")
+  p = np.clip(real.resize_batch(objs, side), 0, 255) / 255.0
+  for i in range(0, len(grass), 7):
+    t, l, b, r = boxes[i]
+    opaque = np.zeros((size, size), bool)
+    opaque[t:b, l:r] = p[i] >= 0.5            # a = min(1, 2p) = 1: the object's own colour
+    assert opaque.sum() > 10
+    np.testing.assert_array_equal(moved[i][opaque], grass[i][opaque])
+    outside = np.ones((size, size), bool)     # neither object: the texture crop itself
+    for tt, ll, bb, rr in (boxes[i], tex_boxes[i]):
+      outside[tt:bb, ll:rr] = False
+    np.testing.assert_array_equal(moved[i][outside], tex[i][outside])
+    assert np.abs(moved[i][outside].astype(int) - grass[i][outside]).mean() > 5
+  with pytest.raises(ValueError, match="split='train' is not allowed for background 'textures'"):
+    real.make_real_moved("skdigits", "textures", "train", positions_from="grass")
+
+
 def test_registry_names_load_with_shapes_labels_and_refs():
   for name, split in [("skdigits_grass", "train"), ("skdigits_textures", "test"),
                       ("skdigits_photos", "test"), ("skdigits_all", "train"),

@@ -94,12 +94,19 @@ def _timm_forward(m, x):
   h = m.bn1(m.conv_stem(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))))
   inter["stem"] = h
   i = 0
-  for stage in m.blocks:
-    for block in stage:
+  for s, stage in enumerate(m.blocks):
+    for j, block in enumerate(stage):
+      hook = None
+      if j == len(stage) - 1:  # the depthwise conv's BN + ReLU6 (timm's BatchNormAct2d)
+        hook = (block.bn1 if s == 0 else block.bn2).register_forward_hook(
+            lambda mod, inp, out, s=s: inter.__setitem__(f"stage{s + 1}_act", out))
       h = block(h)
+      if hook is not None:
+        hook.remove()
       inter[f"block{i}"] = h
       i += 1
-  pooled = m.bn2(m.conv_head(h)).mean((2, 3))
+  inter["head_act"] = m.bn2(m.conv_head(h))
+  pooled = inter["head_act"].mean((2, 3))
   inter["head"], inter["logits"] = pooled, m.classifier(pooled)
   out = {}
   for k, v in inter.items():
