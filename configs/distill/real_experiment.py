@@ -88,7 +88,7 @@ def get_config(arg=None):
       ablations="" if ci else "other_student",
       ablation_seeds="0",
       large_factor=3,
-      other_student="tiny-rn",
+      other_student="tiny-vit",  # tiny-rn (ModifiedResNet) needs a side divisible by 32
       other_student_overrides={"output_dim": 1280, "image_size": c.data.image_size},
   ))
   return c
