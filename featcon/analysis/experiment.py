@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from featcon import io
 from featcon.analysis import datasets
 from featcon.analysis import encoders
 from featcon.analysis import padding
@@ -104,8 +105,8 @@ def run(cfg, workdir):
   if "padding" in parts:
     padding.check_config(cfg.padding)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json_best_effort(indent=1))
+  io.atomic_write(os.path.join(workdir, "config.json"),
+                  lambda f: f.write(cfg.to_json_best_effort(indent=1)))
   results = {}
   data = datasets.load(cfg.data) if "encoders" in parts else None
   if "padding" in parts:
@@ -129,8 +130,8 @@ def run(cfg, workdir):
       encs.append(encoders.load(label, spec, shape, cfg.seed, ov))
     check_normalization(encs, data)
     results["encoders"] = suite.run_all(cfg, encs, data, os.path.join(workdir, "encoders"))
-    with open(os.path.join(workdir, "encoders", "table.md"), "w") as f:
-      f.write(markdown_table(results["encoders"]) + "\n")
+    table = markdown_table(results["encoders"]) + "\n"
+    io.atomic_write(os.path.join(workdir, "encoders", "table.md"), lambda f: f.write(table))
   return results
 
 

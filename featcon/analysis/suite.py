@@ -14,7 +14,6 @@ function of a `Context`) that `cfg.analyses` names; each writes into `workdir`:
 """
 import dataclasses
 import functools
-import json
 import os
 import re
 from typing import Any
@@ -23,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featcon import io
 from featcon.analysis import gradcam
 from featcon.analysis import metrics
 from featcon.analysis import plots
@@ -98,8 +98,7 @@ def collect(enc, images, labels, num_classes, layers, rep_name, batch_size):
 
 
 def _dump(obj, path):
-  with open(path, "w") as f:
-    json.dump(obj, f, indent=1)
+  io.write_json(path, obj, indent=1)
 
 
 @dataclasses.dataclass
