@@ -17,6 +17,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from featcon.analysis import gradcam
+
 SELECTIVITY_MODES = ("morcos", "all")
 
 
@@ -215,6 +217,5 @@ def activation_share_in_mask(acts, mask):
   acts = jnp.asarray(acts, jnp.float32)
   if acts.ndim != 4:
     raise ValueError(f"acts.shape={acts.shape}: need a spatial map (N, h, w, C)")
-  total = acts.sum(-1)
-  m = jnp.broadcast_to(mask_at(mask, *acts.shape[1:3]), total.shape)
-  return (total * m).sum((1, 2)) / jnp.maximum(total.sum((1, 2)), 1e-12)
+  # The same share as a heatmap's mass on the object, of the per-position activation total.
+  return gradcam.cam_mass_in_mask(acts.sum(-1), mask_at(mask, *acts.shape[1:3]))
