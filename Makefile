@@ -1,4 +1,5 @@
-# Two entry points (README Quickstart): `make run` (main job) and `make test`.
+# README Quickstart: `make run` (main job) and `make test-all` (every test; CI's command).
+# `make test` is the quick tier: every test but those marked slow (docs/testing.md).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-.PHONY: install install-test run test
+.PHONY: install install-test run test test-all
 CONSTRAINTS := requirements/constraints.txt
 
 install: $(PY)
@@ -28,4 +29,7 @@ run: install
 	$(PY) -m experiments.sweep --config=configs/theory.py --workdir=$(WORKDIR)
 
 test: install-test
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
+
+test-all: install-test
 	$(PY) -m pytest -q -n 2 tests

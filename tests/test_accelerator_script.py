@@ -15,6 +15,7 @@ for _m in ("torch", "open_clip"):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_reduced_run_writes_json_and_markdown(tmp_path):
   out = tmp_path / "acc"
   env = dict(os.environ, JAX_PLATFORMS="cpu")

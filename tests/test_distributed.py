@@ -71,6 +71,7 @@ print(json.dumps({"devices": jax.device_count(), "ood": df["ood_risk"].tolist(),
 """
 
 
+@pytest.mark.slow
 def test_sweep_on_two_cpu_devices_equals_one(tmp_path):
   """featcon.use_all_cpu_cores(2) shards the configurations; the metrics are the same."""
   script = tmp_path / "s.py"

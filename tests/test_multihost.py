@@ -59,6 +59,7 @@ def _losses(path):
     return [json.loads(l)["loss"] for l in f]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
   script = tmp_path / "worker.py"
   script.write_text(_WORKER)

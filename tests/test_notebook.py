@@ -10,6 +10,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes():
   nb = nbformat.read(os.path.join(ROOT, "docs", "notebooks", "quickstart.ipynb"), as_version=4)
   client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",

@@ -81,6 +81,7 @@ def test_wheel_installs_only_the_featcon_name(wheel):
     assert f"featcon-{s.replace('_', '-')} = featcon.experiments.{s}:run" in scripts, s
 
 
+@pytest.mark.slow
 def test_installed_wheel_runs_the_smoke_sweep_from_another_directory(wheel, tmp_path):
   target = tmp_path / "site"
   p = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
@@ -151,6 +152,7 @@ def test_setup_states_ranges_and_the_newest_allowed_versions_resolve(wheel, tmp_
     assert version is not None and r.specifier.contains(version, prereleases=True), (r, version)
 
 
+@pytest.mark.slow
 def test_fresh_venv_installs_the_wheel_with_newest_allowed_versions_and_runs(wheel, tmp_path):
   """A new virtual environment, the wheel installed without the constraints file (pip picks
   the newest versions setup.py allows), then featcon imports and simulates."""

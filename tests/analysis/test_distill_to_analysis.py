@@ -16,6 +16,7 @@ from featcon import distill  # pylint: disable=g-import-not-at-top
 FILES = ["activation_rates", "selectivity", "density", "domain", "gradcam", "analyses"]
 
 
+@pytest.mark.slow
 def test_distill_then_analyze_teacher_student_random(tmp_path):
   wd = str(tmp_path / "distill")
   dcfg = digits.get_config("tiny-rn,smoke")  # teacher pre-trained 6 steps, student distilled 6

@@ -9,6 +9,7 @@ from featcon.analysis import experiment
 FILES = ["activation_rates", "selectivity", "density", "domain", "gradcam"]
 
 
+@pytest.mark.slow
 def test_smoke_writes_every_figure_and_number(tmp_path):
   cfg = analyze_config.get_config("smoke")
   res = experiment.run(cfg, str(tmp_path))

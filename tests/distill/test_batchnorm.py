@@ -69,11 +69,13 @@ def test_recalibrated_eval_mode_reproduces_training_mode():
   maps of the last stages have n = 64, and the factor compounds through a random network)."""
   module = models.make_encoder("efficientnet-lite0", num_classes=0)
   x = jax.random.normal(jax.random.key(1), (64, 32, 32, 3))
-  variables = module.init(jax.random.key(0), x[:1])
-  (_, train_inter), _ = module.apply(variables, x, train=True, mutable=["batch_stats"])
-  _, stale = module.apply(variables, x, train=False)
+  variables = jax.jit(module.init)(jax.random.key(0), x[:1])
+  (_, train_inter), _ = jax.jit(lambda v, x: module.apply(v, x, train=True,
+                                                          mutable=["batch_stats"]))(variables, x)
+  evaluate = jax.jit(lambda v, x: module.apply(v, x, train=False))
+  _, stale = evaluate(variables, x)
   new = batchnorm.recalibrate_batch_stats(module, variables, [x])
-  _, inter = module.apply(new, x, train=False)
+  _, inter = evaluate(new, x)
   for name in ("stem", "block0", "block1", "block2"):
     err = float(jnp.max(jnp.abs(inter[name] - train_inter[name])))
     stale_err = float(jnp.max(jnp.abs(stale[name] - train_inter[name])))

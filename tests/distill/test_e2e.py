@@ -53,6 +53,7 @@ def _check_results(workdir, models=("teacher", "student")):
   return res
 
 
+@pytest.mark.slow
 def test_digits_benchmark_cli(tmp_path):
   wd = str(tmp_path / "run")
   for stage in STAGES:
@@ -65,6 +66,7 @@ def test_digits_benchmark_cli(tmp_path):
       assert json.loads(f.readlines()[-1])["step"] == 6
 
 
+@pytest.mark.slow
 def test_tfds_mock_cli(tmp_path):
   wd = str(tmp_path / "run")
   for stage in STAGES:

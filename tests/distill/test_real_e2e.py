@@ -42,6 +42,7 @@ def _run_cli(wd):
                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
 
 
+@pytest.mark.slow
 def test_real_experiment_ci(tmp_path):
   """The reduced run (~2 min on a 2-core CPU with a warm compilation cache; see
   docs/distillation.md for the measured times), then a rerun that reuses every finished stage."""

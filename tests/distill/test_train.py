@@ -111,6 +111,7 @@ print("RESULT", json.dumps({{k: float(v) for k, v in res.items()}}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny-rn"])
 def test_two_device_sharded_training_equals_single_device(tmp_path, model):
   """One step of distillation on a batch sharded over 2 devices equals the 1-device step.

@@ -67,7 +67,7 @@ MUTATIONS = [
      [T + "test_metrics.py"]),
     # training (feature path: decay of the orthogonal part with momentum)
     ("perp_no_momentum", "featcon/theory/train.py", "dyn.weight_decay * alpha + dyn.momentum * beta",
-     "dyn.weight_decay * alpha", [T + "test_train.py", "-k", "paths_agree and momentum0.9 and not oracle"]),
+     "dyn.weight_decay * alpha", [T + "test_train.py", "-k", "paths_agree and momentum and not nobias and not oracle"]),
     # distillation objective (Section 2)
     ("distill_sign", "featcon/distill/student.py", "jnp.square(s_emb - t_emb)",
      "jnp.square(s_emb + t_emb)", ["tests/distill/test_objective.py", "-k", "hand"]),
@@ -78,8 +78,8 @@ MUTATIONS = [
     # CLIP port and probes
     ("bn_eps", "featcon/clip/model.py", "BN_EPS = 1e-5", "BN_EPS = 1e-3",
      ["tests/clip/test_parity.py", "-k", "fp64 and tiny-rn"]),
-    ("ridge_lambda_not_relative", "featcon/probe/linear.py", "w = solve(lam * n)",
-     "w = solve(lam)", ["tests/distill/test_metrics.py", "-k", "ridge"]),
+    ("ridge_lambda_not_relative", "featcon/probe/ridge.py", "[lam * n for lam in lambdas]",
+     "[lam for lam in lambdas]", ["tests/distill/test_metrics.py", "-k", "ridge"]),
     ("effective_robustness_sign", "featcon/probe/metrics.py", "np.float64) - pred",
      "np.float64) + pred", ["tests/distill/test_metrics.py", "-k", "effective"]),
 ]

@@ -60,6 +60,7 @@ def test_grouping_compiles_once_for_values_widths_batches_activations():
     assert sorted(g.static.linear for g in groups) == [False, shortcut][:n_groups]
 
 
+@pytest.mark.slow
 def test_sweep_equals_simulate_one_by_one():
   cfg = _cfg(seed=[0, 3], model={"width": [8, 16], "activation": ["relu", "identity"]},
              train={"lr": [0.02, 0.05]}, sweep={"zip": [("seed", "train.lr")]})
@@ -100,6 +101,7 @@ def test_chunk_size_follows_memory_budget():
   assert sweep_lib.chunk_size(static, 64, budget) == 32
 
 
+@pytest.mark.slow
 def test_sharded_equals_unsharded(tmp_path):
   """Two forced host devices shard the configuration axis; results equal one device."""
   script = tmp_path / "run.py"
@@ -125,6 +127,7 @@ def test_sharded_equals_unsharded(tmp_path):
   np.testing.assert_allclose(outs[0]["y"], outs[1]["y"], rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_groups_and_refuses_changed_config(tmp_path, monkeypatch):
   cfg = _cfg(seed=[0, 1], train={"loss": ["hinge", "logistic"]})
   wd = str(tmp_path / "wd")
@@ -152,6 +155,7 @@ def test_resume_skips_finished_groups_and_refuses_changed_config(tmp_path, monke
     sweep_lib.run(_cfg(seed=[0, 1, 2]), workdir=wd, log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_cli_smoke_config(tmp_path):
   wd = tmp_path / "smoke"
   p = subprocess.run([sys.executable, "-m", "experiments.sweep",
@@ -170,6 +174,7 @@ def test_cli_smoke_config(tmp_path):
   assert len(df) == 8 * 3
 
 
+@pytest.mark.slow
 def test_interrupted_group_resumes_from_finished_chunks(tmp_path, monkeypatch):
   cfg = _cfg(seed=[0, 1, 2, 3, 4], sweep={"memory_budget_gb": 2.0})
   monkeypatch.setattr(sweep_lib, "bytes_per_config", lambda static: 2**30)  # 2 per chunk
@@ -196,6 +201,7 @@ def test_interrupted_group_resumes_from_finished_chunks(tmp_path, monkeypatch):
   pd.testing.assert_frame_equal(df, featcon.sweep(cfg))
 
 
+@pytest.mark.slow
 def test_padded_fixed_set_minibatches_and_unequal_sizes_equal_simulate():
   """Minibatches of the fixed set padded to the largest batch, with k_core != k_bg and d a
   multiple of neither: every configuration equals its own simulate run."""
@@ -224,6 +230,7 @@ def _select(df, swept):
   return df[sel].sort_values("step")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["feature", "input"])
 def test_shift_sweep_trains_once_and_equals_one_training_per_shift(path):
   """Configurations that differ only in data.shift share one training; every configuration's

@@ -31,7 +31,8 @@ def _over(**sections):
     {"data": {"d": 47, "k_core": 5, "k_bg": 11}},
     {"data": {"d": 47, "k_core": 11, "k_bg": 4, "task": "regression"}, "train": {"loss": "mse"},
      "model": {"train_output": True, "output_init": "pytorch"}},
-])
+], ids=["sgd", "momentum", "momentum_nobias", "momentum_oracle", "tanh_trained_output",
+        "online_cosine", "regression", "unequal_sizes", "unequal_sizes_regression"])
 def test_feature_and_input_paths_agree(extra):
   """For SGD (with momentum) the K-dimensional path is exact.
 
@@ -69,7 +70,8 @@ def test_feature_and_input_paths_agree(extra):
     ({"data": {"task": "regression"}, "train": {"loss": "mse"}}, 2e-5),
     ({"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01, "momentum": 0.0}}, 2e-5),
     ({"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01, "momentum": 0.9}}, 3e-3),
-])
+], ids=["momentum", "momentum_nobias", "input_zero_output_bias", "input_logistic_cosine",
+        "online", "regression", "decay", "decay_momentum"])
 def test_linear_shortcut_equals_general_loop(extra, tol):
   """train.linear_eligible: [W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t reproduces the full loop.
 

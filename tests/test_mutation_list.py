@@ -1,0 +1,40 @@
+"""tests/mutation/run.py stays applicable: every mutation's snippet occurs exactly once in its
+file and its pytest selection names tests that exist (a renamed test or a reworded line would
+otherwise turn a mutation into an error instead of a check)."""
+import json
+import os
+import subprocess
+import sys
+
+from tests.mutation import run as mutation_run
+
+ROOT = mutation_run.ROOT
+
+
+def test_every_snippet_occurs_exactly_once():
+  for name, path, old, new, _ in mutation_run.MUTATIONS:
+    with open(os.path.join(ROOT, path)) as f:
+      src = f.read()
+    assert src.count(old) == 1, (name, path, src.count(old))
+    assert old != new, name
+
+
+_COLLECT = """
+import json, sys
+import pytest
+from tests.mutation import run
+codes = {}
+for name, _, _, _, tests in run.MUTATIONS:
+  codes[name] = int(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"] + tests))
+print("CODES=" + json.dumps(codes))
+"""
+
+
+def test_every_selection_collects_a_test():
+  """One process collects every mutation's selection (pytest exit 0: at least one test)."""
+  r = subprocess.run([sys.executable, "-c", _COLLECT], cwd=ROOT, capture_output=True, text=True,
+                     timeout=600)
+  codes = [l for l in r.stdout.splitlines() if l.startswith("CODES=")]
+  assert codes, r.stdout[-2000:] + r.stderr[-2000:]
+  bad = {k: v for k, v in json.loads(codes[0][6:]).items() if v != 0}
+  assert not bad, bad
