@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from featcon.theory import config as config_lib
 from featcon.theory import train as train_lib
@@ -32,3 +33,12 @@ def run_seeds(over, seeds=(0, 1, 2, 3), **static_kw):
   dyns = dyns._replace(seed=jnp.asarray(np.asarray(seeds, np.uint32)))
   m, final = jax.jit(jax.vmap(train_lib.make_train(static)))(dyns)
   return {k: np.asarray(v) for k, v in m.items()}, jax.device_get(final)
+
+
+def params(cases, ids, slow=()):
+  """``pytest.param`` per case with its id; the ids in ``slow`` carry the ``slow`` marker (run by
+  ``make test-all``, not by the quick ``make test``; docs/testing.md)."""
+  assert len(cases) == len(ids) and set(slow) <= set(ids), (ids, slow)
+  return [pytest.param(*(c if isinstance(c, tuple) else (c,)), id=i,
+                       marks=[pytest.mark.slow] if i in slow else [])
+          for c, i in zip(cases, ids)]

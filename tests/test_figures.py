@@ -78,6 +78,7 @@ def _assert_readable(saved, expected):
   assert not problems, problems
 
 
+@pytest.mark.slow
 def test_smoke_sweep_figures(tmp_path, saved):
   from configs import theory  # pylint: disable=g-import-not-at-top
   from featcon.theory import sweeps  # pylint: disable=g-import-not-at-top
@@ -92,6 +93,7 @@ def test_smoke_sweep_figures(tmp_path, saved):
   assert "min–max over 2 seed(s)" in legend and "ID" in legend and "OOD" in legend
 
 
+@pytest.mark.slow
 def test_smoke_analysis_figures(tmp_path, saved):
   from configs import analyze as analyze_config  # pylint: disable=g-import-not-at-top
   from featcon.analysis import experiment  # pylint: disable=g-import-not-at-top

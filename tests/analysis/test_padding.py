@@ -48,6 +48,7 @@ def test_render_and_colours():
     padding.render(glyphs, cols, 12, 6)
 
 
+@pytest.mark.slow
 def test_tiny_experiment_runs(tmp_path):
   cfg = analyze_config.padding_config()
   cfg.update(steps=5, seeds=(0,), n_test=20, probe_digits=4, probe_colours=2, size=12, pad=2,

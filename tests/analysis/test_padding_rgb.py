@@ -123,6 +123,7 @@ def test_cifar10_not_prepared_names_the_build_command(tmp_path):
     padding.load_data(cfg)
 
 
+@pytest.mark.slow
 def test_rgb_path_end_to_end_on_mock_cifar10(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   from featcon.analysis import experiment  # pylint: disable=g-import-not-at-top

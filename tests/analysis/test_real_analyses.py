@@ -266,6 +266,7 @@ def test_seed_groups_are_reduced_to_mean_and_std():
   assert "| domain-probe hold-out error | representation | 0.400 | 0.300 ± 0.216 |" in table
 
 
+@pytest.mark.slow
 def test_real_config_end_to_end_on_a_small_network(tmp_path):
   cfg = analyze_config.get_config("real")
   with cfg.unlocked():

@@ -30,6 +30,7 @@ def _leaves(variables):
   return [np.asarray(x) for x in jax.tree.leaves(variables)]
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_equals_uninterrupted(tmp_path):
   full = distill.distill(_config(), str(tmp_path / "full"))
   # Interrupted after step 3 (last checkpoint at 3), then rerun: resumes from step 3.

@@ -90,7 +90,8 @@ def c6_identity():
   return run_seeds(_c6_config("identity"), C6_SEEDS)[0]
 
 
-@pytest.mark.parametrize("act", ["gelu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("act", ["gelu", pytest.param("sigmoid", marks=pytest.mark.slow),
+                                 pytest.param("tanh", marks=pytest.mark.slow)])
 def test_c6_other_activations(act, c6_identity):
   """Fig. 3(d) / 10: sphere core, AdamW, both layers and biases trained: background grows.
 

@@ -122,6 +122,7 @@ def test_markdown_table_and_typed_swept_arrays(tmp_path):
   assert results.swept_array([True, False]).dtype == bool
 
 
+@pytest.mark.slow
 def test_cli_axes_and_swept_override(tmp_path):
   wd = tmp_path / "cli"
   p = subprocess.run([sys.executable, "-m", "experiments.sweep",

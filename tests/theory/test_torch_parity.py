@@ -49,9 +49,10 @@ def _merge(a, b):
 
 
 @pytest.mark.parametrize("activation,loss,path,extra", [
-    ("relu", "hinge", "input", NOBIAS),
-    ("relu", "hinge", "feature", NOBIAS),
-    ("identity", "logistic", "feature", NOBIAS),
+    # without biases (slow: the quick tier keeps the public script's layers below)
+    pytest.param("relu", "hinge", "input", NOBIAS, marks=pytest.mark.slow),
+    pytest.param("relu", "hinge", "feature", NOBIAS, marks=pytest.mark.slow),
+    pytest.param("identity", "logistic", "feature", NOBIAS, marks=pytest.mark.slow),
     ("relu", "hinge", "input", SCRIPT),
     ("relu", "hinge", "feature", SCRIPT),
     ("identity", "hinge", "feature", SCRIPT),   # the linear shortcut with biases

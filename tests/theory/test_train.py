@@ -10,6 +10,7 @@ import featcon
 from featcon.theory import config as config_lib
 from featcon.theory import train as train_lib
 from tests.helpers import merge
+from tests.helpers import params
 
 TINY = {"data": {"d": 48, "k_core": 8, "k_bg": 8, "n_train": 200, "n_eval": 512},
         "model": {"width": 32}, "train": {"steps": 600, "log_every": 200, "lr": 2e-2}}
@@ -19,7 +20,7 @@ def _over(**sections):
   return merge(TINY, sections)
 
 
-@pytest.mark.parametrize("extra", [
+@pytest.mark.parametrize("extra", params([
     {"train": {"momentum": 0.0}},
     {"train": {"momentum": 0.9}},
     {"model": {"bias": False}, "train": {"momentum": 0.9}},
@@ -32,7 +33,9 @@ def _over(**sections):
     {"data": {"d": 47, "k_core": 11, "k_bg": 4, "task": "regression"}, "train": {"loss": "mse"},
      "model": {"train_output": True, "output_init": "pytorch"}},
 ], ids=["sgd", "momentum", "momentum_nobias", "momentum_oracle", "tanh_trained_output",
-        "online_cosine", "regression", "unequal_sizes", "unequal_sizes_regression"])
+        "online_cosine", "regression", "unequal_sizes", "unequal_sizes_regression"],
+    slow=["momentum_nobias", "momentum_oracle", "tanh_trained_output", "regression",
+          "unequal_sizes_regression"]))
 def test_feature_and_input_paths_agree(extra):
   """For SGD (with momentum) the K-dimensional path is exact.
 
@@ -60,7 +63,7 @@ def test_feature_and_input_paths_agree(extra):
 # by up to 6e-4 with weight decay and momentum together (the general loop rewrites every weight
 # each step; the feature and input paths of the general loop differ from each other as much).
 # Halving the decay in the alpha recursion moves the metrics by 0.4 of their range.
-@pytest.mark.parametrize("extra,tol", [
+@pytest.mark.parametrize("extra,tol", params([
     ({"train": {"momentum": 0.9}}, 2e-5),
     ({"model": {"bias": False}, "train": {"momentum": 0.9}}, 2e-5),
     ({"model": {"output_bias_init": "zero"}, "train": {"momentum": 0.9, "path": "input"}}, 2e-5),
@@ -71,7 +74,8 @@ def test_feature_and_input_paths_agree(extra):
     ({"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01, "momentum": 0.0}}, 2e-5),
     ({"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01, "momentum": 0.9}}, 3e-3),
 ], ids=["momentum", "momentum_nobias", "input_zero_output_bias", "input_logistic_cosine",
-        "online", "regression", "decay", "decay_momentum"])
+        "online", "regression", "decay", "decay_momentum"],
+    slow=["momentum_nobias", "input_zero_output_bias", "online", "regression", "decay"]))
 def test_linear_shortcut_equals_general_loop(extra, tol):
   """train.linear_eligible: [W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t reproduces the full loop.
 
