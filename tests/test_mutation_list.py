@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.mutation import run as mutation_run
 
 ROOT = mutation_run.ROOT
@@ -30,6 +32,7 @@ print("CODES=" + json.dumps(codes))
 """
 
 
+@pytest.mark.slow
 def test_every_selection_collects_a_test():
   """One process collects every mutation's selection (pytest exit 0: at least one test)."""
   r = subprocess.run([sys.executable, "-c", _COLLECT], cwd=ROOT, capture_output=True, text=True,

@@ -43,7 +43,7 @@ def test_create_explicit_and_overrides():
     clip.create("RN18")
 
 
-@pytest.mark.parametrize("name", ["tiny-rn", "tiny-vit"])
+@pytest.mark.parametrize("name", [pytest.param("tiny-rn", marks=pytest.mark.slow), "tiny-vit"])
 def test_train_and_eval_modes(name):
   m = clip.create(name)
   x = jax.random.normal(jax.random.PRNGKey(1), (4, 32, 32, 3))

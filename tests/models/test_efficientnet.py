@@ -338,8 +338,9 @@ def report():
         f"({len(stats)} tensors)")
 
 
-@pytest.mark.parametrize("n,k,s", [(8, 3, 1), (8, 3, 2), (7, 5, 2), (9, 5, 1), (2, 5, 2),
-                                   (1, 3, 2)])
+@pytest.mark.parametrize("n,k,s", [(8, 3, 1), (8, 3, 2),
+                                   pytest.param(7, 5, 2, marks=pytest.mark.slow), (9, 5, 1),
+                                   pytest.param(2, 5, 2, marks=pytest.mark.slow), (1, 3, 2)])
 def test_depthwise_conv_matches_grouped_conv(n, k, s):
   """The shifted-products depthwise convolution equals lax's grouped convolution with "SAME"
   padding (values and both gradients), odd and even sizes, stride 1 and 2."""
@@ -355,6 +356,7 @@ def test_depthwise_conv_matches_grouped_conv(n, k, s):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_clip_normalized_input_equals_lite_input():
   """``input_normalization="clip"`` on CLIP-normalised pixels gives the embedding of the same
   pixels ``(x - 127) / 128``-normalised; other values are refused."""

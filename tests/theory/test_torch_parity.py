@@ -147,6 +147,7 @@ def _moved_rel(ours, ref, p0, k):
   return np.linalg.norm(ours[k] - ref[k]) / np.linalg.norm(ref[k] - p0[k])
 
 
+@pytest.mark.slow
 def test_adamw_update_matches_pytorch_in_float64():
   """featcon's AdamW (optim.make), network and logistic loss vs torch.optim.AdamW, in float64.
 
