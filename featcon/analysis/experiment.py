@@ -104,22 +104,23 @@ def run(cfg, workdir):
     specs = [(l, s) for l, s in specs if l not in labels] + extra
   if "padding" in parts:
     padding.check_config(cfg.padding)
+  data = datasets.load(cfg.data) if "encoders" in parts else None
+  if "encoders" in parts:
+    if not specs:
+      raise ValueError("encoders='': give at least one 'label=spec'")
+    _check_encoder_names(cfg, specs, data, padding_models="padding" in parts)
   os.makedirs(workdir, exist_ok=True)
   io.atomic_write(os.path.join(workdir, "config.json"),
                   lambda f: f.write(cfg.to_json_best_effort(indent=1)))
   results = {}
-  data = datasets.load(cfg.data) if "encoders" in parts else None
   if "padding" in parts:
     pad_dir = os.path.join(workdir, "padding")
     summary, runs = padding.run_experiment(cfg.padding, pad_dir)
     results["padding"] = summary
     # Only the digits path's models see the padded-digits inputs that cfg.data describes.
-    if (cfg.analyse_padding_models and data is not None and cfg.padding.source == "digits"
-        and cfg.padding.size == cfg.data.size):
+    if _adds_padding_models(cfg, data):
       specs += _save_padding_models(runs, pad_dir)
   if "encoders" in parts:
-    if not specs:
-      raise ValueError("encoders='': give at least one 'label=spec'")
     shape = data.images.shape[1:]
     encs = []
     for label, spec in specs:
@@ -133,6 +134,33 @@ def run(cfg, workdir):
     table = markdown_table(results["encoders"]) + "\n"
     io.atomic_write(os.path.join(workdir, "encoders", "table.md"), lambda f: f.write(table))
   return results
+
+
+def _adds_padding_models(cfg, data):
+  """Whether the padding experiment's models join the encoders: only the digits path's models
+  see the padded-digits inputs that `cfg.data` describes."""
+  return bool(cfg.analyse_padding_models and data is not None and cfg.padding.source == "digits"
+              and cfg.padding.size == cfg.data.size)
+
+
+def _check_encoder_names(cfg, specs, data, padding_models):
+  """Every encoder spec parses and `cfg.layers` / `density_layer` / `representation` name
+  intermediates of every encoder built from an arch name (abstract evaluation, nothing
+  initialised), before any work; a recorded run's model is checked when it is loaded."""
+  planned = [(label, encoders.parse_spec(spec)[0], spec) for label, spec in specs]
+  if padding_models and _adds_padding_models(cfg, data):
+    planned += [(label, "small-resnet", None) for label in PADDING_MODELS.values()]
+  shape = data.images.shape[1:]
+  for label, arch, spec in planned:
+    path = encoders.parse_spec(spec)[1] if spec else None
+    if path and encoders.recorded_run(path, label) is not None:
+      continue
+    ov = encoder_overrides(cfg, arch)
+    if arch == "small-resnet":
+      ov["out_dim"] = data.num_classes
+    names = list(suite.abstract_intermediates(encoders.create(arch, **ov), shape,
+                                              dtype=data.images.dtype))
+    suite.check_layer_names(cfg, label, names)
 
 
 def _save_padding_models(runs, pad_dir):

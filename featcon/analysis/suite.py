@@ -370,22 +370,41 @@ def run_all(cfg, encs, data, workdir):
   return results
 
 
+def check_layer_names(cfg, label, names):
+  """The layers to analyse for one encoder whose intermediates are `names`: `cfg.layers` (or
+  :func:`default_layers`); raises ValueError naming the field when `cfg.layers`,
+  `cfg.density_layer` or `cfg.representation` is not one of them."""
+  layers = [l for l in cfg.layers.split(",") if l] or default_layers(names)
+  for l in layers + ([cfg.density_layer] if cfg.density_layer else []):
+    if l not in names:
+      raise ValueError(f"layer {l!r}: not an intermediate of encoder {label!r}; "
+                       f"allowed {names}")
+  if cfg.representation != "embedding" and cfg.representation not in names:
+    raise ValueError(f"representation={cfg.representation!r}: not an intermediate of encoder "
+                     f"{label!r}; allowed 'embedding' or one of {names}")
+  return layers
+
+
+def abstract_intermediates(module, input_shape, variables=None, dtype=jnp.float32):
+  """`{name: ShapeDtypeStruct}` of `module`'s intermediates on one (H, W, C) input, by abstract
+  evaluation (`jax.eval_shape`: nothing is initialised or computed)."""
+  x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
+  if variables is None:
+    fn = lambda x: module.apply(module.init(jax.random.PRNGKey(0), x), x, train=False)  # noqa: E731
+  else:
+    fn = lambda x: module.apply(variables, x, train=False)  # noqa: E731
+  return jax.eval_shape(fn, x)[1]
+
+
 def _context(cfg, encs, data, workdir):
   """Checks the configured layers against every encoder and streams the data through each one."""
   names, shapes, layers, sel_layers = {}, {}, {}, {}
   for e in encs:
-    inter = jax.eval_shape(
-        lambda e=e: e.module.apply(e.variables, jnp.asarray(data.images[:1]), train=False))[1]
+    inter = abstract_intermediates(e.module, data.images.shape[1:], e.variables,
+                                   data.images.dtype)
     names[e.label] = list(inter)
     shapes[e.label] = {k: tuple(v.shape) for k, v in inter.items()}
-    layers[e.label] = [l for l in cfg.layers.split(",") if l] or default_layers(names[e.label])
-    for l in layers[e.label] + ([cfg.density_layer] if cfg.density_layer else []):
-      if l not in names[e.label]:
-        raise ValueError(f"layer {l!r}: not an intermediate of encoder {e.label!r}; "
-                         f"allowed {names[e.label]}")
-    if cfg.representation != "embedding" and cfg.representation not in names[e.label]:
-      raise ValueError(f"representation={cfg.representation!r}: not an intermediate of encoder "
-                       f"{e.label!r}; allowed 'embedding' or one of {names[e.label]}")
+    layers[e.label] = check_layer_names(cfg, e.label, names[e.label])
     sel_layers[e.label] = layers[e.label] + (
         [cfg.representation] if cfg.representation in names[e.label] else [])
   stats, reps = {}, {}

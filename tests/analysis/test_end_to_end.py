@@ -46,7 +46,15 @@ def test_bad_config_values_raise(tmp_path):
     cfg.run = "encoders"
     cfg.representation = "pre_logit"
   with pytest.raises(ValueError, match="representation='pre_logit'.*allowed"):
-    experiment.run(cfg, str(tmp_path))
+    experiment.run(cfg, str(tmp_path / "r"))
+  # refused before any work: no encoder initialised, no config.json written
+  assert not (tmp_path / "r").exists()
+  with cfg.unlocked():
+    cfg.representation = "embedding"
+    cfg.layers = "layer9"
+  with pytest.raises(ValueError, match="layer 'layer9': not an intermediate of encoder 'rn'"):
+    experiment.run(cfg, str(tmp_path / "l"))
+  assert not (tmp_path / "l").exists()
   with pytest.raises(ValueError, match="config arg='big'"):
     analyze_config.get_config("big")
 

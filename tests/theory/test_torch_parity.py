@@ -55,7 +55,8 @@ def _merge(a, b):
     pytest.param("identity", "logistic", "feature", NOBIAS, marks=pytest.mark.slow),
     ("relu", "hinge", "input", SCRIPT),
     ("relu", "hinge", "feature", SCRIPT),
-    ("identity", "hinge", "feature", SCRIPT),   # the linear shortcut with biases
+    pytest.param("identity", "hinge", "feature", SCRIPT,   # the linear shortcut with biases
+                 marks=pytest.mark.slow),
 ])
 def test_matches_pytorch_public_script_loop(activation, loss, path, extra):
   # the public script's loop at half its d, n and width (to keep the suite fast)
@@ -96,6 +97,7 @@ def test_matches_pytorch_public_script_loop(activation, loss, path, extra):
   assert interval_means[-1] < 0.95 * interval_means[0]  # it trained
 
 
+@pytest.mark.slow
 def test_matches_pytorch_with_unequal_core_and_background():
   """k_core != k_bg and d a multiple of neither: the feature path against the eager loop."""
   over = {"data": {"d": 90, "k_core": 12, "k_bg": 20, "n_train": 300},

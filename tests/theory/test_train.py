@@ -75,7 +75,8 @@ def test_feature_and_input_paths_agree(extra):
     ({"model": {"output_init": "pytorch"}, "train": {"weight_decay": 0.01, "momentum": 0.9}}, 3e-3),
 ], ids=["momentum", "momentum_nobias", "input_zero_output_bias", "input_logistic_cosine",
         "online", "regression", "decay", "decay_momentum"],
-    slow=["momentum_nobias", "input_zero_output_bias", "online", "regression", "decay"]))
+    slow=["momentum_nobias", "input_zero_output_bias", "input_logistic_cosine", "online",
+          "regression", "decay"]))
 def test_linear_shortcut_equals_general_loop(extra, tol):
   """train.linear_eligible: [W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t reproduces the full loop.
 
