@@ -108,6 +108,7 @@ def run(cfg, workdir):
   if "encoders" in parts:
     if not specs:
       raise ValueError("encoders='': give at least one 'label=spec'")
+    suite.check_analyses(cfg, data)
     _check_encoder_names(cfg, specs, data, padding_models="padding" in parts)
   os.makedirs(workdir, exist_ok=True)
   io.atomic_write(os.path.join(workdir, "config.json"),

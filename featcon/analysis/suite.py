@@ -349,9 +349,9 @@ ANALYSES = {
 }
 
 
-def run_all(cfg, encs, data, workdir):
-  """Runs the analyses named in `cfg.analyses` (keys of `ANALYSES`) for every encoder; writes each
-  one's files and `analyses.json` into `workdir` and returns the results dict."""
+def check_analyses(cfg, data):
+  """The analyses named in `cfg.analyses`; raises ValueError naming an item that is not a key of
+  `ANALYSES`, or 'background' when `data` has no object mask."""
   todo = [a for a in cfg.analyses.split(",") if a]
   for a in todo:
     if a not in ANALYSES:
@@ -360,6 +360,13 @@ def run_all(cfg, encs, data, workdir):
     raise ValueError("analyses item 'background': the data have no object mask; allowed "
                      "sources with one: digits:<split> (size >= 20), real:, padded_*, npz: with "
                      "'mask'")
+  return todo
+
+
+def run_all(cfg, encs, data, workdir):
+  """Runs the analyses named in `cfg.analyses` (keys of `ANALYSES`) for every encoder; writes each
+  one's files and `analyses.json` into `workdir` and returns the results dict."""
+  todo = check_analyses(cfg, data)
   os.makedirs(workdir, exist_ok=True)
   ctx = _context(cfg, encs, data, workdir)
   results = {"layers": ctx.layers, "encoders": {e.label: e.spec for e in encs}}

@@ -57,6 +57,7 @@ def test_clip_tiny_models_follow_the_contract(arch):
     assert shapes["layer4"][1:3] == (1, 1) and layer == "layer2"
 
 
+@pytest.mark.slow
 def test_msgpack_round_trip_and_mismatch(tmp_path):
   a = encoders.load("a", "random:small-resnet", (12, 12, 3), seed=3, overrides={"widths": (4, 8)})
   path = str(tmp_path / "v.msgpack")

@@ -55,6 +55,12 @@ def test_bad_config_values_raise(tmp_path):
   with pytest.raises(ValueError, match="layer 'layer9': not an intermediate of encoder 'rn'"):
     experiment.run(cfg, str(tmp_path / "l"))
   assert not (tmp_path / "l").exists()
+  with cfg.unlocked():
+    cfg.layers = ""
+    cfg.analyses = "rates,saliency"
+  with pytest.raises(ValueError, match="analyses item 'saliency': allowed"):
+    experiment.run(cfg, str(tmp_path / "a"))
+  assert not (tmp_path / "a").exists()
   with pytest.raises(ValueError, match="config arg='big'"):
     analyze_config.get_config("big")
 

@@ -62,6 +62,7 @@ def test_recalibration_matches_numpy_reference():
   assert np.all(np.abs(pooled - ref["bn_a"]["var"]) > 0.1)
 
 
+@pytest.mark.slow
 def test_recalibrated_eval_mode_reproduces_training_mode():
   """On one batch, eval mode with recalibrated statistics computes the training-mode function
   on the EfficientNet-Lite0 student, up to the unbiased n/(n-1) variance factor: compared on the
