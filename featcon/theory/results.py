@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from featcon import io
-from featcon.theory import plots
 from featcon.theory import simulation
 
 
@@ -112,6 +111,8 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
         "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
   io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
+  # matplotlib is imported here, not with featcon (0.7 s of `import featcon` otherwise).
+  from featcon.theory import plots  # pylint: disable=g-import-not-at-top
   figs = plots.sweep_figures(df, all_metrics, expanded, workdir)
   log("\n" + table.to_string(index=False))
   log(f"\nwrote {workdir}/results.csv, trajectories.npz, summary.md and "
