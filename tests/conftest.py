@@ -1,9 +1,11 @@
 """Suite-wide setup: the ``slow`` and ``heavy`` markers and, under ``CI=true``, no silent skips.
 
 * ``slow``: the end-to-end runs (entry points in subprocesses, two processes or devices, fresh
-  installs, the reduced real-teacher experiment, whole sweeps against ``simulate``) and the
-  full-size CLIP parity tests. ``make test`` deselects them (``-m "not slow"``, the quick tier);
-  ``make test-all``, CI's command, runs them (docs/testing.md).
+  installs, the reduced real-teacher experiment, whole sweeps against ``simulate``), the
+  full-size CLIP parity tests, the non-representative cases of parametrized families
+  (``tests.helpers.params``) and single tests over ~30 s cold. ``make test`` deselects them
+  (``-m "not slow"``, the quick tier); ``make test-all``, CI's command, runs them
+  (docs/testing.md lists them).
 * ``heavy``: tests too slow for the 2-core CI budget (full-size parity of the largest CLIP
   towers, exact parameter counts of the largest configs). Deselected by default; run them with
   ``python -m pytest -m heavy tests`` (docs/testing.md).
@@ -41,8 +43,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
   config.addinivalue_line(
-      "markers", "slow: end-to-end runs and full-size CLIP parity; deselected by make test, "
-      "run by make test-all (CI)")
+      "markers", "slow: end-to-end runs, full-size CLIP parity, non-representative cases and "
+      "single tests over ~30 s; deselected by make test, run by make test-all (CI)")
   config.addinivalue_line(
       "markers", "heavy: too slow for CI (largest CLIP towers); deselected unless --run-heavy "
       "or -m heavy")

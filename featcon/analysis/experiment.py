@@ -65,12 +65,13 @@ def real_run_encoders(root):
   return out
 
 
-def encoder_overrides(cfg, arch):
+def encoder_overrides(cfg, arch, num_classes):
   """Constructor overrides of an encoder built from its arch name: the padding experiment's
-  SmallResNet shape for "small-resnet", else `cfg.encoder_overrides` (a distillation run's
-  encoders use the run's own)."""
+  SmallResNet shape with `num_classes` outputs (the data's) for "small-resnet", else
+  `cfg.encoder_overrides` (a distillation run's encoders use the run's own)."""
   if arch == "small-resnet":
-    return dict(widths=tuple(cfg.padding.widths), blocks=cfg.padding.blocks)
+    return dict(widths=tuple(cfg.padding.widths), blocks=cfg.padding.blocks,
+                out_dim=num_classes)
   ov = cfg.get("encoder_overrides", None)
   return dict(ov.to_dict() if hasattr(ov, "to_dict") else (ov or {}))
 
@@ -105,11 +106,12 @@ def run(cfg, workdir):
   if "padding" in parts:
     padding.check_config(cfg.padding)
   data = datasets.load(cfg.data) if "encoders" in parts else None
+  adds_padding_models = "padding" in parts and _adds_padding_models(cfg, data)
   if "encoders" in parts:
     if not specs:
       raise ValueError("encoders='': give at least one 'label=spec'")
     suite.check_analyses(cfg, data)
-    _check_encoder_names(cfg, specs, data, padding_models="padding" in parts)
+    _check_encoder_names(cfg, specs, data, adds_padding_models)
   os.makedirs(workdir, exist_ok=True)
   io.atomic_write(os.path.join(workdir, "config.json"),
                   lambda f: f.write(cfg.to_json_best_effort(indent=1)))
@@ -118,17 +120,13 @@ def run(cfg, workdir):
     pad_dir = os.path.join(workdir, "padding")
     summary, runs = padding.run_experiment(cfg.padding, pad_dir)
     results["padding"] = summary
-    # Only the digits path's models see the padded-digits inputs that cfg.data describes.
-    if _adds_padding_models(cfg, data):
+    if adds_padding_models:
       specs += _save_padding_models(runs, pad_dir)
   if "encoders" in parts:
     shape = data.images.shape[1:]
     encs = []
     for label, spec in specs:
-      arch = encoders.parse_spec(spec)[0]
-      ov = encoder_overrides(cfg, arch)
-      if arch == "small-resnet":
-        ov["out_dim"] = data.num_classes
+      ov = encoder_overrides(cfg, encoders.parse_spec(spec)[0], data.num_classes)
       encs.append(encoders.load(label, spec, shape, cfg.seed, ov))
     check_normalization(encs, data)
     results["encoders"] = suite.run_all(cfg, encs, data, os.path.join(workdir, "encoders"))
@@ -144,22 +142,19 @@ def _adds_padding_models(cfg, data):
               and cfg.padding.size == cfg.data.size)
 
 
-def _check_encoder_names(cfg, specs, data, padding_models):
+def _check_encoder_names(cfg, specs, data, with_padding_models):
   """Every encoder spec parses and `cfg.layers` / `density_layer` / `representation` name
   intermediates of every encoder built from an arch name (abstract evaluation, nothing
-  initialised), before any work; a recorded run's model is checked when it is loaded."""
-  planned = [(label, encoders.parse_spec(spec)[0], spec) for label, spec in specs]
-  if padding_models and _adds_padding_models(cfg, data):
+  initialised), before any work; a recorded run's model is checked when it is loaded.
+  `with_padding_models`: the padding experiment's SmallResNets will join the encoders."""
+  planned = [(label, *encoders.parse_spec(spec)) for label, spec in specs]
+  if with_padding_models:
     planned += [(label, "small-resnet", None) for label in PADDING_MODELS.values()]
-  shape = data.images.shape[1:]
-  for label, arch, spec in planned:
-    path = encoders.parse_spec(spec)[1] if spec else None
+  for label, arch, path in planned:
     if path and encoders.recorded_run(path, label) is not None:
       continue
-    ov = encoder_overrides(cfg, arch)
-    if arch == "small-resnet":
-      ov["out_dim"] = data.num_classes
-    names = list(suite.abstract_intermediates(encoders.create(arch, **ov), shape,
+    module = encoders.create(arch, **encoder_overrides(cfg, arch, data.num_classes))
+    names = list(suite.abstract_intermediates(module, data.images.shape[1:],
                                               dtype=data.images.dtype))
     suite.check_layer_names(cfg, label, names)
 

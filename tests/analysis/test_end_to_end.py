@@ -30,37 +30,27 @@ def test_smoke_writes_every_figure_and_number(tmp_path):
   assert all(0.0 <= d["error"] <= 1.0 for d in dom.values())
 
 
+# (fields set on the smoke config, the error it must raise)
+BAD_VALUES = [
+    ({"run": "encoders,plots"}, "run item 'plots'"),
+    ({"encoders": "rn:random:tiny-rn"}, "encoders item"),
+    ({"run": "encoders", "representation": "pre_logit"}, "representation='pre_logit'.*allowed"),
+    ({"run": "encoders", "layers": "layer9"},
+     "layer 'layer9': not an intermediate of encoder 'rn'"),
+    ({"run": "encoders", "analyses": "rates,saliency"}, "analyses item 'saliency': allowed"),
+]
+
+
 def test_bad_config_values_raise(tmp_path):
-  cfg = analyze_config.get_config("smoke")
-  with cfg.unlocked():
-    cfg.run = "encoders,plots"
-  with pytest.raises(ValueError, match="run item 'plots'"):
-    experiment.run(cfg, str(tmp_path))
-  cfg = analyze_config.get_config("smoke")
-  with cfg.unlocked():
-    cfg.encoders = "rn:random:tiny-rn"
-  with pytest.raises(ValueError, match="encoders item"):
-    experiment.run(cfg, str(tmp_path))
-  cfg = analyze_config.get_config("smoke")
-  with cfg.unlocked():
-    cfg.run = "encoders"
-    cfg.representation = "pre_logit"
-  with pytest.raises(ValueError, match="representation='pre_logit'.*allowed"):
-    experiment.run(cfg, str(tmp_path / "r"))
-  # refused before any work: no encoder initialised, no config.json written
-  assert not (tmp_path / "r").exists()
-  with cfg.unlocked():
-    cfg.representation = "embedding"
-    cfg.layers = "layer9"
-  with pytest.raises(ValueError, match="layer 'layer9': not an intermediate of encoder 'rn'"):
-    experiment.run(cfg, str(tmp_path / "l"))
-  assert not (tmp_path / "l").exists()
-  with cfg.unlocked():
-    cfg.layers = ""
-    cfg.analyses = "rates,saliency"
-  with pytest.raises(ValueError, match="analyses item 'saliency': allowed"):
-    experiment.run(cfg, str(tmp_path / "a"))
-  assert not (tmp_path / "a").exists()
+  for i, (fields, match) in enumerate(BAD_VALUES):
+    cfg = analyze_config.get_config("smoke")
+    with cfg.unlocked():
+      for k, v in fields.items():
+        cfg[k] = v
+    with pytest.raises(ValueError, match=match):
+      experiment.run(cfg, str(tmp_path / str(i)))
+    # refused before any work: no encoder initialised, no config.json written
+    assert not (tmp_path / str(i)).exists(), fields
   with pytest.raises(ValueError, match="config arg='big'"):
     analyze_config.get_config("big")
 
