@@ -31,7 +31,8 @@ What still compiles separately: anything that changes data shapes or code paths 
 n_train, n_eval, steps, log_every, task, core, coefficient distribution, loss, optimizer,
 schedule, regime, full-batch vs minibatch, bias/train_output/init choices, oracle projection,
 path). Large groups run in equal chunks (so one compile serves them all) sized from a memory
-budget; the configuration axis of each chunk is sharded over all devices.
+budget; the configuration axis of each chunk is sharded over all devices. Groups run in turn,
+and each next group compiles while the previous one trains (:func:`compile_group`).
 """
 import dataclasses
 import functools
@@ -42,7 +43,8 @@ import logging
 import math
 import os
 import time
-from typing import Optional
+import types
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -274,8 +276,75 @@ def chunk_size(static, n_configs, budget_gb, n_devices=1, max_chunk=4096):
   return min(size, math.ceil(even / n_devices) * n_devices)
 
 
+@functools.lru_cache(maxsize=None)
+def _dictionaries(d, k):
+  """``seeds -> M`` (n, d, K) for a vector of seeds (:func:`featcon.theory.train.run_dictionary`):
+  one jitted program per (d, K), shared by every group of the process."""
+  static = types.SimpleNamespace(d=d, k=k)  # all that run_dictionary reads
+  return jax.jit(jax.vmap(functools.partial(train_lib.run_dictionary, static)))
+
+
+def _config_sharding(devices):
+  return NamedSharding(Mesh(np.asarray(devices), ("config",)), PartitionSpec("config"))
+
+
+def _chunk_args(group, idx, devices):
+  """The arguments of a group's program for the trainings ``idx`` (one chunk)."""
+  dyn = jax.tree.map(lambda a: a[idx], group.dyns)
+  if len(devices) == 1:
+    return (dyn,)
+  # The dictionaries (a QR each) are computed unsharded and passed in: with several forced
+  # host devices, XLA:CPU hangs when the LAPACK QR runs inside the sharded program (JAX
+  # 0.10.2, K = 64). Same function, same numbers as inside the program.
+  dicts = _dictionaries(group.static.d, group.static.k)(dyn.seed)
+  return distributed.global_array((dyn, dicts), _config_sharding(devices))
+
+
+def _abstract_chunk_args(group, size, devices):
+  """Shapes, dtypes and shardings of :func:`_chunk_args` for a chunk of ``size`` (no data)."""
+  sharding = _config_sharding(devices) if len(devices) > 1 else None
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+  dyn = jax.tree.map(lambda a: spec((size,) + a.shape[1:], a.dtype), group.dyns)
+  if len(devices) == 1:
+    return (dyn,)
+  return (dyn, spec((size, group.static.d, group.static.k), jnp.float32))
+
+
+class Program(NamedTuple):
+  """A group's compiled program and its chunking (:func:`compile_group`)."""
+  compiled: Any
+  compile_s: float
+  size: int              # trainings per chunk
+  n_chunks: int
+  bar: progress_lib.Bar  # the progress bar the program reports to (disabled: no bar)
+
+
+def compile_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="group",
+                  log=None):
+  """Compiles ``jit(vmap(train))`` of a group for its chunk shape (:func:`chunk_size`) from
+  abstract arguments: nothing runs, so it can overlap another group's training
+  (:func:`run`). Returns a :class:`Program`."""
+  # The progress callback is part of the compiled program, which every process must share;
+  # with several processes there is no bar.
+  progress = progress and jax.process_count() == 1
+  devices = jax.devices()
+  size = chunk_size(group.static, group.n_trainings, budget_gb, len(devices), max_chunk)
+  n_chunks = math.ceil(group.n_trainings / size)
+  bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc, progress, unit="log")
+  train = train_lib.make_train(group.static, on_log=bar if progress else None)
+  if log:
+    log(f"compiling {desc} ...")
+  tc = time.perf_counter()
+  lowered = jax.jit(jax.vmap(train)).lower(*_abstract_chunk_args(group, size, devices))
+  compiled = lowered.compile(train_lib.compiler_options())
+  compile_s = time.perf_counter() - tc
+  if log:
+    log(f"compiled {desc} in {compile_s:.1f}s")
+  return Program(compiled, compile_s, size, n_chunks, bar)
+
+
 def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="group",
-              chunk_prefix=None, log=None):
+              chunk_prefix=None, log=None, program=None, while_running=None):
   """Runs one group in equal chunks, sharded over all devices; returns numpy metrics.
 
   With several processes (``jax.distributed``) the devices are the global ones: every process
@@ -289,28 +358,31 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   With ``progress``, the bar (tqdm) starts once the program is compiled, so its rate and ETA
   count training only; ``log`` (if given) reports the compile and its duration.
 
+  ``program``, if given, is the group's :func:`compile_group` made beforehand with the same
+  budget and chunk limit; otherwise the group compiles when its first chunk needs computing.
+  ``while_running``, if given, is called once right after the first computed chunk is
+  dispatched, i.e. while the devices train it (JAX dispatches asynchronously), e.g. to compile
+  the next group.
+
   Returns:
     (metrics dict of arrays [config, log, ...] in the order of ``group.indices``,
-    diverged_step array [config], timing dict).
+    diverged_step array [config], timing dict: ``wall_s`` (seconds in this call),
+    ``compile_s`` (the compile's duration; part of ``wall_s`` unless ``compiled_ahead``),
+    ``ahead_s`` (seconds of ``wall_s`` spent in ``while_running``), chunking and counts).
   """
   n = group.n_trainings
-  # The progress callback is part of the compiled program, which every process must share;
-  # with several processes there is no bar.
-  progress = progress and jax.process_count() == 1
   devices = jax.devices()
   size = chunk_size(group.static, n, budget_gb, len(devices), max_chunk)
   n_chunks = math.ceil(n / size)
-  bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc, progress, unit="log")
-  train = train_lib.make_train(group.static, on_log=bar if progress else None)
-  options = train_lib.compiler_options()
+  if program is not None and (program.size, program.n_chunks) != (size, n_chunks):
+    raise ValueError(f"program compiled for {program.n_chunks} chunk(s) of {program.size}, "
+                     f"the group needs {n_chunks} of {size} (budget_gb={budget_gb}, "
+                     f"max_chunk={max_chunk})")
+  compiled_ahead = program is not None
   done_before = 0
-  fn = jax.jit(jax.vmap(train))
-  dictionaries = jax.jit(jax.vmap(functools.partial(train_lib.run_dictionary, group.static)))
-  mesh = Mesh(np.asarray(devices), ("config",))
-  sharding = NamedSharding(mesh, PartitionSpec("config"))
   outs, divs = [], []
   t0 = time.perf_counter()
-  compile_s = None
+  ahead_s = 0.0
   for c in range(n_chunks):
     keep = (c * size + np.arange(size)) < n
     cpath = f"{chunk_prefix}.chunk{size}-{c}.npz" if chunk_prefix else None
@@ -321,37 +393,30 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
       divs.append(z["__diverged"])
       done_before += group.static.n_logs
       continue
+    if program is None:
+      program = compile_group(group, budget_gb=budget_gb, max_chunk=max_chunk,
+                              progress=progress, desc=desc, log=log)
+    program.bar.start(initial=done_before)
     idx = np.arange(c * size, (c + 1) * size)
     idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating its last config
-    dyn = jax.tree.map(lambda a: a[idx], group.dyns)
-    args = (dyn,)
-    if len(devices) > 1:
-      # The dictionaries (a QR each) are computed unsharded and passed in: with several forced
-      # host devices, XLA:CPU hangs when the LAPACK QR runs inside the sharded program (JAX
-      # 0.10.2, K = 64). Same function, same numbers as inside the program.
-      dicts = dictionaries(dyn.seed)
-      args = distributed.global_array((dyn, dicts), sharding)
-    if compile_s is None:
-      if log:
-        log(f"compiling {desc} ...")
-      tc = time.perf_counter()
-      compiled = fn.lower(*args).compile(options)
-      compile_s = time.perf_counter() - tc
-      if log:
-        log(f"compiled {desc} in {compile_s:.1f}s")
-      bar.start(initial=done_before)
-    m, final = compiled(*args)
+    m, final = program.compiled(*_chunk_args(group, idx, devices))
+    if while_running is not None:
+      ta = time.perf_counter()
+      while_running()
+      ahead_s, while_running = time.perf_counter() - ta, None
     m, div = distributed.gather((m, final["diverged_step"]))
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
     divs.append(np.asarray(div)[keep])
     if cpath and distributed.is_main():
       io.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
                       binary=True)
-  bar.close()
-  compile_s = compile_s or 0.0
+  if program is not None:
+    program.bar.close()
   metrics = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
   metrics, divs = group.per_config(metrics, np.concatenate(divs))
-  timing = {"wall_s": time.perf_counter() - t0, "compile_s": compile_s, "chunk": size,
+  timing = {"wall_s": time.perf_counter() - t0,
+            "compile_s": program.compile_s if program is not None else 0.0,
+            "compiled_ahead": compiled_ahead, "ahead_s": ahead_s, "chunk": size,
             "chunks": n_chunks, "configs": len(group.indices), "trainings": n}
   return metrics, divs, timing
 
@@ -432,20 +497,40 @@ def run(config, workdir=None, progress=None, log=print):
   all_metrics = [None] * n
   diverged = np.full(n, -1, np.int64)
   timings = {}
+  descs = [f"group {g_i + 1}/{len(groups)} ({len(g.indices)} configs)"
+           for g_i, g in enumerate(groups)]
+  paths = [os.path.join(workdir, "groups", g.key) if workdir else None for g in groups]
+  programs = {}
+
+  def compile_ahead(g_i):
+    """``g_i``'s program, to compile while group ``g_i - 1`` trains (None: nothing to compile:
+    the last group, or one finished earlier)."""
+    if g_i >= len(groups) or (paths[g_i] and os.path.exists(paths[g_i] + ".json")):
+      return None
+    def compile_next():
+      programs[g_i] = compile_group(groups[g_i], budget_gb=sec["memory_budget_gb"],
+                                    max_chunk=sec["max_chunk"], progress=progress,
+                                    desc=descs[g_i])
+    return compile_next
+
   for g_i, group in enumerate(groups):
-    path = os.path.join(workdir, "groups", group.key) if workdir else None
+    path, desc = paths[g_i], descs[g_i]
     done = _load_group(path, log) if path and distributed.agree(os.path.exists(path + ".json")) else None
     if done is not None:
       metrics, div, timing = done
       timings[group.key] = dict(timing, resumed=True)
-      log(f"group {g_i + 1}/{len(groups)} ({len(group.indices)} configs): done earlier, skipped")
+      log(f"{desc}: done earlier, skipped")
     else:
-      desc = f"group {g_i + 1}/{len(groups)} ({len(group.indices)} configs)"
+      program = programs.pop(g_i, None)
+      if program is not None:
+        log(f"compiled {desc} in {program.compile_s:.1f}s while the previous group trained")
       metrics, div, timing = run_group(group, budget_gb=sec["memory_budget_gb"],
                                        max_chunk=sec["max_chunk"], progress=progress, desc=desc,
-                                       chunk_prefix=path, log=log)
+                                       chunk_prefix=path, log=log, program=program,
+                                       while_running=compile_ahead(g_i + 1))
       timings[group.key] = timing
-      log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s, "
+      log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s"
+          f"{' ahead' if timing['compiled_ahead'] else ''}, "
           f"{timing['chunks']} chunk(s) of {timing['chunk']})")
       if path and distributed.is_main():
         io.atomic_write(path + ".npz", lambda f: np.savez(

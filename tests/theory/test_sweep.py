@@ -86,6 +86,40 @@ def test_chunking_keeps_results(monkeypatch):
   pd.testing.assert_frame_equal(whole, chunked)
 
 
+def test_next_group_compiles_while_the_previous_trains(monkeypatch):
+  """run() compiles group 2 while group 1 trains (right after group 1's dispatch); each group's
+  metrics equal the group run on its own with a compile of its own."""
+  cfg = _cfg(seed=[0, 1], model={"activation": ["relu", "identity"]})
+  order = []
+  real_compile, real_run = sweep_lib.compile_group, sweep_lib.run_group
+  monkeypatch.setattr(sweep_lib, "compile_group",
+                      lambda g, **kw: order.append(("compile", g.key)) or real_compile(g, **kw))
+  monkeypatch.setattr(sweep_lib, "run_group",
+                      lambda g, **kw: order.append(("run", g.key)) or real_run(g, **kw))
+  df = sweep_lib.run(cfg, log=lambda s: None)
+  monkeypatch.undo()
+  groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in sweep_lib.expand(cfg)])
+  first, second = (g.key for g in groups)
+  assert order == [("run", first), ("compile", first), ("compile", second), ("run", second)]
+  t1, t2 = (df.attrs["timings"][k] for k in (first, second))
+  assert not t1["compiled_ahead"] and t2["compiled_ahead"]
+  assert 0 < t1["ahead_s"] < t1["wall_s"] and t2["ahead_s"] == 0.0
+  n_logs = 1 + BASE["train"]["steps"] // BASE["train"]["log_every"]
+  for g in groups:  # tidy rows: configuration i holds rows i * n_logs ... (i + 1) * n_logs - 1
+    alone, _, _ = real_run(g, progress=False)
+    for key in ("id_risk", "ood_risk", "bg_signed", "train_loss"):
+      got = df[key].values.reshape(len(df) // n_logs, n_logs)[g.indices]
+      np.testing.assert_array_equal(got, alone[key], err_msg=key)
+
+
+def test_precompiled_program_must_match_the_chunking():
+  (group,) = sweep_lib.make_groups([featcon.resolve_config(c)
+                                    for _, c in sweep_lib.expand(_cfg(seed=[0, 1, 2]))])
+  program = sweep_lib.compile_group(group, progress=False, max_chunk=2)
+  with pytest.raises(ValueError, match=r"compiled for 2 chunk\(s\) of 2, the group needs 1 of 3"):
+    sweep_lib.run_group(group, progress=False, program=program)
+
+
 def test_chunk_size_follows_memory_budget():
   static = train_lib.Static(width=1024, d=256, n_eval=4096)
   per = sweep_lib.bytes_per_config(static)
