@@ -37,7 +37,7 @@ training cores with the background redrawn); ``ood_risk`` is on fresh samples.
 * ``remedy``: claim C7: ReLU with and without the oracle core-subspace projection.
 * ``smoke``: a tiny sweep for tests.
 
-Wall time of each on an idle 2-core CPU (18 s for ``smoke`` to 2 min for ``paper``):
+Wall time of each on an idle 2-core CPU (20 s for ``smoke`` to 2 min for ``activations``):
 docs/performance.md, "Sweep variants" (``benchmarks/sweep_variants.py``).
 """
 import ml_collections
