@@ -8,6 +8,8 @@ import pytest
 
 import featcon
 from featcon.theory import config as config_lib
+from featcon.theory import metrics as metrics_lib
+from featcon.theory import network
 from featcon.theory import train as train_lib
 from tests.helpers import merge
 from tests.helpers import params
@@ -198,3 +200,19 @@ def test_unequal_sizes_reach_every_measurement(k_core, k_bg):
   np.testing.assert_allclose(r.final["core_corr"], np.linalg.norm(P[:, :k_core], axis=1).mean(),
                              rtol=1e-4)
   np.testing.assert_allclose(r.final["bg_signed"], P[:, k_core:].mean(), rtol=1e-4, atol=1e-7)
+
+
+def test_step_zero_measures_the_initial_network():
+  """Log step 0 is the untrained network, measured here by the same function outside any
+  loop; no interval precedes it, so its training loss is NaN."""
+  over = _over(data={"regime": "online"}, train={"batch_size": 16})
+  static, dyn = train_lib.from_config(config_lib.resolve(over))
+  prob = train_lib.make_problem(static, dyn)
+  sigma = network.switch_activation(static.activations, static.leaky_slope)
+  want = metrics_lib.measure(static, prob, prob.params0, lambda u: sigma(u, dyn.act_index),
+                             jnp.ones((static.width,), jnp.float32))
+  r = featcon.simulate(over)
+  for k in ("id_risk", "ood_risk", "id_error", "core_corr", "bg_corr", "bg_signed", "asym_frac"):
+    np.testing.assert_allclose(r.metrics[k][0], want[k], rtol=1e-5, atol=1e-7, err_msg=k)
+  assert np.isnan(r.metrics["train_loss"][0]) and np.all(np.isfinite(r.metrics["train_loss"][1:]))
+  assert abs(r.metrics["id_risk"][1] - r.metrics["id_risk"][0]) > 1e-3  # step 1 trained
