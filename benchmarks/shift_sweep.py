@@ -10,7 +10,6 @@ of each (compile included, and separately), the speed-up, the load average, and 
 difference between the two paths' metrics. Both paths run their groups as ``experiments.sweep``
 does, each next group compiling while the previous one trains.
 """
-import functools
 import json
 import os
 import time
@@ -30,19 +29,12 @@ FLAGS = flags.FLAGS
 
 
 def _run(groups, n):
-  """Runs the groups as :func:`featcon.theory.sweeps.run` does: each next group compiles while
-  the previous one trains. Returns (wall s, compile s not overlapped with training, metrics)."""
+  """Runs the groups as :func:`featcon.theory.sweeps.run` does (``sweeps.run_groups``: each next
+  group compiles while the previous one trains). Returns (wall s, compile s not overlapped with
+  training, metrics)."""
   t = time.perf_counter()
   metrics, compile_s = [None] * n, 0.0
-  programs = {}
-
-  def ahead(j):
-    if j < len(groups):
-      programs[j] = sweeps.compile_group(groups[j], progress=False)
-
-  for i, g in enumerate(groups):
-    m, _, timing = sweeps.run_group(g, progress=False, program=programs.pop(i, None),
-                                    while_running=functools.partial(ahead, i + 1))
+  for g, m, _, timing in sweeps.run_groups(groups, progress=False):
     compile_s += 0.0 if timing["compiled_ahead"] else timing["compile_s"]
     for j, i in enumerate(g.indices):
       metrics[i] = {k: v[j] for k, v in m.items()}

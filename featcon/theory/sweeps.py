@@ -32,7 +32,7 @@ n_train, n_eval, steps, log_every, task, core, coefficient distribution, loss, o
 schedule, regime, full-batch vs minibatch, bias/train_output/init choices, oracle projection,
 path). Large groups run in equal chunks (so one compile serves them all) sized from a memory
 budget; the configuration axis of each chunk is sharded over all devices. Groups run in turn,
-and each next group compiles while the previous one trains (:func:`compile_group`).
+and each next group compiles while the previous one trains (:func:`run_groups`).
 """
 import dataclasses
 import functools
@@ -421,6 +421,51 @@ def run_group(group, *, budget_gb=4.0, max_chunk=4096, progress=True, desc="grou
   return metrics, divs, timing
 
 
+def run_groups(groups, *, budget_gb=4.0, max_chunk=4096, progress=True, group_dir=None,
+               log=lambda s: None):
+  """Runs groups in turn and yields ``(group, metrics, diverged, timing)`` for each as it
+  finishes (:func:`run_group`'s results), so the caller can save it before the next one runs.
+
+  Each next group that still has work compiles while the previous one trains
+  (:func:`compile_group` as :func:`run_group`'s ``while_running``). With ``group_dir``, a group
+  whose ``<group_dir>/<key>.json`` exists is loaded instead (its timing gains
+  ``resumed: True``; a corrupt one is recomputed), and chunk files go under ``group_dir``.
+  """
+  descs = [f"group {g_i + 1}/{len(groups)} ({len(g.indices)} configs)"
+           for g_i, g in enumerate(groups)]
+  paths = [os.path.join(group_dir, g.key) if group_dir else None for g in groups]
+  programs = {}
+
+  def compile_ahead(g_i):
+    """``g_i``'s program, to compile while group ``g_i - 1`` trains (None: nothing to compile:
+    the last group, or one finished earlier)."""
+    if g_i >= len(groups) or (paths[g_i] and os.path.exists(paths[g_i] + ".json")):
+      return None
+    def compile_next():
+      programs[g_i] = compile_group(groups[g_i], budget_gb=budget_gb, max_chunk=max_chunk,
+                                    progress=progress, desc=descs[g_i])
+    return compile_next
+
+  for g_i, group in enumerate(groups):
+    path, desc = paths[g_i], descs[g_i]
+    done = _load_group(path, log) if path and distributed.agree(os.path.exists(path + ".json")) else None
+    if done is not None:
+      metrics, div, timing = done
+      log(f"{desc}: done earlier, skipped")
+      yield group, metrics, div, dict(timing, resumed=True)
+      continue
+    program = programs.pop(g_i, None)
+    if program is not None:
+      log(f"compiled {desc} in {program.compile_s:.1f}s while the previous group trained")
+    metrics, div, timing = run_group(group, budget_gb=budget_gb, max_chunk=max_chunk,
+                                     progress=progress, desc=desc, chunk_prefix=path, log=log,
+                                     program=program, while_running=compile_ahead(g_i + 1))
+    log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s"
+        f"{' ahead' if timing['compiled_ahead'] else ''}, "
+        f"{timing['chunks']} chunk(s) of {timing['chunk']})")
+    yield group, metrics, div, timing
+
+
 def _hash(obj):
   return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -497,50 +542,21 @@ def run(config, workdir=None, progress=None, log=print):
   all_metrics = [None] * n
   diverged = np.full(n, -1, np.int64)
   timings = {}
-  descs = [f"group {g_i + 1}/{len(groups)} ({len(g.indices)} configs)"
-           for g_i, g in enumerate(groups)]
-  paths = [os.path.join(workdir, "groups", g.key) if workdir else None for g in groups]
-  programs = {}
-
-  def compile_ahead(g_i):
-    """``g_i``'s program, to compile while group ``g_i - 1`` trains (None: nothing to compile:
-    the last group, or one finished earlier)."""
-    if g_i >= len(groups) or (paths[g_i] and os.path.exists(paths[g_i] + ".json")):
-      return None
-    def compile_next():
-      programs[g_i] = compile_group(groups[g_i], budget_gb=sec["memory_budget_gb"],
-                                    max_chunk=sec["max_chunk"], progress=progress,
-                                    desc=descs[g_i])
-    return compile_next
-
-  for g_i, group in enumerate(groups):
-    path, desc = paths[g_i], descs[g_i]
-    done = _load_group(path, log) if path and distributed.agree(os.path.exists(path + ".json")) else None
-    if done is not None:
-      metrics, div, timing = done
-      timings[group.key] = dict(timing, resumed=True)
-      log(f"{desc}: done earlier, skipped")
-    else:
-      program = programs.pop(g_i, None)
-      if program is not None:
-        log(f"compiled {desc} in {program.compile_s:.1f}s while the previous group trained")
-      metrics, div, timing = run_group(group, budget_gb=sec["memory_budget_gb"],
-                                       max_chunk=sec["max_chunk"], progress=progress, desc=desc,
-                                       chunk_prefix=path, log=log, program=program,
-                                       while_running=compile_ahead(g_i + 1))
-      timings[group.key] = timing
-      log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s"
-          f"{' ahead' if timing['compiled_ahead'] else ''}, "
-          f"{timing['chunks']} chunk(s) of {timing['chunk']})")
-      if path and distributed.is_main():
-        io.atomic_write(path + ".npz", lambda f: np.savez(
-            f, __diverged=div, **metrics), binary=True)
-        info = {"static": dataclasses.asdict(group.static), "indices": group.indices,
-                "timing": timing}
-        io.atomic_write(path + ".json", lambda f: json.dump(info, f, default=str))
-        for f in os.listdir(os.path.dirname(path)):
-          if f.startswith(group.key + ".chunk"):
-            os.remove(os.path.join(os.path.dirname(path), f))
+  group_dir = os.path.join(workdir, "groups") if workdir else None
+  for group, metrics, div, timing in run_groups(
+      groups, budget_gb=sec["memory_budget_gb"], max_chunk=sec["max_chunk"], progress=progress,
+      group_dir=group_dir, log=log):
+    timings[group.key] = timing
+    if group_dir and not timing.get("resumed") and distributed.is_main():
+      path = os.path.join(group_dir, group.key)
+      io.atomic_write(path + ".npz", lambda f: np.savez(
+          f, __diverged=div, **metrics), binary=True)
+      info = {"static": dataclasses.asdict(group.static), "indices": group.indices,
+              "timing": timing}
+      io.atomic_write(path + ".json", lambda f: json.dump(info, f, default=str))
+      for f in os.listdir(group_dir):
+        if f.startswith(group.key + ".chunk"):
+          os.remove(os.path.join(group_dir, f))
     for j, i in enumerate(group.indices):
       all_metrics[i] = {k: v[j] for k, v in metrics.items()}
       diverged[i] = div[j]
