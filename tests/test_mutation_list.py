@@ -21,13 +21,26 @@ def test_every_snippet_occurs_exactly_once():
     assert old != new, name
 
 
+def test_deep_stage_mutations_are_run():
+  """tests/mutation/deep.py's list is part of the runner's, names unique across both."""
+  from tests.mutation import deep  # pylint: disable=import-outside-toplevel
+  assert len(deep.MUTATIONS) >= 15
+  assert mutation_run.MUTATIONS[-len(deep.MUTATIONS):] == deep.MUTATIONS
+  names = [m[0] for m in mutation_run.MUTATIONS]
+  assert len(set(names)) == len(names)
+
+
+# The deep stage's selections must name quick-tier tests (not marked slow).
 _COLLECT = """
 import json, sys
 import pytest
-from tests.mutation import run
+from tests.mutation import deep, run
+quick = {m[0] for m in deep.MUTATIONS}
 codes = {}
 for name, _, _, _, tests in run.MUTATIONS:
-  codes[name] = int(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"] + tests))
+  marks = ["-m", "not slow"] if name in quick else []
+  codes[name] = int(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"] + marks
+                                + tests))
 print("CODES=" + json.dumps(codes))
 """
 

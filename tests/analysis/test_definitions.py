@@ -20,12 +20,12 @@ def test_cam_relu_before_upsampling_against_pytorch():
   torch = pytest.importorskip("torch")
   a = np.array([[[2.0, 1.0], [-1.0, 0.0]], [[0.5, 0.0], [1.0, 1.0]]], np.float32)[None]
   g = np.zeros((1, 2, 2, 2), np.float32)
-  g[0, 0, 0] = [4.0, -2.0]  # alpha = mean over the 4 positions = (1, -0.5), not (4, -2)
-  # weighted sum A alpha: [[1.5, -1], [0.5, 0.5]]: one negative cell that bilinear upsampling
+  g[0, 0, 0], g[0, 1, 1] = [4.0, -2.0], [0.0, 4.0]  # alpha = mean over positions = (1, 0.5)
+  # weighted sum A alpha: [[2.5, -1], [0.5, 1.5]]: one negative cell that bilinear upsampling
   # would mix into its neighbours if the ReLU came after it
   cam = np.asarray(gradcam.cam_from(a, g, (4, 4)))[0]
   s = np.einsum("hwc,c->hw", a[0].astype(np.float64), g[0].mean((0, 1)))
-  np.testing.assert_allclose(s, [[1.5, -1.0], [0.5, 0.5]])
+  np.testing.assert_allclose(s, [[2.5, -1.0], [0.5, 1.5]])
   up = torch.nn.functional.interpolate(torch.tensor(np.maximum(s, 0))[None, None], size=(4, 4),
                                        mode="bilinear", align_corners=False)[0, 0].numpy()
   np.testing.assert_allclose(cam, up / up.max(), atol=1e-6)

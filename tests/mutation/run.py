@@ -4,7 +4,8 @@ Each mutation replaces one exact snippet of a source file in a scratch copy of t
 (``shutil.copytree`` into a temporary directory, without ``.git``, ``.venv`` or run outputs),
 runs the relevant tests there (a small subset, seconds to a minute each) and counts the
 mutation as *caught* when they fail. Survivors are printed and the exit status is 1 if any.
-Not part of ``make test``; its last result is recorded in docs/testing.md.
+Not part of ``make test``; its last result is recorded in docs/testing.md. The deep stage's
+mutations are listed in tests/mutation/deep.py and appended to ``MUTATIONS``.
 
   python tests/mutation/run.py                 # every mutation
   python tests/mutation/run.py --only hinge_sign,distill_sign
@@ -83,6 +84,12 @@ MUTATIONS = [
     ("effective_robustness_sign", "featcon/probe/metrics.py", "np.float64) - pred",
      "np.float64) + pred", ["tests/distill/test_metrics.py", "-k", "effective"]),
 ]
+
+# The deep stage's definitions (tests/mutation/deep.py), after the theory's.
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+from tests.mutation import deep  # noqa: E402  pylint: disable=wrong-import-position
+MUTATIONS += deep.MUTATIONS
 
 _IGNORE = shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", ".pytest_cache",
                                  "*.egg-info", "wandb")
