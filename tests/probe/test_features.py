@@ -1,6 +1,8 @@
 """Frozen features for the probes (featcon/probe/features.py): the named representation, in eval
 mode (BatchNorm running statistics), mean-pooled over tokens or positions, every example once;
 against a numpy computation of the same encoder."""
+import os
+
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
@@ -58,3 +60,14 @@ def test_features_are_the_named_representation_in_eval_mode(representation):
   # Training-mode statistics would give another function: the per-channel batch mean of the
   # map is ~0 there, here it is not.
   assert np.min(np.abs(h.mean((0, 1, 2)) - BIAS)) > 0.05
+
+
+def test_feature_cache_keeps_representations_apart(tmp_path):
+  ds, config, variables, h, _ = _setup()
+  cache = str(tmp_path / "features")
+  for _ in range(2):  # computed, then read back from the cache
+    emb, _ = features.cached_features(Enc(), variables, ds, config, cache, "embedding")
+    vec, _ = features.cached_features(Enc(), variables, ds, config, cache, "vec")
+    np.testing.assert_allclose(emb, h.mean((1, 2)) + 1.0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(vec, h[:, 0, 0], rtol=1e-5, atol=1e-5)
+  assert len(os.listdir(cache)) == 2
