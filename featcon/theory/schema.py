@@ -6,7 +6,7 @@ Everything else derives from :data:`FIELDS` and :data:`SWEEP_FIELDS`:
 (:func:`check`), the split of a resolved config into the compiled program's ``Static`` and
 ``Dynamic`` parts (:func:`featcon.theory.program.from_config` reads each field's ``static`` and
 ``dynamic`` targets) and the tables of ``docs/config.md`` (:func:`markdown`;
-``python -m featcon.theory.schema`` rewrites them). Adding a field is one :class:`Field` here
+``python -m featcon.theory.configdoc`` rewrites them). Adding a field is one :class:`Field` here
 plus its use in the code.
 
 A field's ``sweep`` kind says what varying it in a sweep costs (docs/sweeps.md, "What
@@ -17,7 +17,6 @@ activations in one program), ``compile`` (one compile per distinct value, ``Stat
 """
 import math
 import numbers
-import sys
 from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
 
 import ml_collections
@@ -306,7 +305,7 @@ def check(c, fields=FIELDS):
 def _value_doc(v):
   if isinstance(v, str):
     return f"`{v}`"
-  return f"{v:g}" if isinstance(v, float) else str(v)
+  return repr(v) if isinstance(v, float) else str(v)
 
 
 def _refers(f):
@@ -320,15 +319,17 @@ SWEEP_KIND_DOC = {"vmap": "vmapped", "pad": "padded", "switch": "switched", "com
 
 
 def markdown(fields=FIELDS):
-  """The Markdown table of ``fields``: meaning, default, allowed values, paper symbol and what
-  varying the field in a sweep costs."""
-  rows = ["| field | meaning | default | allowed | paper symbol | in a sweep |",
-          "|---|---|---|---|---|---|"]
+  """The Markdown table of ``fields``: meaning, default, allowed values and, for the theory
+  fields, the paper symbol and what varying the field in a sweep costs."""
+  theory = fields is FIELDS
+  cols = ["field", "meaning", "default", "allowed"] + (["paper symbol", "in a sweep"] if theory else [])
+  rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for f in fields:
-    default = f.default_doc or _value_doc(f.default)
-    allowed = f.allowed or f.check.doc()
-    rows.append(f"| `{f.name}` | {f.doc} | {default} | {allowed} | {f.symbol} | "
-                f"{SWEEP_KIND_DOC[f.sweep]} |")
+    cells = [f"`{f.name}`", f.doc, f.default_doc or _value_doc(f.default),
+             f.allowed or f.check.doc()]
+    if theory:
+      cells += [f.symbol, SWEEP_KIND_DOC[f.sweep]]
+    rows.append("| " + " | ".join(cells) + " |")
   return "\n".join(rows)
 
 
@@ -337,7 +338,8 @@ TABLES = {"fields": FIELDS, "sweep": SWEEP_FIELDS}
 
 
 def render(text):
-  """``text`` (docs/config.md) with each generated table between its markers rewritten."""
+  """``text`` (docs/config.md) with each generated table between its markers rewritten
+  (``python -m featcon.theory.configdoc`` writes the file)."""
   for name, fields in TABLES.items():
     begin, end = BEGIN.format(name), END.format(name)
     head, sep, rest = text.partition(begin)
@@ -346,20 +348,3 @@ def render(text):
       raise ValueError(f"markers {begin!r} ... {end!r} not found")
     text = f"{head}{begin}\n{markdown(fields)}\n{end}{tail}"
   return text
-
-
-def main(argv):
-  """``python -m featcon.theory.schema [FILE]``: rewrites the tables of FILE
-  (default docs/config.md)."""
-  path = argv[1] if len(argv) > 1 else "docs/config.md"
-  with open(path) as f:
-    text = f.read()
-  new = render(text)
-  if new != text:
-    with open(path, "w") as f:
-      f.write(new)
-  print(f"{path}: {'rewritten' if new != text else 'up to date'}")
-
-
-if __name__ == "__main__":
-  main(sys.argv)
