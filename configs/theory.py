@@ -81,13 +81,6 @@ VARIANTS = {
 }
 
 
-def _set(c, field, value):
-  *sections, leaf = field.split(".")
-  for s in sections:
-    c = c[s]
-  c[leaf] = value
-
-
 def get_config(arg=None):
   """The sweep config of variant ``arg`` (a key of :data:`VARIANTS`; None means default)."""
   arg = arg or "default"
@@ -97,8 +90,7 @@ def get_config(arg=None):
   c = config_lib.sweep_config()
   if variant.get("theorems"):
     config_lib.theorems(c)
-  for field, value in {**COMMON["set"], **variant.get("set", {})}.items():
-    _set(c, field, value)
+  c.update_from_flattened_dict({**COMMON["set"], **variant.get("set", {})})
   axes = {**COMMON["axes"], **variant.get("axes", {})}
   c.sweep.axes = axes_lib.format_axes({f: v for f, v in axes.items() if v is not None})
   return c

@@ -69,11 +69,12 @@ def _merge(base, override, prefix=""):
         base[k] = tuple(v) if isinstance(v, list) else v
 
 
-def resolve(config=None):
-  """Defaults overlaid with ``config`` (ConfigDict or nested dict), validated.
+def overlay(config=None):
+  """:func:`default_config` overlaid with ``config`` (ConfigDict or nested dict), not yet
+  resolved or validated.
 
   Raises:
-    ValueError: for an unknown field or a value outside what :func:`validate` allows.
+    ValueError: for an unknown field, or a section given a value (or a value a section).
   """
   base = default_config()
   if config is not None:
@@ -82,6 +83,17 @@ def resolve(config=None):
     if not isinstance(config, dict):
       raise ValueError(f"config must be a ConfigDict or a nested dict, got {type(config).__name__}")
     _merge(base, copy.deepcopy(config))
+  return base
+
+
+def resolve(config=None):
+  """Defaults overlaid with ``config`` (ConfigDict or nested dict), the automatic
+  ``train.log_every`` resolved, validated.
+
+  Raises:
+    ValueError: for an unknown field or a value outside what :func:`validate` allows.
+  """
+  base = overlay(config)
   if base.train.log_every == 0 and isinstance(base.train.steps, int) and base.train.steps >= 1:
     base.train.log_every = auto_log_every(base.train.steps)
   validate(base)

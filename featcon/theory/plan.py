@@ -41,6 +41,8 @@ class Plan(NamedTuple):
   Attributes:
     points: ``[(swept values {field: value}, configuration as a nested dict)]`` in product
       order (the ``config_id`` of the results).
+    configs: each point's configuration resolved and validated
+      (:func:`featcon.theory.config.resolve`), what :func:`make_groups` splits.
     axes: ``{field: [values]}``, the swept fields in product order.
     options: the ``sweep`` section (``zip``, ``memory_budget_gb``, ``max_chunk``,
       ``progress``), checked.
@@ -48,6 +50,7 @@ class Plan(NamedTuple):
       ones as their lists of values, and the sweep options.
   """
   points: List[Tuple[Dict[str, Any], Dict[str, Any]]]
+  configs: List[ml_collections.ConfigDict]
   axes: Dict[str, list]
   options: Dict[str, Any]
   record: Dict[str, Any]
@@ -69,6 +72,8 @@ def _as_dict(config):
 
 
 def _flatten(d, prefix=""):
+  """``{"a.b": value}`` of a nested dict, values as given (a list stays a list, a tuple a
+  tuple: only lists are axes)."""
   out = {}
   for k, v in d.items():
     if isinstance(v, (dict, ml_collections.ConfigDict)):
@@ -135,8 +140,9 @@ def make_plan(config, axes=None, pinned=()):
     A :class:`Plan`.
 
   Raises:
-    ValueError: for an unknown field, a bad value or axis, or ``sweep.zip`` naming a field
-      that is not an axis or fields of unequal lengths; before anything is compiled.
+    ValueError: for an unknown field, a bad value or axis, a configuration that
+      :func:`featcon.theory.config.resolve` refuses, or ``sweep.zip`` naming a field that is
+      not an axis or fields of unequal lengths; before anything is compiled.
   """
   raw = _as_dict(config)
   flat = _flatten({k: v for k, v in raw.items() if k != "sweep"})
@@ -154,13 +160,10 @@ def make_plan(config, axes=None, pinned=()):
       scalars[field] = value
   declared.update(axes_lib.parse_axes(text))
   declared.update(_axis_items(axes))
-  base = config_lib.sweep_config()
-  del base.sweep
   nested = {}
   for field, value in scalars.items():
     _set(nested, field, value)
-  config_lib._merge(base, nested)  # pylint: disable=protected-access
-  base = base.to_dict()
+  base = config_lib.overlay(nested).to_dict()
   zipped = [tuple(g) for g in options["zip"]]
   in_zip = {f for g in zipped for f in g}
   for field in pinned:
@@ -204,7 +207,8 @@ def _expand(base, declared, zipped, options):
   for f in order:
     _set(record, f, _plain(declared[f]))
   record["sweep"] = _plain(options)
-  return Plan(points, {f: declared[f] for f in order}, options, record)
+  configs = [config_lib.resolve(cfg) for _, cfg in points]
+  return Plan(points, configs, {f: declared[f] for f in order}, options, record)
 
 
 def expand(config, axes=None):
@@ -303,7 +307,8 @@ def make_groups(resolved, share_training=True):
   return groups
 
 
-def chunk_size(static, n_configs, budget_gb, n_devices=1, max_chunk=4096):
+def chunk_size(static, n_configs, budget_gb, n_devices=1,
+               max_chunk=schema.BY_NAME["sweep.max_chunk"].default):
   """Configurations per compiled call: fits the budget (:func:`featcon.theory.program.bytes_per_config`
   each), a multiple of the device count, and as even as possible (64 configurations that need
   two chunks run as 2 x 32, not 50 + 14 padded to 2 x 50: the last chunk is padded, so uneven

@@ -24,7 +24,7 @@ from featcon import progress as progress_lib
 from featcon.theory import plan as plan_lib
 from featcon.theory import program as program_lib
 from featcon.theory import schema
-from featcon.theory import train as train_lib
+from featcon.theory import train as theory_train
 
 
 class Limits(NamedTuple):
@@ -51,7 +51,7 @@ def _dictionaries(d, k):
   """``seeds -> M`` (n, d, K) for a vector of seeds (:func:`featcon.theory.train.run_dictionary`):
   one jitted program per (d, K), shared by every group of the process."""
   static = types.SimpleNamespace(d=d, k=k)  # all that run_dictionary reads
-  return jax.jit(jax.vmap(functools.partial(train_lib.run_dictionary, static)))
+  return jax.jit(jax.vmap(functools.partial(theory_train.run_dictionary, static)))
 
 
 def _config_sharding(devices):
@@ -99,7 +99,7 @@ def compile_group(group, limits=Limits(), *, progress=True, desc="group", log=No
   devices = jax.devices()
   size, n_chunks = chunking(group, limits, len(devices))
   bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc, progress, unit="log")
-  train = train_lib.make_train(group.static, on_log=bar if progress else None)
+  train = theory_train.make_train(group.static, on_log=bar if progress else None)
   if log:
     log(f"compiling {desc} ...")
   tc = time.perf_counter()

@@ -14,7 +14,7 @@ from featcon import io
 from featcon import progress as progress_lib
 from featcon.theory import config as config_lib
 from featcon.theory import program
-from featcon.theory import train as train_lib
+from featcon.theory import train as theory_train
 
 
 @dataclasses.dataclass
@@ -119,7 +119,7 @@ def simulate(config=None, progress=True, memory_budget_gb=MEMORY_BUDGET_GB):
   program.check_memory(static, memory_budget_gb, "memory_budget_gb (simulate's argument)")
   options = program.compiler_options()
   bar = progress_lib.Bar(static.n_logs, "simulate", progress, unit="log")
-  train = train_lib.make_train(static, on_log=bar if progress else None)
+  train = theory_train.make_train(static, on_log=bar if progress else None)
   t0 = time.perf_counter()
   compiled = jax.jit(train).lower(dyn).compile(options)
   compile_s = time.perf_counter() - t0

@@ -22,7 +22,6 @@ import numpy as np
 from featcon import distributed
 from featcon import io
 from featcon import progress as progress_lib
-from featcon.theory import config as config_lib
 from featcon.theory import plan as plan_lib
 from featcon.theory import program
 from featcon.theory import results
@@ -83,7 +82,7 @@ def run(config, workdir=None, progress=None, log=print, axes=None, pinned=()):
   plan = (config if isinstance(config, plan_lib.Plan)
           else plan_lib.make_plan(config, axes=axes, pinned=pinned))
   progress = plan.options["progress"] if progress is None else progress
-  resolved = [config_lib.resolve(cfg) for _, cfg in plan.points]
+  resolved = plan.configs
   groups = plan_lib.make_groups(resolved)
   limits = runner.Limits.of(plan.options)
   for group in groups:
@@ -137,10 +136,11 @@ def sweep(config, workdir=None, progress=None, axes=None):
   Example:
     >>> df = featcon.sweep(featcon.default_config(), axes=["seed=0,1", "model.width=64,256"])
   """
+  plan = plan_lib.make_plan(config, axes=axes)
   if progress is None:
-    progress = bool(plan_lib.make_plan(config, axes=axes).options["progress"])
+    progress = bool(plan.options["progress"])
   if progress:
     log = functools.partial(progress_lib.stage, enabled=True)
   else:
     log = logging.getLogger("featcon.sweep").info
-  return run(config, workdir=workdir, progress=progress, log=log, axes=axes)
+  return run(plan, workdir=workdir, progress=progress, log=log)

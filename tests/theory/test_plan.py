@@ -32,7 +32,7 @@ def test_plan_groups_and_chunks_compile_nothing(compiles):
          "train": {"batch_size": [4, 8], "lr": [0.05, 0.1], "steps": 20, "log_every": 10},
          "seed": [0, 1]}
   plan = plan_lib.make_plan(cfg)
-  groups = plan_lib.make_groups([config_lib.resolve(c) for _, c in plan.points])
+  groups = plan_lib.make_groups(plan.configs)
   sizes = [plan_lib.chunk_size(g.static, g.n_trainings, 1e-3) for g in groups]
   assert len(plan.points) == 2 * 3 * 2 * 2 * 2 and len(groups) == 2  # + the linear shortcut
   assert sorted(g.n_trainings for g in groups) == [16, 32] and all(s >= 1 for s in sizes)
