@@ -7,7 +7,8 @@ Everything else derives from :data:`FIELDS` and :data:`SWEEP_FIELDS`:
 ``Dynamic`` parts (:func:`featcon.theory.program.from_config` reads each field's ``static`` and
 ``dynamic`` targets) and the tables of ``docs/config.md`` (:func:`markdown`;
 ``python -m featcon.theory.configdoc`` rewrites them). Adding a field is one :class:`Field` here
-plus its use in the code.
+plus its use in the code (for an input of the compiled program, also its attribute in ``Static``
+or ``Dynamic``; ``tests/theory/test_schema.py`` checks those against the targets declared here).
 
 A field's ``sweep`` kind says what varying it in a sweep costs (docs/sweeps.md, "What
 compiles"): ``vmap`` (a value of the compiled program, ``Dynamic``), ``pad`` (padded to the
