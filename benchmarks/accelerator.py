@@ -106,7 +106,7 @@ def clip_forward(reduced):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  from tests.clip import reference  # pylint: disable=g-import-not-at-top
+  from featcon.testing import clip_reference as reference  # pylint: disable=g-import-not-at-top
   names = ("tiny-rn", "tiny-vit") if reduced else ("RN50", "ViT-B/16")
   batch, reps = (4, 2) if reduced else (256, 10)
   dev = "cuda" if torch.cuda.is_available() else "cpu"

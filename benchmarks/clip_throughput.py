@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import timed
-from tests.clip import reference
+from featcon.testing import clip_reference as reference
 
 
 def bench(name, batch, reps, warmup=2):

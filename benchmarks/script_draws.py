@@ -4,10 +4,9 @@ Run from the repository root: ``python benchmarks/script_draws.py`` (docs/reprod
 Figure 3(d)/10). Prints, per statistic, both means +- std over seeds and their difference in
 standard errors.
 """
-import sys; sys.path.insert(0, ".")
 import numpy as np, torch, jax, jax.numpy as jnp
-from tests.theory import torch_reference
-from featcon.theory import config as config_lib, train as train_lib
+from featcon.testing import theory_reference as torch_reference
+from featcon.theory import config as config_lib, program, train as theory_train
 torch.set_num_threads(1)
 N = 256
 def stats(W, b, a, c, M, x, y):
@@ -25,10 +24,10 @@ for s in range(N):
                   p["x"].numpy(), p["y"].numpy()))
 cfg = config_lib.resolve({"data": {"core": "sphere"}, "model": {"train_output": True, "output_init": "pytorch"},
                           "train": {"optimizer": "adamw", "loss": "logistic"}})
-static, dyn = train_lib.from_config(cfg)
+static, dyn = program.from_config(cfg)
 fs = []
 for s in range(N):
-  pr = jax.device_get(train_lib.make_problem(static, dyn._replace(seed=jnp.uint32(s))))
+  pr = jax.device_get(theory_train.make_problem(static, dyn._replace(seed=jnp.uint32(s))))
   q = pr.params0
   fs.append(stats(np.asarray(q["W"]), np.asarray(q["b"]), np.asarray(q["a"]), q["c"], np.asarray(pr.M),
                   np.asarray(pr.train_x), np.asarray(pr.train_y)))

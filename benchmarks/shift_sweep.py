@@ -3,7 +3,7 @@ r"""The shift sweep trained once vs once per shift, side by side in one process.
   python -m benchmarks.shift_sweep [--variant=shift] [--reps=1]
 
 ``configs/theory.py:<variant>`` (default ``shift``: OOD risk against the shift strength) runs
-through :func:`featcon.theory.sweeps.run_group` twice, alternately: with the configurations
+through :func:`featcon.theory.runner.run_group` twice, alternately: with the configurations
 that differ only in ``data.shift`` sharing one training (the engine's default) and with one
 training per configuration (``make_groups(..., share_training=False)``). Prints the wall time
 of each (compile included, and separately), the speed-up, the load average, and the largest
@@ -19,7 +19,8 @@ from absl import app, flags
 
 import featcon
 from configs import theory
-from featcon.theory import sweeps
+from featcon.theory import plan
+from featcon.theory import runner
 
 flags.DEFINE_string("variant", "shift", "configs/theory.py variant")
 flags.DEFINE_integer("reps", 1, "alternating repetitions of both paths")
@@ -29,12 +30,12 @@ FLAGS = flags.FLAGS
 
 
 def _run(groups, n):
-  """Runs the groups as :func:`featcon.theory.sweeps.run` does (``sweeps.run_groups``: each next
+  """Runs the groups as :func:`featcon.theory.sweeps.run` does (``runner.run_groups``: each next
   group compiles while the previous one trains). Returns (wall s, compile s not overlapped with
   training, metrics)."""
   t = time.perf_counter()
   metrics, compile_s = [None] * n, 0.0
-  for g, m, _, timing in sweeps.run_groups(groups, progress=False):
+  for g, m, _, timing in runner.run_groups(groups, progress=False):
     compile_s += 0.0 if timing["compiled_ahead"] else timing["compile_s"]
     for j, i in enumerate(g.indices):
       metrics[i] = {k: v[j] for k, v in m.items()}
@@ -44,9 +45,9 @@ def _run(groups, n):
 def main(_):
   featcon.use_all_cpu_cores(FLAGS.cpu_devices)
   cfg = theory.get_config(FLAGS.variant)
-  resolved = [featcon.resolve_config(c) for _, c in sweeps.expand(cfg)]
-  paths = {"shared": sweeps.make_groups(resolved),
-           "per_shift": sweeps.make_groups(resolved, share_training=False)}
+  resolved = [featcon.resolve_config(c) for _, c in plan.expand(cfg)]
+  paths = {"shared": plan.make_groups(resolved),
+           "per_shift": plan.make_groups(resolved, share_training=False)}
   load = os.getloadavg()
   times = {k: [] for k in paths}
   out = {}

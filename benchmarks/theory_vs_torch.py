@@ -24,7 +24,7 @@ from absl import app, flags
 
 import featcon
 from benchmarks.common import K, N_EVAL, N_FIG8, workload_config
-from featcon.theory import sweeps
+from featcon.theory import plan
 
 flags.DEFINE_integer("steps", 20000, "training steps per configuration")
 flags.DEFINE_integer("seeds", 8, "seeds per activation in the fig8 workload")
@@ -154,7 +154,7 @@ def _fig8(res, steps):
   n_cfg = 2 * FLAGS.seeds
   # training matmuls of the ReLU group: forward Z P^T and gradient Z^T D, each 2 n K m flops
   # per step; the identity group runs the linear shortcut (O(nK) per step), so it is left out.
-  groups = sweeps.make_groups([featcon.resolve_config(c) for _, c in sweeps.expand(cfg)])
+  groups = plan.make_groups([featcon.resolve_config(c) for _, c in plan.expand(cfg)])
   (relu,) = [df.attrs["timings"][g.key] for g in groups if g.static.activations == ("relu",)]
   res["groups"] = {k: dict(v) for k, v in df.attrs["timings"].items()}
   # wall_s holds the group's compile unless it compiled while the other group trained

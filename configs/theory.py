@@ -4,8 +4,9 @@ Run (the README's main job):
 
   python -m experiments.sweep --config=configs/theory.py --workdir=runs/theory
 
-Variants: ``--config=configs/theory.py:<variant>``; single fields with
-``--config.train.steps=2000``. Expected runtimes are on a 2-core laptop CPU (measured idle,
+Variants: ``--config=configs/theory.py:<variant>`` (the table :data:`VARIANTS`); single fields
+with ``--config.train.steps=2000``, the axes with ``--config.sweep.axes='seed=0,1;...'`` or
+``--axis=seed=0,1``. Expected runtimes are on a 2-core laptop CPU (measured idle,
 2026-11-28, compile included; 2-4x longer when the cores are shared).
 
 Every variant runs the public script's network (``featcon.default_config()``: hidden bias
@@ -40,92 +41,56 @@ training cores with the background redrawn); ``ood_risk`` is on fresh samples.
 Wall time of each on an idle 2-core CPU (20 s for ``smoke`` to 2 min for ``activations``):
 docs/performance.md, "Sweep variants" (``benchmarks/sweep_variants.py``).
 """
-import ml_collections
+from featcon.theory import axes as axes_lib
+from featcon.theory import config as config_lib
 
-from featcon.theory.config import default_config
+# What every variant starts from: Figure 8's split (ReLU vs identity, 4 seeds) at lr 1e-2 for
+# 4,000 steps.
+COMMON = {"set": {"train.lr": 1e-2, "train.steps": 4000, "train.log_every": 200},
+          "axes": {"seed": [0, 1, 2, 3], "model.activation": ["relu", "identity"]}}
 
-VARIANTS = ("default", "theory", "paper", "online", "activations", "regression", "shift", "remedy",
-            "smoke")
-
-
-def _base():
-  c = default_config()
-  c.sweep = ml_collections.ConfigDict()
-  c.sweep.zip = ()
-  c.sweep.memory_budget_gb = 4.0
-  c.sweep.max_chunk = 4096
-  c.sweep.progress = True
-  return c
+# variant: theorems (the idealised network, config_lib.theorems), the fields it sets, and the
+# axes it sets (None: that field of COMMON's axes is not swept).
+VARIANTS = {
+    "default": {},
+    "theory": {"theorems": True},
+    "paper": {"set": {"train.lr": 1e-3, "train.steps": 20000, "train.log_every": 1000},
+              "axes": {"model.bias": [True, False]}},
+    "online": {"theorems": True,
+               "set": {"data.regime": "online", "model.activation": "relu",
+                       "train.momentum": 0.0, "train.lr": 0.05, "train.log_every": 400},
+               "axes": {"seed": [0, 1], "model.activation": None, "model.width": [64, 256, 1024],
+                        "train.batch_size": [8, 32, 128]}},
+    "activations": {"set": {"data.core": "sphere", "model.bias": True, "model.train_output": True,
+                            "model.output_init": "pytorch", "train.optimizer": "adamw",
+                            "train.loss": "logistic", "train.lr": 1e-3, "train.weight_decay": 1e-2,
+                            "train.steps": 3000, "train.log_every": 300},
+                    "axes": {"seed": [0, 1, 2],
+                             "model.activation": ["relu", "gelu", "sigmoid", "tanh"]}},
+    "regression": {"theorems": True,
+                   "set": {"data.task": "regression", "train.loss": "mse",
+                           "model.train_output": True, "model.output_init": "pytorch"}},
+    "shift": {"theorems": True, "set": {"train.steps": 2000},
+              "axes": {"seed": [0, 1], "data.shift": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]}},
+    "remedy": {"theorems": True, "set": {"model.activation": "relu"},
+               "axes": {"model.activation": None, "train.oracle_projection": [False, True]}},
+    "smoke": {"set": {"data.d": 32, "data.k_core": 4, "data.k_bg": 4, "data.n_train": 64,
+                      "data.n_eval": 256, "train.steps": 60, "train.log_every": 20,
+                      "sweep.progress": False},
+              "axes": {"seed": [0, 1], "model.width": [8, 16]}},
+}
 
 
 def get_config(arg=None):
-  """The sweep config for ``arg`` (one of VARIANTS; None means default)."""
+  """The sweep config of variant ``arg`` (a key of :data:`VARIANTS`; None means default)."""
   arg = arg or "default"
   if arg not in VARIANTS:
-    raise ValueError(f"configs/theory.py variant {arg!r} is not one of {VARIANTS}")
-  c = _base()
-  with c.ignore_type():
-    c.seed = [0, 1, 2, 3]
-    c.model.activation = ["relu", "identity"]
-    c.train.lr = 1e-2
-    c.train.steps = 4000
-    c.train.log_every = 200
-    if arg == "theory":
-      c.model.bias = False
-    elif arg == "paper":
-      c.model.bias = [True, False]
-      c.train.lr = 1e-3
-      c.train.steps = 20000
-      c.train.log_every = 1000
-    elif arg == "online":
-      c.model.bias = False  # the theorems' idealised network
-      c.data.regime = "online"
-      c.model.activation = "relu"
-      c.model.width = [64, 256, 1024]
-      c.train.batch_size = [8, 32, 128]
-      c.train.momentum = 0.0
-      c.train.lr = 0.05
-      c.seed = [0, 1]
-      c.train.steps = 4000
-      c.train.log_every = 400
-    elif arg == "activations":
-      c.data.core = "sphere"
-      c.model.activation = ["relu", "gelu", "sigmoid", "tanh"]
-      c.model.bias = True
-      c.model.train_output = True
-      c.model.output_init = "pytorch"
-      c.train.optimizer = "adamw"
-      c.train.loss = "logistic"
-      c.train.lr = 1e-3
-      c.train.weight_decay = 1e-2
-      c.train.steps = 3000
-      c.train.log_every = 300
-      c.seed = [0, 1, 2]
-    elif arg == "regression":
-      c.model.bias = False  # the theorems' idealised network
-      c.data.task = "regression"
-      c.train.loss = "mse"
-      c.model.train_output = True
-      c.model.output_init = "pytorch"
-    elif arg == "shift":
-      c.model.bias = False  # the theorems' idealised network
-      c.model.activation = ["relu", "identity"]
-      c.data.shift = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-      c.seed = [0, 1]
-      c.train.steps = 2000
-    elif arg == "remedy":
-      c.model.bias = False  # the theorems' idealised network
-      c.model.activation = "relu"
-      c.train.oracle_projection = [False, True]
-    elif arg == "smoke":
-      c.data.d = 32
-      c.data.k_core = 4
-      c.data.k_bg = 4
-      c.data.n_train = 64
-      c.data.n_eval = 256
-      c.model.width = [8, 16]
-      c.seed = [0, 1]
-      c.train.steps = 60
-      c.train.log_every = 20
-      c.sweep.progress = False
+    raise ValueError(f"configs/theory.py variant {arg!r} is not one of {tuple(VARIANTS)}")
+  variant = VARIANTS[arg]
+  c = config_lib.sweep_config()
+  if variant.get("theorems"):
+    config_lib.theorems(c)
+  c.update_from_flattened_dict({**COMMON["set"], **variant.get("set", {})})
+  axes = {**COMMON["axes"], **variant.get("axes", {})}
+  c.sweep.axes = axes_lib.format_axes({f: v for f, v in axes.items() if v is not None})
   return c

@@ -6,7 +6,7 @@ number is in the JSON files under `--workdir`.
 from absl import flags
 from ml_collections import config_flags
 
-from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
+from featcon import cli
 from featcon import distributed
 from featcon import training as train_lib
 from featcon.analysis import experiment

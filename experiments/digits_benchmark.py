@@ -11,7 +11,7 @@ About 2-3 minutes per (architecture, seed) on a 2-core CPU.
 """
 from absl import flags, logging
 
-from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
+from featcon import cli
 from configs.distill import digits
 from featcon import distributed
 from featcon.probe import benchmark

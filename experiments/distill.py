@@ -10,7 +10,7 @@ digits benchmark (about a minute on 2 CPU cores). Paper-scale configs: configs/d
 """
 from absl import logging
 
-from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
+from featcon import cli
 from featcon import distill
 from featcon import distributed
 

@@ -8,7 +8,7 @@ that differs from linear_probe_config.json in a field the probes depend on is re
 """
 from absl import logging
 
-from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
+from featcon import cli
 from featcon import distill
 from featcon import distributed
 from featcon.probe import stages as probe_run

@@ -10,7 +10,7 @@ retrained).
 """
 from absl import logging
 
-from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
+from featcon import cli
 from featcon.probe import stages as probe_run
 from featcon import distill
 from featcon import distributed

@@ -21,7 +21,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
+from featcon import cli
 from featcon import distill, io
 from featcon.probe import metrics
 from featcon.probe import stages

@@ -9,17 +9,13 @@ r"""The main job: a vectorised theory sweep.
 Writes config.json, results.csv, trajectories.npz, summary.md and figures into --workdir;
 rerunning with the same workdir resumes (finished groups are skipped).
 
-Sweep axes on the command line (docs/sweeps.md):
-
-* ``--config.<field>=<value>`` on a field the config file sweeps (a list, such as ``seed`` or
-  ``model.activation`` of the default config) runs that single value instead of the axis;
-  ``--config.<field>=[v1,v2]`` (a list literal) makes any field an axis.
-* ``--axis=<field>=<v1>,<v2>,...`` (repeatable) sets or replaces the axis of ``<field>``.
-
-Values are typed like the field's default (int, float, bool, str; tuples as ``(a,b)``) and
-checked before anything runs; a bad one is an error naming the field, the value and what is
-allowed. Fields zipped by ``sweep.zip`` must be given equal lengths. Other ``--config.x=v``
-overrides are ml_collections' own.
+Sweep axes on the command line (docs/sweeps.md): the config file declares them in
+``sweep.axes``; ``--config.sweep.axes='seed=0,1;model.width=8,16'`` replaces them all,
+``--axis=<field>=<v1>,<v2>,...`` (repeatable) sets or replaces one, and
+``--config.<field>=<value>`` on a swept field runs that single value instead of the axis
+(``--config.seed=5``). Every ``--config.x=v`` is ml_collections' own override; values are
+checked before anything runs, and a bad one is an error naming the field, the value and what is
+allowed. A field both pinned with ``--config.<field>`` and given with ``--axis`` is refused.
 
 On a CPU the sweep exposes every core as a JAX device and shards its configurations over them
 (``--cpu_devices=1``: one device; N: N devices). XLA:CPU runs the small batched matmuls of a
@@ -28,23 +24,19 @@ online workload: 1.9x on 2 cores; the full-batch Figure 8 workload: no gain). Re
 single-device run. Several hosts: ``--coordinator_address --num_processes --process_id`` or a
 SLURM/TPU launcher (docs/scaling.md).
 """
-import runpy
-import sys
-
 from absl import app, flags
 from ml_collections import config_flags
 
-from featcon import cli  # first: names `configs` in an installed featcon (featcon/cli.py)
+from featcon import cli
 from featcon import distributed
-from featcon.theory import axes as axes_lib
+from featcon.theory import plan as plan_lib
+from featcon.theory import schema
 from featcon.theory import sweeps as sweep_lib
 
-_DEFAULT_CONFIG = cli.config_path("configs/theory.py")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG,
-    "Sweep config file (path[:variant]). --config.<field>=<value> on a field the file sweeps "
-    "runs that single value; --config.<field>=[v1,v2] makes a field an axis.",
-    lock_config=True)
+    "config", cli.config_path("configs/theory.py"),
+    "Sweep config file (path[:variant]). --config.<field>=<value> on a swept field runs that "
+    "single value; --config.sweep.axes='f=v1,v2;...' replaces the axes.", lock_config=True)
 _AXIS = flags.DEFINE_multi_string(
     "axis", [],
     "Sets or replaces a sweep axis: <field>=<v1>,<v2>,... (repeatable), e.g. "
@@ -53,51 +45,34 @@ _AXIS = flags.DEFINE_multi_string(
 _WORKDIR = flags.DEFINE_string("workdir", "runs/theory", "Folder for results (resumable).")
 distributed.add_flags(cpu_devices=0)
 
-_SINGLES = {}
 
-
-def _config_spec(argv):
-  for i, arg in enumerate(argv):
-    if arg.startswith(("--config=", "-config=")):
-      return arg.split("=", 1)[1]
-    if arg in ("--config", "-config") and i + 1 < len(argv):
-      return argv[i + 1]
-  return _DEFAULT_CONFIG
-
-
-def _swept_in_file(spec):
-  """The list-valued fields of the config file ``spec`` (empty if it cannot be loaded here;
-  absl then reports the problem)."""
-  path, _, arg = spec.partition(":")
-  try:
-    get_config = runpy.run_path(path)["get_config"]
-    return axes_lib.swept_fields(get_config(arg) if arg else get_config())
-  except Exception:  # pylint: disable=broad-except
-    return []
-
-
-def parse_flags(argv):
-  """absl's flag parsing, after taking out the overrides that are applied as axes."""
-  rest, singles = axes_lib.split_argv(argv[1:], _swept_in_file(_config_spec(argv[1:])))
-  _SINGLES.clear()
-  _SINGLES.update(singles)
-  sys.argv = [argv[0]] + rest  # ml_collections reads --config.* overrides from sys.argv
-  return app.parse_flags_with_usage(sys.argv)
+def pinned_fields(overrides, axis_specs):
+  """The theory fields set with ``--config.<field>=`` (``overrides``: ml_collections'
+  override values), which run one value instead of their axis; refuses a field also given
+  with ``--axis``."""
+  pinned = [f for f in overrides if f in schema.BY_NAME and not f.startswith("sweep.")]
+  swept = {spec.partition("=")[0].strip() for spec in axis_specs}
+  both = sorted(set(pinned) & swept)
+  if both:
+    raise ValueError(f"config field {both[0]!r} is given both as --config.{both[0]}= (one value) "
+                     f"and as --axis={both[0]}=... (an axis); allowed: one of the two")
+  return pinned
 
 
 def main(argv):
   del argv
   distributed.initialize()
   try:
-    config = axes_lib.apply_axes(_CONFIG.value, _AXIS.value, _SINGLES)
+    pinned = pinned_fields(config_flags.get_override_values(flags.FLAGS["config"]), _AXIS.value)
+    plan = plan_lib.make_plan(_CONFIG.value, axes=_AXIS.value, pinned=pinned)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
-  sweep_lib.run(config, workdir=_WORKDIR.value, log=lambda s: print(s, flush=True))
+  sweep_lib.run(plan, workdir=_WORKDIR.value, log=lambda s: print(s, flush=True))
 
 
 def run():
   """Console-script entry point (``featcon-sweep``)."""
-  cli.run(main, flags_parser=parse_flags)
+  cli.run(main)
 
 
 if __name__ == "__main__":

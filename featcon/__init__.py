@@ -8,6 +8,9 @@ sweep use every CPU core. The deep-network stage lives in :mod:`featcon.clip`,
 :mod:`featcon.models`, :mod:`featcon.data`, :mod:`featcon.distill`, :mod:`featcon.probe` and
 :mod:`featcon.analysis` (``docs/architecture.md``).
 """
+from featcon import _configs_alias
+_configs_alias.install()
+
 from featcon import progress as _progress
 _progress.quiet_backend_probe()
 

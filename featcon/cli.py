@@ -8,12 +8,10 @@ lets both work from any directory:
   relative to the current directory, else to the repository root (a checkout or an editable
   install), else to the installed package;
 * config files import each other as ``configs.…`` (``from configs.distill.base import …``): in
-  an installed featcon, where no top-level ``configs`` exists, importing this module makes that
-  name refer to ``featcon.configs``.
+  an installed featcon, where no top-level ``configs`` exists, that name refers to
+  ``featcon.configs`` as soon as any featcon module is imported (:mod:`featcon._configs_alias`,
+  run by ``featcon/__init__.py``), so entry points may import in any order.
 """
-import importlib
-import importlib.abc
-import importlib.util
 import os
 import sys
 
@@ -26,36 +24,6 @@ from featcon import distributed
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Where "configs/…" may live: the repository root (above featcon/), then the installed package.
 _ROOTS = (os.path.dirname(_PACKAGE_DIR), _PACKAGE_DIR)
-
-
-class _ConfigsAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-  """Imports ``configs`` and its submodules as the very modules of the same name under featcon."""
-
-  def find_spec(self, name, path=None, target=None):
-    del path, target
-    if name == "configs" or name.startswith("configs."):
-      if importlib.util.find_spec("featcon." + name) is None:
-        return None
-      return importlib.util.spec_from_loader(name, self)
-    return None
-
-  def create_module(self, spec):
-    return importlib.import_module("featcon." + spec.name)
-
-  def exec_module(self, module):
-    del module  # already executed as featcon.configs[.X]
-
-
-def _alias_installed_configs():
-  """In an installed featcon (no top-level ``configs``), makes ``configs`` name featcon.configs."""
-  if any(isinstance(f, _ConfigsAlias) for f in sys.meta_path):
-    return
-  if "configs" in sys.modules or importlib.util.find_spec("configs") is not None:
-    return
-  sys.meta_path.insert(0, _ConfigsAlias())
-
-
-_alias_installed_configs()
 
 
 def config_path(spec):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -226,8 +226,3 @@ def agree(value: Any) -> Any:
   if jax.process_count() == 1:
     return value
   return multihost_utils.broadcast_one_to_all(np.asarray(value)).item()
-
-
-def on_main(fn: Callable, *args, **kwargs):
-  """Runs ``fn`` on process 0 only (file writes); returns its result there, None elsewhere."""
-  return fn(*args, **kwargs) if is_main() else None

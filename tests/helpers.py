@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from featcon.theory import config as config_lib
-from featcon.theory import train as train_lib
+from featcon.theory import program
+from featcon.theory import train as theory_train
 
 SMALL = {"data": {"d": 64, "k_core": 16, "k_bg": 16, "n_train": 400, "n_eval": 2048},
          "model": {"width": 64}, "train": {"steps": 4000, "log_every": 500, "lr": 1e-2}}
@@ -24,14 +25,14 @@ def merge(base, over):
 def run_seeds(over, seeds=(0, 1, 2, 3), **static_kw):
   """Runs a config over several seeds with jit(vmap(train)); returns numpy metrics [seed, log]."""
   cfg = config_lib.resolve(over)
-  static, dyn = train_lib.from_config(cfg, return_params=False)
+  static, dyn = program.from_config(cfg, return_params=False)
   if static_kw:
     import dataclasses
     static = dataclasses.replace(static, **static_kw)
   n = len(seeds)
   dyns = jax.tree.map(lambda x: jnp.stack([x] * n), dyn)
   dyns = dyns._replace(seed=jnp.asarray(np.asarray(seeds, np.uint32)))
-  m, final = jax.jit(jax.vmap(train_lib.make_train(static)))(dyns)
+  m, final = jax.jit(jax.vmap(theory_train.make_train(static)))(dyns)
   return {k: np.asarray(v) for k, v in m.items()}, jax.device_get(final)
 
 

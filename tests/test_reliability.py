@@ -13,6 +13,8 @@ import pytest
 
 import featcon
 from featcon import io
+from featcon.theory import plan as plan_lib
+from featcon.theory import runner
 from featcon.theory import sweeps as sweep_lib
 from tests.helpers import merge
 
@@ -115,14 +117,16 @@ def test_sweep_corrupt_files(tmp_path):
 
 def test_sweep_corrupt_chunk_is_recomputed(tmp_path):
   cfg = _cfg(seed=[0, 1, 2, 3])
-  groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in sweep_lib.expand(cfg)])
+  groups = plan_lib.make_groups([featcon.resolve_config(c) for _, c in plan_lib.expand(cfg)])
   prefix = str(tmp_path / "g")
-  ref, _, _ = sweep_lib.run_group(groups[0], max_chunk=2, progress=False, chunk_prefix=prefix)
+  ref, _, _ = runner.run_group(groups[0], runner.Limits(max_chunk=2), progress=False,
+                               chunk_prefix=prefix)
   chunk = prefix + ".chunk2-1.npz"
   assert os.path.exists(chunk)
   _truncate(chunk)
   with pytest.warns(RuntimeWarning, match=r"chunk2-1\.npz.*recomputed"):
-    out, _, _ = sweep_lib.run_group(groups[0], max_chunk=2, progress=False, chunk_prefix=prefix)
+    out, _, _ = runner.run_group(groups[0], runner.Limits(max_chunk=2), progress=False,
+                                 chunk_prefix=prefix)
   np.testing.assert_array_equal(ref["ood_risk"], out["ood_risk"])
   io.load_npz(chunk)  # rewritten whole
 
@@ -130,7 +134,7 @@ def test_sweep_corrupt_chunk_is_recomputed(tmp_path):
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
 def test_sweep_max_chunk_validated_before_writing(tmp_path, bad):
   wd = tmp_path / "w"
-  with pytest.raises(ValueError, match=r"sweep\.max_chunk.*positive integer"):
+  with pytest.raises(ValueError, match=r"sweep\.max_chunk.*allowed: an integer"):
     sweep_lib.run(_cfg(seed=[0, 1], sweep={"max_chunk": bad}), workdir=str(wd), log=_quiet)
   assert not wd.exists()
 

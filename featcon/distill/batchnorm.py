@@ -13,7 +13,7 @@ statistics to the average over ``B`` equal-sized batches of the training-mode ba
 where ``x`` is the layer's input in a training-mode forward pass (every earlier layer normalised
 with its batch statistics, as during training), ``mean_b``/``var_b`` are over the batch and
 spatial axes (``n`` values per channel), and ``var`` is unbiased per batch as in PyTorch's
-running-variance update (:class:`featcon.clip.model.BatchNorm`). Parameters are not changed.
+running-variance update (:class:`featcon.layers.BatchNorm`). Parameters are not changed.
 """
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ import numpy as np
 from flax import traverse_util
 
 from featcon import io
-from featcon.clip import model as clip_model
+from featcon import layers
 from featcon.data import Loader, registry
 
 log = logging.getLogger("featcon")
 
-BATCHNORMS = (clip_model.BatchNorm, nn.BatchNorm)
+BATCHNORMS = (layers.BatchNorm, nn.BatchNorm)
 
 
 def batch_statistics(module, variables, x) -> dict:

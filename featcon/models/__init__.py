@@ -28,7 +28,6 @@ import dataclasses
 from typing import Any
 
 import flax.linen as nn
-import jax
 
 from featcon import clip
 from featcon.models import efficientnet, mlp, small_resnet
@@ -65,10 +64,6 @@ def encoder_backend(name: str) -> str:
   if name in EFFICIENTNET_NAMES:
     return "featcon.models.efficientnet.EfficientNetLite"
   return "featcon.clip"
-
-
-def has_batch_stats(variables) -> bool:
-  return "batch_stats" in variables and bool(jax.tree_util.tree_leaves(variables["batch_stats"]))
 
 
 def load_pretrained(name: str, checkpoint: str | None = None) -> dict:

@@ -17,7 +17,7 @@ Architecture (Lite0; ``width_coefficient`` / ``depth_coefficient`` scale Lite1-L
 
 Every convolution uses TensorFlow's "SAME" padding (for a stride-2 conv on an even size the extra
 row/column of zeros goes at the bottom/right), BatchNorm has eps 1e-3 and, in training mode, the
-PyTorch running-statistics update of :class:`featcon.clip.model.BatchNorm` with momentum 0.01
+PyTorch running-statistics update of :class:`featcon.layers.BatchNorm` with momentum 0.01
 (TensorFlow's decay 0.99, as the PyTorch port sets it).
 
 Encoder contract (``featcon.models``): ``module.apply(variables, x, train=False)`` returns
@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from featcon import checkpoints as checkpoint_lib
-from featcon.clip import model as clip_model
+from featcon import layers
 
 # The module (featcon.clip re-exports its function `preprocess` under the same name).
 clip_preprocess = importlib.import_module("featcon.clip.preprocess")
@@ -183,7 +183,7 @@ def depthwise_conv(x, kernel, stride: int = 1):
 
 
 def _bn(dtype, name):
-  return clip_model.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPS, dtype=dtype, name=name)
+  return layers.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPS, dtype=dtype, name=name)
 
 
 class Stem(nn.Module):

@@ -2,6 +2,7 @@
 trained by SGD-type optimizers in one ``lax.scan``, the measurements behind the theorems, and
 vectorised sweeps (``docs/theory.md`` states the model and the symbols the code uses).
 
-Data flows config → features (sampler) → train (network, losses, optim) → metrics →
-simulation (one configuration) / sweeps (many) → results (table, summary) → plots.
+Data flows schema → config → program (Static/Dynamic) → train (features, network, losses,
+optim) → metrics → simulation (one configuration) / sweeps (many: plan → runner) → results
+(table, summary) → plots.
 """

@@ -1,40 +1,25 @@
 """Sweep axes written as strings: ``"model.activation=relu,gelu,tanh"``.
 
-The syntax shared by ``python -m experiments.sweep --axis=...`` and ``featcon.sweep(config,
-axes=[...])`` (``docs/sweeps.md``): ``<field>=<v1>,<v2>,...`` where ``<field>`` is a dotted field
-of :func:`featcon.default_config`. Each value is typed like the field's default: ``int``,
+The syntax shared by ``sweep.axes`` (``;``-separated axes), ``python -m experiments.sweep
+--axis=...`` and ``featcon.sweep(config, axes=[...])`` (``docs/sweeps.md``):
+``<field>=<v1>,<v2>,...`` where ``<field>`` is a dotted field of :func:`featcon.default_config`. Each value is typed like the field's default: ``int``,
 ``float``, ``bool`` (``true``/``false``, ``1``/``0``, ``yes``/``no``) or ``str``; a field whose
 default is a tuple (``data.core_radii``) takes parenthesised tuples, ``(1,2),(1,3)``. A value
 may also be written as a Python list literal, ``[0.01, 0.1]``.
 
-:func:`apply_axes` sets or replaces axes of a sweep config; :func:`split_argv` takes the
-``--config.<field>=<value>`` overrides that ml_collections cannot apply (fields the config file
-sweeps, or list literals) out of a command line so that they can be applied as axes.
+:func:`parse_axes` reads a ``sweep.axes`` string, :func:`parse_axis` one axis,
+:func:`format_axes` writes axes back as a ``sweep.axes`` string.
 """
 import ast
-import copy
-import re
 
-import ml_collections
-
-from featcon.theory import config as config_lib
+from featcon.theory import schema
 
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
 
 def _defaults():
-  out = {}
-
-  def walk(d, prefix):
-    for k, v in d.items():
-      if isinstance(v, dict):
-        walk(v, f"{prefix}{k}.")
-      else:
-        out[f"{prefix}{k}"] = v
-
-  walk(config_lib.default_config().to_dict(), "")
-  return out
+  return {f.name: f.default for f in schema.FIELDS}
 
 
 def _split_top(text):
@@ -126,99 +111,33 @@ def parse_axis(spec):
   return field.strip(), parse_values(field.strip(), text)
 
 
-def _get(d, dotted):
-  for p in dotted.split("."):
-    if not isinstance(d, dict) or p not in d:
-      return None
-    d = d[p]
-  return d
-
-
-def set_dotted(d, dotted, value):
-  """Sets ``d[a][b][c] = value`` for ``dotted = "a.b.c"`` in nested dicts, creating levels."""
-  parts = dotted.split(".")
-  for p in parts[:-1]:
-    d = d.setdefault(p, {})
-  d[parts[-1]] = value
-
-
-def apply_axes(config, axes=None, singles=None):
-  """A copy of sweep ``config`` (ConfigDict or dict) as a nested dict, with axes replaced.
-
-  Args:
-    config: a sweep config.
-    axes: ``["field=v1,v2", ...]`` or ``{field: "v1,v2" | [values]}``: each sets or replaces
-      the axis of ``field`` (a one-value axis is still an axis: a column of the results).
-    singles: ``{field: "value"}``: each fixes ``field`` to one value; a field the config
-      sweeps stops being an axis (a field in ``sweep.zip`` keeps a one-value list, so its
-      partners must be given the same length with ``axes``).
-
-  Returns:
-    The nested dict, ready for :func:`featcon.theory.sweeps.expand`.
-  """
-  if isinstance(config, ml_collections.ConfigDict):
-    config = config.to_dict()
-  out = copy.deepcopy(dict(config))
-  zipped = set()
-  sweep_sec = out.get("sweep") or {}
-  for group in sweep_sec.get("zip", ()) or ():
-    zipped.update(group)
-  defaults = _defaults()
-  for field, text in (singles or {}).items():
-    if field not in defaults:
-      raise ValueError(f"unknown config field {field!r}; allowed: {', '.join(sorted(defaults))}")
-    s = str(text).strip()
-    if isinstance(text, str) and s.startswith("[") and s.endswith("]"):
-      set_dotted(out, field, parse_values(field, s))
+def parse_axes(text):
+  """A ``sweep.axes`` string ``"f1=v1,v2;f2=v3"`` → ``[(field, [typed values])]`` in order
+  (empty for ``""``); a field given twice is an error."""
+  if not isinstance(text, str):
+    raise ValueError(f"config field 'sweep.axes' has value {text!r}; allowed: a string of "
+                     "';'-separated axes such as 'seed=0,1;model.width=64,256'")
+  out, seen = [], set()
+  for spec in (p.strip() for p in text.split(";")):
+    if not spec:
       continue
-    value = parse_value(field, text, defaults[field])
-    set_dotted(out, field, [value] if field in zipped else value)
-  if isinstance(axes, str):
-    axes = [axes]
-  items = axes.items() if isinstance(axes, dict) else [parse_axis(a) for a in (axes or [])]
-  for field, values in items:
-    values = parse_values(field, values) if isinstance(axes, dict) else values
-    set_dotted(out, field, list(values))
+    field, values = parse_axis(spec)
+    if field in seen:
+      raise ValueError(f"config field 'sweep.axes' names {field!r} twice ({text!r}); allowed: "
+                       "each field once")
+    seen.add(field)
+    out.append((field, values))
   return out
 
 
-_OVERRIDE = re.compile(r"^--?config\.([A-Za-z0-9_.]+)=(.*)$", re.S)
+def _text(v):
+  if isinstance(v, tuple):
+    return "(" + ",".join(repr(x) for x in v) + ")"
+  return repr(v) if isinstance(v, float) else str(v)
 
 
-def split_argv(argv, swept_fields):
-  """Takes ``--config.<field>=<value>`` overrides that must be applied as axes out of argv.
-
-  Those are overrides of a field in ``swept_fields`` (a list in the config file, which
-  ml_collections cannot override) and overrides whose value is a list literal ``[...]``. A
-  field given several times (``--config.seed=1 --config.seed=2``) becomes the axis of those
-  values, written as a list literal.
-
-  Returns:
-    ``(remaining argv, {field: value text})``.
-  """
-  rest, given = [], {}
-  for arg in argv:
-    m = _OVERRIDE.match(arg)
-    if m and (m.group(1) in swept_fields or m.group(2).strip().startswith("[")):
-      given.setdefault(m.group(1), []).append(m.group(2))
-    else:
-      rest.append(arg)
-  singles = {f: v[0] if len(v) == 1 else "[" + ",".join(v) + "]" for f, v in given.items()}
-  return rest, singles
-
-
-def swept_fields(config):
-  """Dotted names of the list-valued (swept) fields of a sweep config."""
-  if isinstance(config, ml_collections.ConfigDict):
-    config = config.to_dict()
-  out = []
-
-  def walk(d, prefix):
-    for k, v in d.items():
-      if isinstance(v, dict):
-        walk(v, f"{prefix}{k}.")
-      elif isinstance(v, list):
-        out.append(f"{prefix}{k}")
-
-  walk({k: v for k, v in config.items() if k != "sweep"}, "")
-  return out
+def format_axes(axes):
+  """``[(field, values)]`` (or a dict) as a ``sweep.axes`` string that :func:`parse_axes`
+  reads back to the same values."""
+  items = axes.items() if isinstance(axes, dict) else axes
+  return ";".join(f"{f}=" + ",".join(_text(v) for v in values) for f, values in items)

@@ -56,7 +56,7 @@ def tidy_table(expanded, all_metrics, diverged, timings):
   """The tidy DataFrame of a sweep: one row per configuration and log step.
 
   Args:
-    expanded: ``[(swept_values, config)]`` of :func:`featcon.theory.sweeps.expand`.
+    expanded: ``[(swept_values, config)]`` of :func:`featcon.theory.plan.expand`.
     all_metrics: per configuration, a dict of arrays over log steps.
     diverged: per configuration, the first non-finite step or -1.
     timings: per compiled group, its timing dict (kept in ``df.attrs["timings"]``).

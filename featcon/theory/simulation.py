@@ -13,7 +13,8 @@ import numpy as np
 from featcon import io
 from featcon import progress as progress_lib
 from featcon.theory import config as config_lib
-from featcon.theory import train as train_lib
+from featcon.theory import program
+from featcon.theory import train as theory_train
 
 
 @dataclasses.dataclass
@@ -94,7 +95,7 @@ def simulate(config=None, progress=True, memory_budget_gb=MEMORY_BUDGET_GB):
       compiled, so its ETA counts training only) and a closing line with compile and run
       times on stderr. ``False``: silent.
     memory_budget_gb: device memory the run may use (GiB, default 16); a configuration whose
-      estimated footprint (:func:`featcon.theory.train.bytes_per_config`) exceeds it is refused
+      estimated footprint (:func:`featcon.theory.program.bytes_per_config`) exceeds it is refused
       before compiling.
 
   Returns:
@@ -114,11 +115,11 @@ def simulate(config=None, progress=True, memory_budget_gb=MEMORY_BUDGET_GB):
     raise ValueError(f"simulate: memory_budget_gb={memory_budget_gb!r}; allowed: a positive "
                      "number of GiB")
   cfg = config_lib.resolve(config)
-  static, dyn = train_lib.from_config(cfg)
-  train_lib.check_memory(static, memory_budget_gb, "memory_budget_gb (simulate's argument)")
-  options = train_lib.compiler_options()
+  static, dyn = program.from_config(cfg)
+  program.check_memory(static, memory_budget_gb, "memory_budget_gb (simulate's argument)")
+  options = program.compiler_options()
   bar = progress_lib.Bar(static.n_logs, "simulate", progress, unit="log")
-  train = train_lib.make_train(static, on_log=bar if progress else None)
+  train = theory_train.make_train(static, on_log=bar if progress else None)
   t0 = time.perf_counter()
   compiled = jax.jit(train).lower(dyn).compile(options)
   compile_s = time.perf_counter() - t0

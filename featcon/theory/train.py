@@ -1,7 +1,8 @@
 """Training as one jit-compiled ``lax.scan`` with in-scan measurements (docs/theory.md, "Training").
 
-The run is split into what changes compiled code or shapes (:class:`Static`, hashable) and
-what only changes values (:class:`Dynamic`, a pytree of scalars). ``make_train(static)``
+The run is split into what changes compiled code or shapes
+(:class:`featcon.theory.program.Static`, hashable) and what only changes values
+(:class:`featcon.theory.program.Dynamic`, a pytree of scalars). ``make_train(static)``
 returns a pure function ``train(dynamic) -> (metrics, final)`` that ``jit``/``vmap`` compose
 with, as in purejaxrl: the sweep engine ``vmap``s it over seeds, learning rates, weight
 decays, init scales, shift strengths, widths (padded and masked), batch sizes (padded and
@@ -16,161 +17,13 @@ Two exact paths (docs/theory.md, "Exact feature-coordinate dynamics"):
   ``W_perp(t) = alpha_t W_perp(0)`` where ``beta_{t+1} = lambda alpha_t + mu beta_t``,
   ``alpha_{t+1} = alpha_t - eta_t beta_{t+1}``. ``path="auto"`` picks it whenever it is exact.
 """
-import dataclasses
-import os
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from featcon.theory import features, losses, metrics as metrics_lib, network, optim
-
-
-@dataclasses.dataclass(frozen=True)
-class Static:
-  """Everything that fixes shapes or code (one compile per distinct value)."""
-  task: str = "classification"
-  d: int = 256
-  k_core: int = 32
-  k_bg: int = 32
-  core: str = "linear"
-  core_radii: Tuple[float, float] = (1.0, 2.0)
-  coeff_dist: str = "uniform"
-  regime: str = "fixed"
-  n_train: int = 1000
-  n_eval: int = 4096
-  width: int = 256            # rows of W: the (padded) width
-  activations: Tuple[str, ...] = ("relu",)
-  leaky_slope: float = 0.1
-  init: str = "pytorch"
-  bias: bool = False
-  train_output: bool = False
-  output_init: str = "signs"
-  output_signs: str = "half"
-  output_bias_init: str = "pytorch"
-  loss: str = "hinge"
-  optimizer: str = "sgd"
-  lr_schedule: str = "constant"
-  warmup_steps: int = 0
-  steps: int = 20000
-  log_every: int = 1000
-  batch: int = 0              # rows of a training batch (padded); 0 = full fixed set
-  oracle_projection: bool = False
-  path: str = "feature"       # resolved: "feature" or "input"
-  return_params: bool = True
-  # Whether the group needs the general machinery (each False is an exact shortcut that drops
-  # per-step passes over the stacked weights; make_groups sets them from the group's members):
-  use_momentum: bool = True   # some config has momentum != 0 (else no optax.trace state)
-  masked: bool = True         # some config is narrower than ``width`` (else no neuron mask)
-  batch_padded: bool = True   # some config's batch is smaller than ``batch`` (else a plain mean)
-  linear: bool = False        # the rank-one linear-network shortcut (see :func:`linear_eligible`)
-  # 0: ``Dynamic.shift`` is one shift strength. S > 0: a vector of S strengths measured on one
-  # training (training never sees the OOD sets, so runs that differ only in the shift share it;
-  # the shift-dependent metrics of :data:`featcon.theory.metrics.SHIFT_KEYS` gain an S axis).
-  n_shifts: int = 0
-
-  @property
-  def k(self):
-    return self.k_core + self.k_bg
-
-  @property
-  def out_dim(self):
-    return None if self.task == "classification" else self.k_core
-
-  @property
-  def n_logs(self):
-    return self.steps // self.log_every
-
-
-class Dynamic(NamedTuple):
-  """Values that can vary inside one compiled group (each a scalar; ``vmap`` adds axes)."""
-  seed: jax.Array
-  lr: jax.Array
-  weight_decay: jax.Array
-  momentum: jax.Array
-  b1: jax.Array
-  b2: jax.Array
-  eps: jax.Array
-  init_scale: jax.Array
-  shift: jax.Array            # a scalar, or (Static.n_shifts,) strengths of the OOD sets
-  width: jax.Array            # actual width <= Static.width
-  batch_size: jax.Array       # actual batch <= Static.batch (ignored for full batch)
-  act_index: jax.Array        # index into Static.activations
-
-
-def from_config(c, return_params=True):
-  """Splits a resolved config (see :mod:`featcon.theory.config`) into ``(Static, Dynamic)``."""
-  path = c.train.path
-  if path == "auto":
-    path = "feature" if optim.rotation_equivariant(c.train.optimizer) else "input"
-  batch = c.train.batch_size
-  if c.data.regime == "fixed" and batch in (0, c.data.n_train):
-    batch = 0
-  static = Static(
-      task=c.data.task, d=c.data.d, k_core=c.data.k_core, k_bg=c.data.k_bg, core=c.data.core,
-      core_radii=tuple(float(r) for r in c.data.core_radii), coeff_dist=c.data.coeff_dist,
-      regime=c.data.regime, n_train=c.data.n_train, n_eval=c.data.n_eval,
-      width=c.model.width, activations=(c.model.activation,),
-      leaky_slope=float(c.model.leaky_slope), init=c.model.init, bias=c.model.bias,
-      train_output=c.model.train_output, output_init=c.model.output_init,
-      output_signs=c.model.output_signs, output_bias_init=c.model.output_bias_init,
-      loss=c.train.loss, optimizer=c.train.optimizer,
-      lr_schedule=c.train.lr_schedule, warmup_steps=c.train.warmup_steps,
-      steps=c.train.steps, log_every=c.train.log_every, batch=batch,
-      oracle_projection=c.train.oracle_projection, path=path, return_params=return_params,
-      use_momentum=uses_momentum(c.train.optimizer, c.train.momentum), masked=False,
-      batch_padded=False)
-  static = dataclasses.replace(static, linear=c.train.linear_shortcut and linear_eligible(static))
-  dyn = make_dynamic(
-      seed=c.seed, lr=c.train.lr, weight_decay=c.train.weight_decay, momentum=c.train.momentum,
-      b1=c.train.b1, b2=c.train.b2, eps=c.train.eps, init_scale=c.model.init_scale,
-      shift=c.data.shift, width=c.model.width, batch_size=batch, act_index=0)
-  return static, dyn
-
-
-def linear_eligible(static):
-  """Whether a run is a linear network whose SGD dynamics stay rank-one around the init.
-
-  With the identity activation, a frozen output ``A`` (m, o) (``a`` as (m, 1) for a scalar
-  output), SGD with coupled decay (with or without momentum) and no oracle projection, the
-  weight gradient is ``dL/dW = A V`` with ``V = dL/dY`` for the linear model
-  ``f(x) = Y x``, ``Y = A^T W`` (o, D). Then, exactly (Theorem 4.4's setting),
-
-      W_t = alpha_t W_0 + A Q_t,     (momentum buffer: beta_t W_0 + A R_t)
-
-  where ``Q`` (o, D) follows the same optax SGD update with gradient ``V`` as ``W`` would,
-  and ``alpha_t`` the scalar recursion of the orthogonal part (``beta <- lambda alpha + mu beta``,
-  ``alpha <- alpha - eta_t beta``). A step then costs O(n D o) instead of O(n D m).
-
-  With biases (a trained hidden bias ``b``, a frozen output bias ``c``) the same holds for the
-  augmented weights ``[W | b]`` on inputs ``[x | 1]``: ``f(x) = Y [x | 1] + c`` with
-  ``Y = A^T [W | b]`` (o, D + 1), ``dL/db = A V_b``, and ``b`` decays and carries momentum as
-  ``W`` does, so ``[W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t`` with ``Q`` (o, D + 1).
-  """
-  return (static.activations == ("identity",) and not static.train_output
-          and static.optimizer == "sgd" and not static.oracle_projection)
-
-
-def uses_momentum(optimizer, momentum):
-  """Whether a run needs the SGD momentum trace (``optax.trace`` with decay 0 is the identity)."""
-  return optimizer == "sgd" and float(momentum) != 0.0
-
-
-def make_dynamic(**kw):
-  """A :class:`Dynamic` with the right dtypes (uint32 seed, int32 sizes, float32 the rest)."""
-  ints = {"width", "batch_size", "act_index"}
-  out = {}
-  for f in Dynamic._fields:
-    v = kw[f]
-    if f == "seed":
-      out[f] = jnp.asarray(np.asarray(v, np.uint32))
-    elif f in ints:
-      out[f] = jnp.asarray(v, jnp.int32)
-    else:
-      out[f] = jnp.asarray(v, jnp.float32)
-  return Dynamic(**out)
 
 
 class Problem(NamedTuple):
@@ -198,27 +51,6 @@ def _targets(static, batch):
 def _data_kwargs(static):
   return dict(k_core=static.k_core, k_bg=static.k_bg, core=static.core, dist=static.coeff_dist,
               radii=static.core_radii)
-
-
-OPT_LEVEL_ENV = "FEATCON_THEORY_XLA_OPT_LEVEL"
-
-
-def compiler_options():
-  """XLA compiler options of the theory programs (:func:`featcon.simulate` and each sweep group).
-
-  ``$FEATCON_THEORY_XLA_OPT_LEVEL`` (0, 1, 2 or 3), if set, is XLA's backend (LLVM)
-  optimisation level for them; unset, XLA's own default applies. A lower level compiles faster
-  and runs slower, which pays only for programs that run briefly, such as the test suite's (it
-  sets 0; ``docs/testing.md``). Semantics do not change; float32 results may differ in the last
-  bits. A bad value raises ``ValueError`` before anything is compiled.
-  """
-  level = os.environ.get(OPT_LEVEL_ENV)
-  if level is None or level == "":
-    return None
-  if level.strip() not in ("0", "1", "2", "3"):
-    raise ValueError(f"{OPT_LEVEL_ENV}={level!r}; allowed: 0, 1, 2, 3 (XLA's backend "
-                     "optimisation level) or unset (XLA's default)")
-  return {"xla_backend_optimization_level": int(level)}
 
 
 def run_keys(seed):
@@ -274,6 +106,22 @@ def make_problem(static, dyn, M=None):
     params = dict(params, W=w0 @ M)
   return Problem(M, basis, train_x, train_t, train_y, train_ood_x, to_net(ev.z), to_net(evo.z),
                  _targets(static, ev), ev.y, params, w0)
+
+
+class Perp(NamedTuple):
+  """The scalar recursion of the part of ``W`` the updates never touch (module docstring):
+  ``W_perp(t) = alpha_t W_perp(0)``, ``beta`` its momentum buffer."""
+  alpha: jax.Array
+  beta: jax.Array
+
+
+class Carry(NamedTuple):
+  """The state the training scan carries from step to step."""
+  params: dict          # the trained params (``Dense``-kernel layout), or ``{"Q"}`` (linear)
+  opt_state: Any        # the optax state
+  perp: Perp
+  diverged: jax.Array   # the first step with a non-finite loss, or -1
+  loss_sum: jax.Array   # the summed training loss of the current log interval
 
 
 def _split_params(static, params):
@@ -376,7 +224,7 @@ def make_train(static, on_log=None):
       tr, opt_state, perp, diverged, loss_sum = carry
       x, tgt, w = get_batch(t)
       if static.linear:
-        loss, v = linear_grad_fn(perp[0] * y0 + gram @ tr["Q"], x, tgt, w)
+        loss, v = linear_grad_fn(perp.alpha * y0 + gram @ tr["Q"], x, tgt, w)
         grads = {"Q": v}
       else:
         loss, grads = grad_fn(tr, x, tgt, w)
@@ -392,8 +240,8 @@ def make_train(static, on_log=None):
       ok = jnp.isfinite(loss) & (diverged < 0)
       diverged = jnp.where((diverged < 0) & ~jnp.isfinite(loss), t, diverged)
       # No per-step select over the weights: log_interval rolls a diverged interval back.
-      carry = (new_tr, new_opt_state, (alpha, beta), diverged,
-               loss_sum + jnp.where(ok, loss, 0.0))
+      carry = Carry(new_tr, new_opt_state, Perp(alpha, beta), diverged,
+                    loss_sum + jnp.where(ok, loss, 0.0))
       return carry, None
 
     def measure(tr, alpha):
@@ -403,13 +251,16 @@ def make_train(static, on_log=None):
       """``log_every`` steps from step ``(i - 1) * log_every``; the carry gains the interval's
       summed training loss."""
       t0 = (i - 1) * static.log_every
-      carry, _ = jax.lax.scan(step, carry_in[:4] + (jnp.float32(0.0),),
+      carry, _ = jax.lax.scan(step, carry_in._replace(loss_sum=jnp.float32(0.0)),
                               t0 + jnp.arange(static.log_every))
       # Divergence: once a step's loss is not finite, the run keeps the state it had at the
       # last log step before that step (its metrics are NaN from there on, see
       # simulation.finalize); one select per interval instead of one per step.
-      stop = carry[3] >= 0
-      carry = jax.tree.map(lambda a, b: jnp.where(stop, a, b), carry_in[:3], carry[:3]) + carry[3:]
+      stop = carry.diverged >= 0
+      keep = lambda a, b: jnp.where(stop, a, b)
+      carry = carry._replace(params=jax.tree.map(keep, carry_in.params, carry.params),
+                             opt_state=jax.tree.map(keep, carry_in.opt_state, carry.opt_state),
+                             perp=jax.tree.map(keep, carry_in.perp, carry.perp))
       if on_log is not None:
         jax.debug.callback(on_log, i)
       return carry
@@ -420,61 +271,23 @@ def make_train(static, on_log=None):
       # measurements in the compiled program (a second copy for step 0 cost ~10 % of the
       # compile time).
       carry = jax.lax.cond(i > 0, train_interval,
-                           lambda c, _: c[:4] + (jnp.float32(jnp.nan),), carry_in, i)
-      m = measure(carry[0], carry[2][0])
-      m["train_loss"] = carry[4] / static.log_every
+                           lambda c, _: c._replace(loss_sum=jnp.float32(jnp.nan)), carry_in, i)
+      m = measure(carry.params, carry.perp.alpha)
+      m["train_loss"] = carry.loss_sum / static.log_every
       return carry, m
 
-    perp0 = (jnp.float32(1.0), jnp.float32(0.0))
-    carry0 = (trainable, opt.init(trainable), perp0, jnp.int32(-1), jnp.float32(0.0))
+    perp0 = Perp(jnp.float32(1.0), jnp.float32(0.0))
+    carry0 = Carry(trainable, opt.init(trainable), perp0, jnp.int32(-1), jnp.float32(0.0))
     carry, out = jax.lax.scan(log_interval, carry0, jnp.arange(static.n_logs + 1))
     out["step"] = jnp.arange(static.n_logs + 1, dtype=jnp.int32) * static.log_every
-    final = {"diverged_step": carry[3], "perp_scale": carry[2][0]}
+    final = {"diverged_step": carry.diverged, "perp_scale": carry.perp.alpha}
     if static.return_params:
-      params = net_params(carry[0], carry[2][0])
+      params = net_params(carry.params, carry.perp.alpha)
       if feature:
         w0 = prob.w0_input
         w_perp0 = w0 - (w0 @ prob.M) @ prob.M.T
-        params = dict(params, W=params["W"] @ prob.M.T + carry[2][0] * w_perp0)
+        params = dict(params, W=params["W"] @ prob.M.T + carry.perp.alpha * w_perp0)
       final["params"] = params
     return out, final
 
   return train
-
-
-def bytes_per_config(static):
-  """A conservative estimate of the device memory (bytes) one configuration needs: one
-  :func:`make_train` program, or one configuration of a vmapped sweep group."""
-  dim = static.k if static.path == "feature" else static.d
-  out = static.out_dim or 1
-  rows_train = static.n_train if static.regime == "fixed" else 0
-  batch = static.batch or static.n_train
-  sets = 1 + max(1, static.n_shifts)                        # ID set and one OOD set per shift
-  floats = (
-      static.d * static.k                                   # dictionary
-      + sets * static.n_eval * (dim + static.width + out)   # eval sets, pre-activations
-      + sets * rows_train * (dim + out)                     # fixed set and its OOD copies
-      + 4 * batch * (dim + 2 * static.width + out)          # a step's activations and grads
-      + 4 * static.width * (dim + out + 1)                  # params, grads, optimizer state
-      + 2 * static.width * static.d                         # init in input space
-      + (static.n_logs + 1) * (2 * static.width + 32)       # recorded metrics
-  )
-  # float32; x4 for XLA temporaries and layout copies. Calibrated on the online workload
-  # (benchmarks/scaling.py): the formula alone gives 13.9 MB/config at width 512 where the
-  # measured peak RSS grows by 23.9 MB/config, so a factor 2 over-filled the budget.
-  return 4 * floats * 4
-
-
-def check_memory(static, budget_gb, field):
-  """Refuses a configuration whose estimated device memory (:func:`bytes_per_config`) exceeds
-  ``budget_gb`` GiB, before anything is compiled; the error gives the estimate, the budget
-  (``field``) and the config fields that set the size. Returns the estimate in bytes."""
-  need = bytes_per_config(static)
-  if need > budget_gb * 2**30:
-    raise ValueError(
-        f"one configuration needs about {need / 2**30:.1f} GiB of device memory (estimate; "
-        f"d={static.d}, width={static.width}, n_train={static.n_train}, n_eval={static.n_eval}, "
-        f"batch={static.batch}, {static.n_logs} logs), more than {field}={budget_gb} GiB; "
-        f"lower data.n_eval, data.n_train, model.width or train.batch_size, or raise {field} "
-        "if the device has the memory")
-  return need

@@ -7,36 +7,18 @@
 * ``fixtures_dir``: tiny OpenAI-layout checkpoints generated once per session by
   ``tests/clip/make_fixtures.py`` into a temporary directory.
 """
-import sys
-
 import pytest
 
-_LIBS = []  # keep torch.library.Library objects alive
+
+def import_open_clip():
+  """``featcon.testing.clip_reference.import_open_clip`` (imported here only when called, so that
+  this file loads without torch)."""
+  from featcon.testing import clip_reference  # pylint: disable=import-outside-toplevel
+  return clip_reference.import_open_clip()
 
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: full-size CLIP parity tests of the towers CI can afford (run in CI)")
-
-
-def import_open_clip():
-  """Import open_clip, defining torchvision::nms/qnms schemas first if its ops fail to load."""
-  import torch  # pylint: disable=import-outside-toplevel
-  try:
-    import open_clip  # pylint: disable=import-outside-toplevel
-    return open_clip
-  except RuntimeError as e:
-    if "torchvision::" not in str(e):
-      raise
-  for m in list(sys.modules):
-    if m.split(".")[0] in ("torchvision", "open_clip"):
-      del sys.modules[m]
-  if not _LIBS:
-    lib = torch.library.Library("torchvision", "DEF")  # pylint: disable=no-member
-    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _LIBS.append(lib)
-  import open_clip  # pylint: disable=import-outside-toplevel
-  return open_clip
 
 
 @pytest.fixture(scope="session")

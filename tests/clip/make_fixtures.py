@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 import torch
 
+from featcon.testing.clip_reference import randomize_
+
 TINY = {
     # ResNet: heads follow OpenAI's rule width*32/64 (inferred on load); res 32 -> 1x1 final grid.
     "rn": dict(layers=(1, 1, 1, 1), width=16, image_size=32),
@@ -28,20 +30,6 @@ TINY = {
 }
 EMBED_DIM = 32
 TEXT = dict(context_length=8, vocab_size=64, width=64, heads=1, layers=1)
-
-
-def randomize_(model, seed):
-  """Randomise BN running stats, BN/LN affine params (incl. zero-init bn3) so no branch is hidden."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
-        m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-        m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-      if isinstance(m, torch.nn.BatchNorm2d):
-        m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-        m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-  return model
 
 
 def build(kind, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from featcon import models
-from featcon.clip import model as clip_model
+from featcon import layers
 from featcon.distill import batchnorm
 
 
@@ -16,9 +16,9 @@ class TwoBN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    h = clip_model.BatchNorm(name="bn_a")(x, train)
+    h = layers.BatchNorm(name="bn_a")(x, train)
     h = jax.nn.relu(3.0 * h + 1.0)
-    return clip_model.BatchNorm(name="bn_b")(h, train), {}
+    return layers.BatchNorm(name="bn_b")(h, train), {}
 
 
 def _numpy_reference(batches):
@@ -31,7 +31,7 @@ def _numpy_reference(batches):
     m, v = x.mean(0), x.var(0)  # biased: what training-mode normalisation divides by
     ma.append(m)
     va.append(v * n / (n - 1))
-    h = np.maximum(3.0 * (x - m) / np.sqrt(v + clip_model.BN_EPS) + 1.0, 0.0)
+    h = np.maximum(3.0 * (x - m) / np.sqrt(v + layers.BN_EPS) + 1.0, 0.0)
     mb.append(h.mean(0))
     vb.append(h.var(0) * n / (n - 1))
   return {"bn_a": {"mean": np.mean(ma, 0), "var": np.mean(va, 0)},

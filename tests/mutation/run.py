@@ -77,7 +77,7 @@ MUTATIONS = [
     ("block_terms_dropped", "featcon/distill/student.py", "return final + block_weight * block",
      "return final + 0 * block", ["tests/distill/test_objective.py", "-k", "hand"]),
     # CLIP port and probes
-    ("bn_eps", "featcon/clip/model.py", "BN_EPS = 1e-5", "BN_EPS = 1e-3",
+    ("bn_eps", "featcon/layers.py", "BN_EPS = 1e-5", "BN_EPS = 1e-3",
      ["tests/clip/test_parity.py", "-k", "fp64 and tiny-rn"]),
     ("ridge_lambda_not_relative", "featcon/probe/ridge.py", "[lam * n for lam in lambdas]",
      "[lam for lam in lambdas]", ["tests/distill/test_metrics.py", "-k", "ridge"]),

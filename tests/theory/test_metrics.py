@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from featcon.theory import metrics, network
-from featcon.theory import train as train_lib
+from featcon.theory import program
+from featcon.theory import train as theory_train
 
 KC, KB, D, M = 2, 3, 7, 5
 MASK = np.array([1.0, 1.0, 1.0, 1.0, 0.0])  # the last neuron is padding
@@ -29,7 +30,7 @@ def _problem(rng, task, regime):
     return z @ basis.T, zo @ basis.T, t, y
   ex, eox, et, ey = data(40)
   tx, tox, tt, ty = data(12) if regime == "fixed" else (None,) * 4
-  return train_lib.Problem(M=jnp.asarray(basis, jnp.float32), basis=jnp.asarray(basis, jnp.float32),
+  return theory_train.Problem(M=jnp.asarray(basis, jnp.float32), basis=jnp.asarray(basis, jnp.float32),
                            train_x=tx, train_t=tt, train_y=ty, train_ood_x=tox, eval_x=ex,
                            eval_ood_x=eox, eval_t=et, eval_y=ey, params0=None, w0_input=None)
 
@@ -100,7 +101,7 @@ def test_measure_matches_hand_computation(task, regime, loss):
   rng = np.random.default_rng(0)
   prob = _problem(rng, task, regime)
   params = _params(rng, task)
-  static = dataclasses.replace(train_lib.Static(), task=task, d=D, k_core=KC, k_bg=KB,
+  static = dataclasses.replace(program.Static(), task=task, d=D, k_core=KC, k_bg=KB,
                                regime=regime, width=M, loss=loss, bias=True)
   p32 = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
   got = metrics.measure(static, prob, p32, network.activation("relu"), jnp.asarray(MASK))

@@ -11,6 +11,7 @@ import pytest
 
 import featcon
 from featcon.theory import axes as axes_lib
+from featcon.theory import plan as plan_lib
 from featcon.theory import config as config_lib
 from featcon.theory import results
 from featcon.theory import sweeps as sweep_lib
@@ -21,45 +22,60 @@ TINY = {"data": {"d": 16, "k_core": 2, "k_bg": 2, "n_train": 32, "n_eval": 64},
 
 
 def test_axis_strings_are_typed_like_the_defaults():
-  cfg = axes_lib.apply_axes(TINY, ["seed=0,1,2", "model.activation=relu,gelu",
+  plan = plan_lib.make_plan(TINY, ["seed=0,1,2", "model.activation=relu,gelu",
                                    "train.lr=1e-2,0.1", "model.bias=true,no",
                                    "data.core_radii=(1,2),(1,3)"])
-  assert cfg["seed"] == [0, 1, 2] and all(type(s) is int for s in cfg["seed"])
-  assert cfg["model"]["activation"] == ["relu", "gelu"]
-  assert cfg["train"]["lr"] == [0.01, 0.1] and cfg["model"]["bias"] == [True, False]
-  assert cfg["data"]["core_radii"] == [(1.0, 2.0), (1.0, 3.0)]
-  assert cfg["train"]["steps"] == 20  # untouched
-  # dict form and list literals; a single value replaces an axis
-  cfg = axes_lib.apply_axes(dict(TINY, seed=[0, 1]), {"train.lr": "[0.1, 0.2]"}, {"seed": "5"})
-  assert cfg["seed"] == 5 and cfg["train"]["lr"] == [0.1, 0.2]
-  assert len(sweep_lib.expand(cfg)) == 2
+  ax = plan.axes
+  assert ax["seed"] == [0, 1, 2] and all(type(s) is int for s in ax["seed"])
+  assert ax["model.activation"] == ["relu", "gelu"]
+  assert ax["train.lr"] == [0.01, 0.1] and ax["model.bias"] == [True, False]
+  assert ax["data.core_radii"] == [(1.0, 2.0), (1.0, 3.0)]
+  assert plan.record["train"]["steps"] == 20 and plan.record["seed"] == [0, 1, 2]
+  # dict form and list literals; a pinned field stops being an axis and runs its value
+  plan = plan_lib.make_plan(dict(TINY, seed=[0, 1]), {"train.lr": "[0.1, 0.2]"}, pinned=["seed"])
+  assert list(plan.axes) == ["train.lr"] and plan.axes["train.lr"] == [0.1, 0.2]
+  assert len(plan.points) == 2 and plan.points[0][1]["seed"] == 0
   for bad, msg in ((["seed=0,x"], r"'seed' has value 'x'; allowed: an integer"),
                    (["train.lr=fast"], r"'train.lr' has value 'fast'; allowed: a number"),
                    (["model.bias=maybe"], r"'model.bias' has value 'maybe'; allowed: true or false"),
                    (["model.widht=3"], r"unknown config field 'model.widht'"),
                    (["seed"], r"expected '<field>=<v1>,<v2>,...'")):
     with pytest.raises(ValueError, match=msg):
-      axes_lib.apply_axes(TINY, bad)
+      plan_lib.make_plan(TINY, bad)
+
+
+def test_sweep_axes_string_and_list_form_plan_alike():
+  """``sweep.axes`` (a string), the list form and ``axes=`` give the same plan; the product
+  runs in alphabetical order of the fields, zip groups first."""
+  a = plan_lib.make_plan(dict(TINY, sweep={"axes": "seed=0,1;model.width=2,4"}))
+  b = plan_lib.make_plan(dict(TINY, seed=[0, 1], model={"width": [2, 4]}))
+  c = plan_lib.make_plan(TINY, axes="model.width=2,4;seed=0,1")
+  assert a.points == b.points == c.points and a.record == b.record == c.record
+  assert [tuple(s.values()) for s, _ in a.points] == [(2, 0), (2, 1), (4, 0), (4, 1)]
+  assert list(a.axes) == ["model.width", "seed"]
+  # the config of each point is a full scalar config: the axis values set, the rest defaults
+  assert a.points[1][1]["seed"] == 1 and a.points[1][1]["train"]["optimizer"] == "sgd"
+  assert axes_lib.parse_axes(axes_lib.format_axes(a.axes)) == list(a.axes.items())
+  with pytest.raises(ValueError, match=r"'sweep.axes' names 'seed' twice"):
+    plan_lib.make_plan(dict(TINY, sweep={"axes": "seed=0;seed=1"}))
+  with pytest.raises(ValueError, match=r"unknown config field 'sweep.axis'"):
+    plan_lib.make_plan(dict(TINY, sweep={"axis": "seed=0"}))
 
 
 def test_zipped_axes_from_strings():
   cfg = dict(TINY, sweep={"zip": [("train.lr", "train.weight_decay")]})
-  ex = sweep_lib.expand(axes_lib.apply_axes(
-      cfg, ["train.lr=0.1,0.2", "train.weight_decay=0,0.01", "seed=0,1"]))
+  ex = plan_lib.expand(cfg, ["train.lr=0.1,0.2", "train.weight_decay=0,0.01", "seed=0,1"])
   assert sorted((s["train.lr"], s["train.weight_decay"], s["seed"]) for s, _ in ex) == [
       (0.1, 0.0, 0), (0.1, 0.0, 1), (0.2, 0.01, 0), (0.2, 0.01, 1)]
   with pytest.raises(ValueError, match="different lengths"):
-    sweep_lib.expand(axes_lib.apply_axes(cfg, ["train.lr=0.1,0.2", "train.weight_decay=0"]))
-
-
-def test_split_argv_takes_swept_overrides_only():
-  rest, singles = axes_lib.split_argv(
-      ["--config=c.py", "--config.seed=5", "--config.train.steps=40",
-       "--config.train.lr=[0.01,0.1]", "--axis=model.width=4"], ["seed", "model.width"])
-  assert rest == ["--config=c.py", "--config.train.steps=40", "--axis=model.width=4"]
-  assert singles == {"seed": "5", "train.lr": "[0.01,0.1]"}
-  _, singles = axes_lib.split_argv(["--config.seed=1", "--config.seed=2"], ["seed"])
-  assert axes_lib.apply_axes(TINY, None, singles)["seed"] == [1, 2]
+    plan_lib.expand(cfg, ["train.lr=0.1,0.2", "train.weight_decay=0"])
+  # a pinned zipped field keeps a one-value axis: its partners must be given one value too
+  pinned = plan_lib.make_plan(cfg, ["train.lr=0.1,0.2", "train.weight_decay=0.01"],
+                              pinned=["train.lr"])
+  assert pinned.axes == {"train.lr": [0.05], "train.weight_decay": [0.01]}
+  with pytest.raises(ValueError, match="different lengths"):
+    plan_lib.make_plan(cfg, ["train.lr=0.1,0.2", "train.weight_decay=0,0.01"],
+                       pinned=["train.lr"])
 
 
 def test_auto_log_every_divides_steps():
@@ -104,9 +120,9 @@ def _parse_pipe_table(text):
 
 
 def test_markdown_table_and_typed_swept_arrays(tmp_path):
-  cfg = axes_lib.apply_axes(TINY, ["seed=0,1", "model.width=2,4", "train.lr=0.05,0.1",
-                                   "model.activation=relu,tanh"])
-  cfg["sweep"] = {"zip": [("train.lr", "model.activation")], "progress": False}
+  cfg = dict(TINY, sweep={"axes": "seed=0,1;model.width=2,4;train.lr=0.05,0.1;"
+                                  "model.activation=relu,tanh",
+                          "zip": [("train.lr", "model.activation")], "progress": False})
   wd = str(tmp_path / "wd")
   sweep_lib.run(cfg, workdir=wd, log=lambda s: None)
   header, rows = _parse_pipe_table(open(os.path.join(wd, "summary.md")).read())

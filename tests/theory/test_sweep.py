@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 import featcon
+from featcon.theory import plan as plan_lib
+from featcon.theory import program
+from featcon.theory import runner
 from featcon.theory import sweeps as sweep_lib
-from featcon.theory import train as train_lib
 from tests.helpers import merge
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,36 +28,36 @@ def _cfg(**over):
 def test_expand_product_and_zip():
   cfg = _cfg(seed=[0, 1], train={"lr": [0.1, 0.2, 0.3], "weight_decay": [0.0, 1e-3, 1e-2]},
              sweep={"zip": [("train.lr", "train.weight_decay")]})
-  ex = sweep_lib.expand(cfg)
+  ex = plan_lib.expand(cfg)
   assert len(ex) == 2 * 3
   pairs = {(s["train.lr"], s["train.weight_decay"]) for s, _ in ex}
   assert pairs == {(0.1, 0.0), (0.2, 1e-3), (0.3, 1e-2)}
-  assert len(sweep_lib.expand(_cfg(seed=[0, 1], train={"lr": [0.1, 0.2]}))) == 4
+  assert len(plan_lib.expand(_cfg(seed=[0, 1], train={"lr": [0.1, 0.2]}))) == 4
   with pytest.raises(ValueError, match="different lengths"):
-    sweep_lib.expand(_cfg(train={"lr": [0.1, 0.2], "weight_decay": [0.0]},
+    plan_lib.expand(_cfg(train={"lr": [0.1, 0.2], "weight_decay": [0.0]},
                           sweep={"zip": [("train.lr", "train.weight_decay")]}))
   with pytest.raises(ValueError, match="unknown config field 'sweep.colour'"):
-    sweep_lib.expand(_cfg(sweep={"colour": 1}))
+    plan_lib.expand(_cfg(sweep={"colour": 1}))
 
 
 def test_grouping_compiles_once_for_values_widths_batches_activations():
   cfg = _cfg(seed=[0, 1], data={"regime": "online"},
              model={"width": [8, 16], "activation": ["relu", "tanh"]},
              train={"batch_size": [4, 8], "lr": [0.05, 0.1]})
-  ex = sweep_lib.expand(cfg)
-  groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in ex])
+  ex = plan_lib.expand(cfg)
+  groups = plan_lib.make_groups([featcon.resolve_config(c) for _, c in ex])
   assert len(ex) == 32 and len(groups) == 1
   g = groups[0]
   assert (g.static.width, g.static.batch, g.static.activations) == (16, 8, ("relu", "tanh"))
   # a change of d or loss needs another program
   cfg2 = _cfg(data={"d": [24, 32]}, train={"loss": ["hinge", "logistic"]})
-  ex2 = sweep_lib.expand(cfg2)
-  assert len(sweep_lib.make_groups([featcon.resolve_config(c) for _, c in ex2])) == 4
+  ex2 = plan_lib.expand(cfg2)
+  assert len(plan_lib.make_groups([featcon.resolve_config(c) for _, c in ex2])) == 4
   # the identity activation runs the linear shortcut: its own (cheap) program, unless disabled
   for shortcut, n_groups in ((True, 2), (False, 1)):
     cfg3 = _cfg(model={"activation": ["relu", "identity", "tanh"]},
                 train={"linear_shortcut": shortcut})
-    groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in sweep_lib.expand(cfg3)])
+    groups = plan_lib.make_groups([featcon.resolve_config(c) for _, c in plan_lib.expand(cfg3)])
     assert len(groups) == n_groups
     assert sorted(g.static.linear for g in groups) == [False, shortcut][:n_groups]
 
@@ -65,7 +67,7 @@ def test_sweep_equals_simulate_one_by_one():
   cfg = _cfg(seed=[0, 3], model={"width": [8, 16], "activation": ["relu", "identity"]},
              train={"lr": [0.02, 0.05]}, sweep={"zip": [("seed", "train.lr")]})
   df = featcon.sweep(cfg)
-  for swept, single in sweep_lib.expand(cfg):
+  for swept, single in plan_lib.expand(cfg):
     r = featcon.simulate(single)
     sel = np.ones(len(df), bool)
     for k, v in swept.items():
@@ -80,7 +82,7 @@ def test_sweep_equals_simulate_one_by_one():
 def test_chunking_keeps_results(monkeypatch):
   cfg = _cfg(seed=[0, 1, 2, 3, 4])
   whole = featcon.sweep(cfg)
-  monkeypatch.setattr(sweep_lib, "bytes_per_config", lambda static: 2**30)  # 2 per chunk
+  monkeypatch.setattr(program, "bytes_per_config", lambda static: 2**30)  # 2 per chunk
   chunked = featcon.sweep(dict(cfg, sweep={"memory_budget_gb": 2.0}))
   assert chunked.attrs["timings"][next(iter(chunked.attrs["timings"]))]["chunks"] == 3
   pd.testing.assert_frame_equal(whole, chunked)
@@ -91,14 +93,14 @@ def test_next_group_compiles_while_the_previous_trains(monkeypatch):
   metrics equal the group run on its own with a compile of its own."""
   cfg = _cfg(seed=[0, 1], model={"activation": ["relu", "identity"]})
   order = []
-  real_compile, real_run = sweep_lib.compile_group, sweep_lib.run_group
-  monkeypatch.setattr(sweep_lib, "compile_group",
-                      lambda g, **kw: order.append(("compile", g.key)) or real_compile(g, **kw))
-  monkeypatch.setattr(sweep_lib, "run_group",
-                      lambda g, **kw: order.append(("run", g.key)) or real_run(g, **kw))
+  real_compile, real_run = runner.compile_group, runner.run_group
+  monkeypatch.setattr(runner, "compile_group", lambda g, *a, **kw: order.append(
+      ("compile", g.key)) or real_compile(g, *a, **kw))
+  monkeypatch.setattr(runner, "run_group",
+                      lambda g, *a, **kw: order.append(("run", g.key)) or real_run(g, *a, **kw))
   df = sweep_lib.run(cfg, log=lambda s: None)
   monkeypatch.undo()
-  groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in sweep_lib.expand(cfg)])
+  groups = plan_lib.make_groups([featcon.resolve_config(c) for _, c in plan_lib.expand(cfg)])
   first, second = (g.key for g in groups)
   assert order == [("run", first), ("compile", first), ("compile", second), ("run", second)]
   t1, t2 = (df.attrs["timings"][k] for k in (first, second))
@@ -113,26 +115,26 @@ def test_next_group_compiles_while_the_previous_trains(monkeypatch):
 
 
 def test_precompiled_program_must_match_the_chunking():
-  (group,) = sweep_lib.make_groups([featcon.resolve_config(c)
-                                    for _, c in sweep_lib.expand(_cfg(seed=[0, 1, 2]))])
-  program = sweep_lib.compile_group(group, progress=False, max_chunk=2)
+  (group,) = plan_lib.make_groups([featcon.resolve_config(c)
+                                    for _, c in plan_lib.expand(_cfg(seed=[0, 1, 2]))])
+  compiled = runner.compile_group(group, runner.Limits(max_chunk=2), progress=False)
   with pytest.raises(ValueError, match=r"compiled for 2 chunk\(s\) of 2, the group needs 1 of 3"):
-    sweep_lib.run_group(group, progress=False, program=program)
+    runner.run_group(group, progress=False, program=compiled)
 
 
 def test_chunk_size_follows_memory_budget():
-  static = train_lib.Static(width=1024, d=256, n_eval=4096)
-  per = sweep_lib.bytes_per_config(static)
+  static = program.Static(width=1024, d=256, n_eval=4096)
+  per = program.bytes_per_config(static)
   fit = int(2**30 // per)
-  size = sweep_lib.chunk_size(static, 10_000, 1.0)
+  size = plan_lib.chunk_size(static, 10_000, 1.0)
   n_chunks = -(-10_000 // size)
   assert size <= fit and n_chunks == -(-10_000 // fit)  # within budget, fewest chunks
   assert size * n_chunks - 10_000 < n_chunks             # even: padding < one per chunk
-  assert sweep_lib.chunk_size(static, 3, 1.0) == 3
-  assert sweep_lib.chunk_size(static, 10_000, 1.0, n_devices=4) % 4 == 0
+  assert plan_lib.chunk_size(static, 3, 1.0) == 3
+  assert plan_lib.chunk_size(static, 10_000, 1.0, n_devices=4) % 4 == 0
   # 64 configurations that need two chunks run as 2 x 32 (not 50 + 14 padded to 2 x 50)
   budget = 50.5 * per / 2**30
-  assert sweep_lib.chunk_size(static, 64, budget) == 32
+  assert plan_lib.chunk_size(static, 64, budget) == 32
 
 
 @pytest.mark.slow
@@ -166,26 +168,26 @@ def test_resume_skips_finished_groups_and_refuses_changed_config(tmp_path, monke
   cfg = _cfg(seed=[0, 1], train={"loss": ["hinge", "logistic"]})
   wd = str(tmp_path / "wd")
   calls = []
-  real = sweep_lib.run_group
+  real = runner.run_group
 
-  def flaky(group, **kw):
+  def flaky(group, *a, **kw):
     if calls:  # the second group "crashes"
       raise KeyboardInterrupt
     calls.append(1)
-    return real(group, **kw)
+    return real(group, *a, **kw)
 
-  monkeypatch.setattr(sweep_lib, "run_group", flaky)
+  monkeypatch.setattr(runner, "run_group", flaky)
   with pytest.raises(KeyboardInterrupt):
     sweep_lib.run(cfg, workdir=wd, log=lambda s: None)
   assert len([f for f in os.listdir(os.path.join(wd, "groups")) if f.endswith(".json")]) == 1
   ran = []
-  monkeypatch.setattr(sweep_lib, "run_group", lambda g, **kw: ran.append(1) or real(g, **kw))
+  monkeypatch.setattr(runner, "run_group", lambda g, *a, **kw: ran.append(1) or real(g, *a, **kw))
   df = sweep_lib.run(cfg, workdir=wd, log=lambda s: None)
   assert len(ran) == 1  # only the unfinished group ran
-  monkeypatch.setattr(sweep_lib, "run_group", real)
+  monkeypatch.setattr(runner, "run_group", real)
   fresh = sweep_lib.run(cfg, workdir=str(tmp_path / "fresh"), log=lambda s: None)
   pd.testing.assert_frame_equal(df, fresh)
-  with pytest.raises(ValueError, match="holds results of a different config"):
+  with pytest.raises(ValueError, match="records sweep results made under a different config"):
     sweep_lib.run(_cfg(seed=[0, 1, 2]), workdir=wd, log=lambda s: None)
 
 
@@ -211,7 +213,7 @@ def test_cli_smoke_config(tmp_path):
 @pytest.mark.slow
 def test_interrupted_group_resumes_from_finished_chunks(tmp_path, monkeypatch):
   cfg = _cfg(seed=[0, 1, 2, 3, 4], sweep={"memory_budget_gb": 2.0})
-  monkeypatch.setattr(sweep_lib, "bytes_per_config", lambda static: 2**30)  # 2 per chunk
+  monkeypatch.setattr(program, "bytes_per_config", lambda static: 2**30)  # 2 per chunk
   wd = str(tmp_path / "wd")
   real_get = sweep_lib.jax.device_get
   calls = []
@@ -242,9 +244,9 @@ def test_padded_fixed_set_minibatches_and_unequal_sizes_equal_simulate():
   cfg = _cfg(data={"d": 23, "k_core": 3, "k_bg": 7}, model={"width": [8, 16]},
              train={"batch_size": [5, 16, 64], "steps": 40})
   df = featcon.sweep(cfg)
-  groups = sweep_lib.make_groups([featcon.resolve_config(c) for _, c in sweep_lib.expand(cfg)])
+  groups = plan_lib.make_groups([featcon.resolve_config(c) for _, c in plan_lib.expand(cfg)])
   assert len(groups) == 2 and any(g.static.batch_padded for g in groups)  # full batch apart
-  for swept, single in sweep_lib.expand(cfg):
+  for swept, single in plan_lib.expand(cfg):
     r = featcon.simulate(single)
     sel = np.ones(len(df), bool)
     for k, v in swept.items():
@@ -274,19 +276,19 @@ def test_shift_sweep_trains_once_and_equals_one_training_per_shift(path):
              data={"shift": [0.0, 0.4, 1.0, 0.7]}, train={"lr": [0.05, 0.05, 0.05, 0.1],
                                                            "path": path},
              sweep={"zip": [("data.shift", "train.lr")]})
-  ex = sweep_lib.expand(cfg)
+  ex = plan_lib.expand(cfg)
   resolved = [featcon.resolve_config(c) for _, c in ex]
-  shared = sweep_lib.make_groups(resolved)
+  shared = plan_lib.make_groups(resolved)
   assert sorted((g.n_trainings, len(g.indices), g.static.n_shifts) for g in shared) == [
       (4, 8, 3), (4, 8, 3)]  # per activation: 2 seeds x 2 learning rates; lr 0.1 pads
-  per_shift = sweep_lib.make_groups(resolved, share_training=False)
+  per_shift = plan_lib.make_groups(resolved, share_training=False)
   assert [g.static.n_shifts for g in per_shift] == [0, 0]
   results = {}
   for name, groups in (("shared", shared), ("per_shift", per_shift)):
     m = [None] * len(ex)
     div = np.full(len(ex), -1)
     for g in groups:
-      metrics, d, timing = sweep_lib.run_group(g, progress=False)
+      metrics, d, timing = runner.run_group(g, progress=False)
       assert timing["trainings"] == g.n_trainings and timing["configs"] == len(ex) // 2
       for j, i in enumerate(g.indices):
         m[i] = {k: v[j] for k, v in metrics.items()}

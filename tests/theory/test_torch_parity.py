@@ -31,8 +31,9 @@ from featcon.theory import config as config_lib  # noqa: E402
 from featcon.theory import losses as losses_lib  # noqa: E402
 from featcon.theory import network  # noqa: E402
 from featcon.theory import optim  # noqa: E402
-from featcon.theory import train as train_lib  # noqa: E402
-from tests.theory import torch_reference  # noqa: E402
+from featcon.theory import program  # noqa: E402
+from featcon.theory import train as theory_train  # noqa: E402
+from featcon.testing import theory_reference as torch_reference  # noqa: E402
 
 NOBIAS = {"model": {"bias": False}}
 SCRIPT = {"data": {"k_core": 24, "k_bg": 40}}  # the default has the script's biases
@@ -64,8 +65,8 @@ def test_matches_pytorch_public_script_loop(activation, loss, path, extra):
                  "model": {"activation": activation, "width": 128},
                  "train": {"steps": 1000, "log_every": 100, "loss": loss, "path": path}}, extra)
   cfg = config_lib.resolve(over)
-  static, dyn = train_lib.from_config(cfg)
-  prob = jax.device_get(train_lib.make_problem(dataclasses.replace(static, path="input"), dyn))
+  static, dyn = program.from_config(cfg)
+  prob = jax.device_get(theory_train.make_problem(dataclasses.replace(static, path="input"), dyn))
   p0 = prob.params0
   bias = cfg.model.bias
   if bias:  # the script's frozen output bias is a random draw, not 0
@@ -103,9 +104,9 @@ def test_matches_pytorch_with_unequal_core_and_background():
   over = {"data": {"d": 90, "k_core": 12, "k_bg": 20, "n_train": 300},
           "model": {"width": 64, "bias": False}, "train": {"steps": 1000, "log_every": 100, "path": "feature"}}
   import dataclasses  # pylint: disable=import-outside-toplevel
-  static, dyn = train_lib.from_config(config_lib.resolve(over))
+  static, dyn = program.from_config(config_lib.resolve(over))
   assert (static.k_core, static.k_bg) == (12, 20)
-  prob = jax.device_get(train_lib.make_problem(dataclasses.replace(static, path="input"), dyn))
+  prob = jax.device_get(theory_train.make_problem(dataclasses.replace(static, path="input"), dyn))
   w_torch, losses_torch, _ = torch_reference.train(
       prob.train_x, prob.train_y, prob.params0["W"], steps=1000, lr=1e-3, momentum=0.9,
       weight_decay=1e-3, activation="relu", loss="hinge", a=prob.params0["a"])
@@ -128,9 +129,9 @@ def _fig10_problem(steps):
                  "model": {"activation": "relu", "width": 128},
                  "train": {"steps": steps, "log_every": steps}}, FIG10)
   cfg = config_lib.resolve(over)
-  static, dyn = train_lib.from_config(cfg)
+  static, dyn = program.from_config(cfg)
   assert static.path == "input" and static.train_output and static.bias
-  prob = jax.device_get(train_lib.make_problem(static, dyn))
+  prob = jax.device_get(theory_train.make_problem(static, dyn))
   p0 = {k: np.asarray(v, np.float64) for k, v in prob.params0.items()}
   x, y = (np.asarray(v, np.float64) for v in (prob.train_x, prob.train_y))
   return over, cfg, p0, x, y

@@ -10,7 +10,8 @@ import featcon
 from featcon.theory import config as config_lib
 from featcon.theory import metrics as metrics_lib
 from featcon.theory import network
-from featcon.theory import train as train_lib
+from featcon.theory import program
+from featcon.theory import train as theory_train
 from tests.helpers import merge
 from tests.helpers import params
 
@@ -86,10 +87,10 @@ def test_linear_shortcut_equals_general_loop(extra, tol):
   """
   sections = merge({"model": {"activation": "identity"}}, extra)
   c = config_lib.resolve(_over(**sections))
-  static, dyn = train_lib.from_config(c)
+  static, dyn = program.from_config(c)
   assert static.linear
-  fast, ffinal = jax.jit(train_lib.make_train(static))(dyn)
-  full, gfinal = jax.jit(train_lib.make_train(dataclasses.replace(static, linear=False)))(dyn)
+  fast, ffinal = jax.jit(theory_train.make_train(static))(dyn)
+  full, gfinal = jax.jit(theory_train.make_train(dataclasses.replace(static, linear=False)))(dyn)
   def close(got, want, name):
     want = np.asarray(want, np.float64)
     scale = float(np.nanmax(np.abs(want), initial=0.0)) if want.size else 0.0
@@ -104,7 +105,7 @@ def test_linear_shortcut_equals_general_loop(extra, tol):
   for k in gfinal["params"]:
     close(ffinal["params"][k], gfinal["params"][k], k)
   if c.model.bias:  # the hidden bias moved too
-    b0 = train_lib.make_problem(static, dyn).params0["b"]
+    b0 = theory_train.make_problem(static, dyn).params0["b"]
     assert np.abs(np.asarray(gfinal["params"]["b"]) - np.asarray(b0)).max() > 1e-3
   if static.path == "feature":  # the input path's general loop has no orthogonal part to scale
     assert float(ffinal["perp_scale"]) == pytest.approx(float(gfinal["perp_scale"]), rel=1e-6)
@@ -116,7 +117,7 @@ def test_linear_shortcut_only_where_exact():
                 {"model": {"activation": "identity"}, "train": {"optimizer": "adam"}},
                 {"model": {"activation": "identity"}, "train": {"oracle_projection": True}},
                 {"model": {"activation": "identity"}, "train": {"linear_shortcut": False}}):
-    static, _ = train_lib.from_config(config_lib.resolve(_over(**extra)))
+    static, _ = program.from_config(config_lib.resolve(_over(**extra)))
     assert not static.linear, extra
   with pytest.raises(ValueError, match="train.linear_shortcut"):
     config_lib.resolve(_over(train={"linear_shortcut": "yes"}))
@@ -124,9 +125,9 @@ def test_linear_shortcut_only_where_exact():
 
 def test_auto_path_choice():
   c = config_lib.resolve(TINY)
-  assert train_lib.from_config(c)[0].path == "feature"
+  assert program.from_config(c)[0].path == "feature"
   c = config_lib.resolve(_over(train={"optimizer": "adamw"}))
-  assert train_lib.from_config(c)[0].path == "input"
+  assert program.from_config(c)[0].path == "input"
 
 
 def test_oracle_projection_keeps_background_fixed():
@@ -172,10 +173,10 @@ def test_padded_width_and_batch_equal_narrow():
   """A padded (masked) network and batch compute exactly what the narrow ones compute."""
   over = _over(data={"regime": "online"}, train={"batch_size": 12})
   c = config_lib.resolve(over)
-  static, dyn = train_lib.from_config(c, return_params=False)
-  narrow, _ = jax.jit(train_lib.make_train(static))(dyn)
+  static, dyn = program.from_config(c, return_params=False)
+  narrow, _ = jax.jit(theory_train.make_train(static))(dyn)
   padded_static = dataclasses.replace(static, width=48, batch=20, masked=True, batch_padded=True)
-  padded, _ = jax.jit(train_lib.make_train(padded_static))(dyn)
+  padded, _ = jax.jit(theory_train.make_train(padded_static))(dyn)
   for k in narrow:
     a, b = np.asarray(narrow[k]), np.asarray(padded[k])
     if k in ("act_rate_pos", "act_rate_neg"):
@@ -191,8 +192,8 @@ def test_unequal_sizes_reach_every_measurement(k_core, k_bg):
                              model={"train_output": True, "output_init": "pytorch"}))
   assert r.params["W"].shape == (32, 29) and r.params["a"].shape == (32, k_core)
   c = config_lib.resolve(r.config.to_dict())
-  static, dyn = train_lib.from_config(c)
-  M = np.asarray(train_lib.run_dictionary(static, dyn.seed))
+  static, dyn = program.from_config(c)
+  M = np.asarray(theory_train.run_dictionary(static, dyn.seed))
   assert M.shape == (29, k_core + k_bg)
   P = r.params["W"] @ M
   bg = np.linalg.norm(P[:, k_core:], axis=1).mean()
@@ -206,8 +207,8 @@ def test_step_zero_measures_the_initial_network():
   """Log step 0 is the untrained network, measured here by the same function outside any
   loop; no interval precedes it, so its training loss is NaN."""
   over = _over(data={"regime": "online"}, train={"batch_size": 16})
-  static, dyn = train_lib.from_config(config_lib.resolve(over))
-  prob = train_lib.make_problem(static, dyn)
+  static, dyn = program.from_config(config_lib.resolve(over))
+  prob = theory_train.make_problem(static, dyn)
   sigma = network.switch_activation(static.activations, static.leaky_slope)
   want = metrics_lib.measure(static, prob, prob.params0, lambda u: sigma(u, dyn.act_index),
                              jnp.ones((static.width,), jnp.float32))

@@ -1,0 +1,245 @@
+"""The sweep runner: compiles each planned group (:mod:`featcon.theory.plan`) as
+``jit(vmap(train))``, runs it in memory-sized chunks sharded over all devices, compiles the next
+group while the current one trains, reports progress and resumes from finished chunks and
+groups.
+
+:func:`compile_group` (ahead of time, from abstract arguments), :func:`run_group` (one group,
+chunk by chunk) and :func:`run_groups` (all groups in turn, compile-ahead and resume).
+"""
+import functools
+import math
+import os
+import time
+import types
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from featcon import distributed
+from featcon import io
+from featcon import progress as progress_lib
+from featcon.theory import plan as plan_lib
+from featcon.theory import program as program_lib
+from featcon.theory import schema
+from featcon.theory import train as theory_train
+
+
+class Limits(NamedTuple):
+  """How large one compiled call may be: ``sweep.memory_budget_gb`` (GiB of device memory)
+  and ``sweep.max_chunk`` (configurations)."""
+  budget_gb: float = schema.BY_NAME["sweep.memory_budget_gb"].default
+  max_chunk: int = schema.BY_NAME["sweep.max_chunk"].default
+
+  @classmethod
+  def of(cls, options):
+    """The limits of a plan's sweep options (:attr:`featcon.theory.plan.Plan.options`)."""
+    return cls(options["memory_budget_gb"], options["max_chunk"])
+
+
+def chunking(group, limits, n_devices):
+  """``(trainings per chunk, number of chunks)`` of a group (:func:`featcon.theory.plan.chunk_size`)."""
+  size = plan_lib.chunk_size(group.static, group.n_trainings, limits.budget_gb, n_devices,
+                             limits.max_chunk)
+  return size, math.ceil(group.n_trainings / size)
+
+
+@functools.lru_cache(maxsize=None)
+def _dictionaries(d, k):
+  """``seeds -> M`` (n, d, K) for a vector of seeds (:func:`featcon.theory.train.run_dictionary`):
+  one jitted program per (d, K), shared by every group of the process."""
+  static = types.SimpleNamespace(d=d, k=k)  # all that run_dictionary reads
+  return jax.jit(jax.vmap(functools.partial(theory_train.run_dictionary, static)))
+
+
+def _config_sharding(devices):
+  return NamedSharding(Mesh(np.asarray(devices), ("config",)), PartitionSpec("config"))
+
+
+def _chunk_args(group, idx, devices):
+  """The arguments of a group's program for the trainings ``idx`` (one chunk)."""
+  dyn = jax.tree.map(lambda a: a[idx], group.dyns)
+  if len(devices) == 1:
+    return (dyn,)
+  # The dictionaries (a QR each) are computed unsharded and passed in: with several forced
+  # host devices, XLA:CPU hangs when the LAPACK QR runs inside the sharded program (JAX
+  # 0.10.2, K = 64). Same function, same numbers as inside the program.
+  dicts = _dictionaries(group.static.d, group.static.k)(dyn.seed)
+  return distributed.global_array((dyn, dicts), _config_sharding(devices))
+
+
+def _abstract_chunk_args(group, size, devices):
+  """Shapes, dtypes and shardings of :func:`_chunk_args` for a chunk of ``size`` (no data)."""
+  sharding = _config_sharding(devices) if len(devices) > 1 else None
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+  dyn = jax.tree.map(lambda a: spec((size,) + a.shape[1:], a.dtype), group.dyns)
+  if len(devices) == 1:
+    return (dyn,)
+  return (dyn, spec((size, group.static.d, group.static.k), jnp.float32))
+
+
+class Program(NamedTuple):
+  """A group's compiled program and its chunking (:func:`compile_group`)."""
+  compiled: Any
+  compile_s: float
+  size: int              # trainings per chunk
+  n_chunks: int
+  bar: progress_lib.Bar  # the progress bar the program reports to (disabled: no bar)
+
+
+def compile_group(group, limits=Limits(), *, progress=True, desc="group", log=None):
+  """Compiles ``jit(vmap(train))`` of a group for its chunk shape (:func:`chunking`) from
+  abstract arguments: nothing runs, so it can overlap another group's training
+  (:func:`run`). Returns a :class:`Program`."""
+  # The progress callback is part of the compiled program, which every process must share;
+  # with several processes there is no bar.
+  progress = progress and jax.process_count() == 1
+  devices = jax.devices()
+  size, n_chunks = chunking(group, limits, len(devices))
+  bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc, progress, unit="log")
+  train = theory_train.make_train(group.static, on_log=bar if progress else None)
+  if log:
+    log(f"compiling {desc} ...")
+  tc = time.perf_counter()
+  lowered = jax.jit(jax.vmap(train)).lower(*_abstract_chunk_args(group, size, devices))
+  compiled = lowered.compile(program_lib.compiler_options())
+  compile_s = time.perf_counter() - tc
+  if log:
+    log(f"compiled {desc} in {compile_s:.1f}s")
+  return Program(compiled, compile_s, size, n_chunks, bar)
+
+
+def run_group(group, limits=Limits(), *, progress=True, desc="group", chunk_prefix=None,
+              log=None, program=None, while_running=None):
+  """Runs one group in equal chunks, sharded over all devices; returns numpy metrics.
+
+  With several processes (``jax.distributed``) the devices are the global ones: every process
+  transfers only the configurations its own devices hold, and every process gets all metrics
+  back; process 0 writes the chunk files.
+
+  With ``chunk_prefix``, each finished chunk is saved (atomically) as
+  ``<prefix>.chunk<size>-<i>.npz`` and reloaded instead of recomputed on a rerun, so an
+  interrupted large group loses at most the chunk in flight.
+
+  With ``progress``, the bar (tqdm) starts once the program is compiled, so its rate and ETA
+  count training only; ``log`` (if given) reports the compile and its duration.
+
+  ``program``, if given, is the group's :func:`compile_group` made beforehand with the same
+  budget and chunk limit; otherwise the group compiles when its first chunk needs computing.
+  ``while_running``, if given, is called once right after the first computed chunk is
+  dispatched, i.e. while the devices train it (JAX dispatches asynchronously), e.g. to compile
+  the next group.
+
+  Returns:
+    (metrics dict of arrays [config, log, ...] in the order of ``group.indices``,
+    diverged_step array [config], timing dict: ``wall_s`` (seconds in this call),
+    ``compile_s`` (the compile's duration; part of ``wall_s`` unless ``compiled_ahead``),
+    ``ahead_s`` (seconds of ``wall_s`` spent in ``while_running``), chunking and counts).
+  """
+  n = group.n_trainings
+  devices = jax.devices()
+  size, n_chunks = chunking(group, limits, len(devices))
+  if program is not None and (program.size, program.n_chunks) != (size, n_chunks):
+    raise ValueError(f"program compiled for {program.n_chunks} chunk(s) of {program.size}, "
+                     f"the group needs {n_chunks} of {size} ({limits})")
+  compiled_ahead = program is not None
+  done_before = 0
+  outs, divs = [], []
+  t0 = time.perf_counter()
+  ahead_s = 0.0
+  for c in range(n_chunks):
+    keep = (c * size + np.arange(size)) < n
+    cpath = f"{chunk_prefix}.chunk{size}-{c}.npz" if chunk_prefix else None
+    z = io.load_cache_npz(cpath, keys=("__diverged",)) if cpath and distributed.agree(os.path.exists(cpath)) \
+        else None  # a corrupt chunk is only a cache: warned about, removed and recomputed
+    if z is not None:
+      outs.append({k: v for k, v in z.items() if k != "__diverged"})
+      divs.append(z["__diverged"])
+      done_before += group.static.n_logs
+      continue
+    if program is None:
+      program = compile_group(group, limits, progress=progress, desc=desc, log=log)
+    program.bar.start(initial=done_before)
+    idx = np.arange(c * size, (c + 1) * size)
+    idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating its last config
+    m, final = program.compiled(*_chunk_args(group, idx, devices))
+    if while_running is not None:
+      ta = time.perf_counter()
+      while_running()
+      ahead_s, while_running = time.perf_counter() - ta, None
+    m, div = distributed.gather((m, final["diverged_step"]))
+    outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
+    divs.append(np.asarray(div)[keep])
+    if cpath and distributed.is_main():
+      io.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
+                      binary=True)
+  if program is not None:
+    program.bar.close()
+  metrics = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+  metrics, divs = group.per_config(metrics, np.concatenate(divs))
+  timing = {"wall_s": time.perf_counter() - t0,
+            "compile_s": program.compile_s if program is not None else 0.0,
+            "compiled_ahead": compiled_ahead, "ahead_s": ahead_s, "chunk": size,
+            "chunks": n_chunks, "configs": len(group.indices), "trainings": n}
+  return metrics, divs, timing
+
+
+def run_groups(groups, limits=Limits(), *, progress=True, group_dir=None, log=lambda s: None):
+  """Runs groups in turn and yields ``(group, metrics, diverged, timing)`` for each as it
+  finishes (:func:`run_group`'s results), so the caller can save it before the next one runs.
+
+  Each next group that still has work compiles while the previous one trains
+  (:func:`compile_group` as :func:`run_group`'s ``while_running``). With ``group_dir``, a group
+  whose ``<group_dir>/<key>.json`` exists is loaded instead (its timing gains
+  ``resumed: True``; a corrupt one is recomputed), and chunk files go under ``group_dir``.
+  """
+  descs = [f"group {g_i + 1}/{len(groups)} ({len(g.indices)} configs)"
+           for g_i, g in enumerate(groups)]
+  paths = [os.path.join(group_dir, g.key) if group_dir else None for g in groups]
+  programs = {}
+
+  def compile_ahead(g_i):
+    """``g_i``'s program, to compile while group ``g_i - 1`` trains (None: nothing to compile:
+    the last group, or one finished earlier)."""
+    if g_i >= len(groups) or (paths[g_i] and os.path.exists(paths[g_i] + ".json")):
+      return None
+    def compile_next():
+      programs[g_i] = compile_group(groups[g_i], limits, progress=progress, desc=descs[g_i])
+    return compile_next
+
+  for g_i, group in enumerate(groups):
+    path, desc = paths[g_i], descs[g_i]
+    done = _load_group(path, log) if path and distributed.agree(os.path.exists(path + ".json")) else None
+    if done is not None:
+      metrics, div, timing = done
+      log(f"{desc}: done earlier, skipped")
+      yield group, metrics, div, dict(timing, resumed=True)
+      continue
+    program = programs.pop(g_i, None)
+    if program is not None:
+      log(f"compiled {desc} in {program.compile_s:.1f}s while the previous group trained")
+    metrics, div, timing = run_group(group, limits, progress=progress, desc=desc,
+                                     chunk_prefix=path, log=log, program=program,
+                                     while_running=compile_ahead(g_i + 1))
+    log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s"
+        f"{' ahead' if timing['compiled_ahead'] else ''}, "
+        f"{timing['chunks']} chunk(s) of {timing['chunk']})")
+    yield group, metrics, div, timing
+
+
+def _load_group(path, log):
+  """(metrics, diverged, timing) of a finished group, or None when its files are corrupt (then
+  removed, with a warning: the group is recomputed)."""
+  try:
+    z = io.load_npz(path + ".npz", keys=("__diverged",))
+    info = io.read_json(path + ".json")
+    timing = info["timing"]
+  except (io.CorruptFileError, FileNotFoundError, KeyError, TypeError) as e:
+    log(f"warning: finished group {path!r} cannot be read ({e}); recomputing the group")
+    for ext in (".json", ".npz"):
+      if os.path.exists(path + ext):
+        os.remove(path + ext)
+    return None
+  return {k: v for k, v in z.items() if k != "__diverged"}, z["__diverged"], timing
