@@ -13,7 +13,7 @@ import pytest
 
 from featcon.analysis import gradcam, metrics, suite
 from featcon.analysis import representation as rep
-from featcon.clip import model as clip_model
+from featcon import layers
 
 
 def test_cam_relu_before_upsampling_against_pytorch():
@@ -94,7 +94,7 @@ class BnNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    act = jax.nn.relu(clip_model.BatchNorm(name="bn")(x, train))
+    act = jax.nn.relu(layers.BatchNorm(name="bn")(x, train))
     return act.mean((1, 2)), {"act": act, "rep": 2.0 * act.reshape(x.shape[0], -1)}
 
 
@@ -105,7 +105,7 @@ def test_collect_streams_eval_mode_statistics_and_the_named_representation():
   variables = {"params": {"bn": {"scale": jnp.ones(2), "bias": jnp.zeros(2)}},
                "batch_stats": {"bn": {"mean": jnp.asarray(MEAN), "var": jnp.asarray(VAR)}}}
   enc = _Enc(BnNet(), variables)
-  act = np.maximum((x.astype(np.float64) - MEAN) / np.sqrt(VAR + clip_model.BN_EPS), 0)
+  act = np.maximum((x.astype(np.float64) - MEAN) / np.sqrt(VAR + layers.BN_EPS), 0)
   for rep_name, want in (("rep", 2.0 * act.reshape(5, -1)), ("embedding", act.mean((1, 2)))):
     stats, reps = suite.collect(enc, x, y, 2, ["act"], rep_name, batch_size=3)  # 3 + 2 padded
     np.testing.assert_allclose(reps, want, rtol=1e-5, atol=1e-6)

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from featcon import training as train_lib
-from featcon.clip import model as clip_model
+from featcon import layers
 from featcon.distill import student
 
 torch = pytest.importorskip("torch")
@@ -27,7 +27,7 @@ class Teacher(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    b = clip_model.BatchNorm(name="bn")(x, train)
+    b = layers.BatchNorm(name="bn")(x, train)
     return 2.0 * b.mean((1, 2)), {"block0": b, "stem": x}
 
 
@@ -37,7 +37,7 @@ class Student(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     b = nn.Dense(3, use_bias=False, name="proj")(x)
-    return clip_model.BatchNorm(name="bn")(b.mean((1, 2)), train), {"block0": b, "stem": x * 0}
+    return layers.BatchNorm(name="bn")(b.mean((1, 2)), train), {"block0": b, "stem": x * 0}
 
 
 def _torch_step(x, w, s_scale, s_bias, s_mean, s_var, t_emb, t_block, block_weight, lr):
@@ -48,7 +48,7 @@ def _torch_step(x, w, s_scale, s_bias, s_mean, s_var, t_emb, t_block, block_weig
   rm, rv = torch.tensor(s_mean, dtype=torch.float64), torch.tensor(s_var, dtype=torch.float64)
   block = torch.einsum("nhwc,cd->nhwd", xt, w)
   emb = F.batch_norm(block.mean((1, 2)), rm, rv, sc, bi, training=True, momentum=0.1,
-                     eps=clip_model.BN_EPS)  # updates rm, rv in place
+                     eps=layers.BN_EPS)  # updates rm, rv in place
   final = F.mse_loss(emb, torch.tensor(t_emb, dtype=torch.float64))
   loss = final + block_weight * F.mse_loss(block, torch.tensor(t_block, dtype=torch.float64))
   loss.backward()
@@ -78,7 +78,7 @@ def test_distill_step_matches_pytorch(block_weight):
   state, m = step(train_lib.new_state(params, bstats, tx), {"image": jnp.asarray(x)}, tvars)
 
   # The teacher in eval mode, by hand: running statistics, not the batch's.
-  t_block = (x.astype(np.float64) - T_MEAN) / np.sqrt(T_VAR + clip_model.BN_EPS) * T_SCALE + T_BIAS
+  t_block = (x.astype(np.float64) - T_MEAN) / np.sqrt(T_VAR + layers.BN_EPS) * T_SCALE + T_BIAS
   t_emb = 2.0 * t_block.mean((1, 2))
   loss, final, new, rm, rv = _torch_step(x, w, s_scale, s_bias, s_mean, s_var, t_emb, t_block,
                                          block_weight, lr)

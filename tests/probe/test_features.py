@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from featcon.clip import model as clip_model
+from featcon import layers
 from featcon.data import Loader, registry
 from featcon.data.sources import ArraySource
 from featcon.probe import features
@@ -26,7 +26,7 @@ class Enc(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    h = clip_model.BatchNorm(name="bn")(x, train)
+    h = layers.BatchNorm(name="bn")(x, train)
     n = x.shape[0]
     return h.mean((1, 2)) + 1.0, {"spatial": h, "tokens": 3.0 * h.reshape(n, -1, 3),
                                   "vec": h[:, 0, 0, :]}
@@ -44,7 +44,7 @@ def _setup(n=7, size=8):
                "batch_stats": {"bn": {"mean": jnp.asarray(MEAN), "var": jnp.asarray(VAR)}}}
   # The encoder's input images, as the loader preprocesses them (one batch, no padding).
   x = next(Loader(src, n, size, workers=1).eval_iter())["image"]
-  h = (np.asarray(x, np.float64) - MEAN) / np.sqrt(VAR + clip_model.BN_EPS) * SCALE + BIAS
+  h = (np.asarray(x, np.float64) - MEAN) / np.sqrt(VAR + layers.BN_EPS) * SCALE + BIAS
   return ds, config, variables, h, src.labels
 
 
