@@ -22,6 +22,9 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
   - "pretrain": supervised pre-training of the teacher architecture plus a linear head on
     ``config.teacher.data`` (for the offline benchmark: digits on *all* background kinds, the
     CPU-scale stand-in for CLIP's diverse pre-training data), checkpointed and resumable;
+  - "finetune": the released weights fine-tuned on ``config.teacher.data`` with on-the-fly
+    corruptions, BatchNorm recalibrated (:mod:`featcon.distill.finetune`), shared by every run
+    that names the same ``config.teacher.finetune.dir``;
   - "random": a frozen random initialisation (smoke tests, the random-init probe row).
 
   With ``config.distill.bn_recalibration`` the BatchNorm statistics of a "pretrain" or "random"
@@ -35,9 +38,12 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
         module, config.data.image_size, config.seed + 10_000))
   if src == "checkpoint":
     return models.load_pretrained(config.model.teacher, config.teacher.checkpoint or None)
+  if src == "finetune":
+    from featcon.distill import finetune  # pylint: disable=g-import-not-at-top
+    return finetune.finetune_teacher(config, workdir, mesh)
   if src != "pretrain":
     raise ValueError(f"config.teacher.source={src!r} is not allowed; allowed: pretrain, "
-                     "checkpoint, random")
+                     "checkpoint, finetune, random")
   pc = config.teacher.pretrain
   ckpt = os.path.join(workdir, "teacher", "checkpoints")
   mesh = mesh or train_lib.make_mesh(config.num_devices)
