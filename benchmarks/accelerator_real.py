@@ -43,7 +43,7 @@ def main(argv):
   config = real_experiment.get_config("ci" if FLAGS.reduced else "gpu")
   table1.check_config(config)
   t0 = time.time()
-  distill.start_stage(config, FLAGS.out, "real_experiment")
+  distill.start_stage(config, FLAGS.out, "real_experiment", allow_changes=True)
   summary = table1.run(config, FLAGS.out, deadline=t0 + FLAGS.budget_s)
   missing = sorted(set(summary["jobs_planned"]) - set(summary["jobs_done"]))
   status = "complete" if not missing else f"missing (budget spent): {', '.join(missing)}"

@@ -28,7 +28,9 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   config = _CONFIG.value
   table1.check_config(config)  # every experiment field, before any work
-  distill.start_stage(config, _WORKDIR.value, "real_experiment")
+  # The root record keeps the history of the settings the folder ran under; whether a finished
+  # run directory is reused is decided per directory by its own fingerprint (table1.jobs).
+  distill.start_stage(config, _WORKDIR.value, "real_experiment", allow_changes=True)
   summary = table1.run(config, _WORKDIR.value)
   print(table1.markdown(summary))
 

@@ -54,6 +54,7 @@ from featcon.probe import features, metrics, orchestrator, stages
 log = logging.getLogger("featcon")
 ROWS = ("imagenet", "random", "supervised")
 ABLATIONS = ("large_distill", "other_student", "second_teacher")
+ABLATION_ROWS = ("large_distill", "other_student", "second_teacher", "second_student")
 ROW_ORDER = ("teacher", "imagenet", "student", "supervised", "random", "large_distill",
              "other_student", "second_teacher", "second_student")
 GROUPS = ("covered", "held_out")
@@ -65,7 +66,8 @@ JOB_IGNORE = runs.RESULT_INVARIANT + (
     "experiment.ablations", "experiment.ablation_seeds", "experiment.fair_gap",
     "experiment.chance_margin", "experiment.analyses", "experiment.analysis_items",
     "experiment.large_factor", "experiment.large_train", "experiment.other_student",
-    "experiment.other_student_overrides", "experiment.second_teacher")
+    "experiment.other_student_overrides", "experiment.second_teacher",
+    "experiment.second_teacher_steps")
 
 
 def _csv(s) -> list[str]:
@@ -105,10 +107,11 @@ def check_config(config) -> dict:
   for f in ("fair_gap", "chance_margin"):
     if not 0 < float(e[f]) < 1:
       raise ValueError(f"config.experiment.{f}={e[f]!r} is not allowed; allowed: 0 < value < 1")
-  if int(e.large_factor) < 1 or int(e.swap_items) < 2 or int(e.analysis_items) < 2:
+  if int(e.large_factor) < 1 or int(e.swap_items) < 2 or int(e.analysis_items) < 2 or int(
+      e.second_teacher_steps) < 1:
     raise ValueError(f"config.experiment.large_factor={e.large_factor!r} (allowed >= 1), "
                      f"swap_items={e.swap_items!r}, analysis_items={e.analysis_items!r} (allowed "
-                     ">= 2)")
+                     f">= 2), second_teacher_steps={e.second_teacher_steps!r} (allowed >= 1)")
   if config.teacher.source != "finetune":
     raise ValueError(f"config.teacher.source={config.teacher.source!r} is not allowed for the "
                      "Table 1 experiment; allowed: finetune")
@@ -188,14 +191,17 @@ def _supervised(c, seed: int, steps: int):
   d = c.distill
   return _with(c, seed, "teacher", **{
       "teacher.source": "pretrain", "teacher.data": c.data.distill_train,
+      "teacher.data_limit": c.data.distill_limit,
       "teacher.pretrain.steps": steps, "teacher.pretrain.batch_size": d.batch_size,
       "teacher.pretrain.lr": d.lr, "teacher.pretrain.weight_decay": d.weight_decay,
       "teacher.pretrain.warmup_steps": max(1, steps // 10)})
 
 
 def _distill_size(config) -> int:
-  ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train",
-                         limit=config.data.distill_limit)
+  """How many images the distillation reads (its limit, or the whole set when that is 0)."""
+  if config.data.distill_limit > 0:
+    return int(config.data.distill_limit)
+  ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train")
   return len(ds.source)
 
 
@@ -207,29 +213,32 @@ def jobs(config, root: str) -> list[orchestrator.Job]:
   e = config.experiment
   out = []
 
-  def job(key, wd, cfg, distils):
-    return orchestrator.Job(key, os.path.join(root, wd), cfg, _runner(distils), JOB_IGNORE)
+  def job(key, wd, cfg, distils, ignore=()):
+    return orchestrator.Job(key, os.path.join(root, wd), cfg, _runner(distils),
+                            JOB_IGNORE + ignore)
 
+  # The released or fine-tuned teacher's rows do not depend on the distillation's settings.
+  frozen = ("distill", "data.distill_train", "data.distill_limit", "teacher.data_limit")
   out.append(job("teacher", "rows/teacher", _with(c, p["seeds"][0], "teacher", "pixels"),
-                 False))
+                 False, frozen))
   for s in p["seeds"]:
     out.append(job(f"student/s{s}", f"s{s}/main", _with(c, s, "student"), True))
   if "imagenet" in p["rows"]:
     out.append(job("imagenet", "rows/imagenet",
                    _with(c, p["seeds"][0], "teacher", **{"teacher.source": "checkpoint"}),
-                   False))
-  if "supervised" in p["rows"]:
-    for s in p["seeds"]:
-      out.append(job(f"supervised/s{s}", f"s{s}/supervised", _supervised(c, s, c.distill.steps),
-                     False))
+                   False, frozen + ("teacher.finetune", "teacher.pretrain", "teacher.data")))
+  sup = [job(f"supervised/s{s}", f"s{s}/supervised", _supervised(c, s, c.distill.steps), False)
+         for s in p["seeds"]] if "supervised" in p["rows"] else []
+  out += sup[:1]
+  for n in p["line_steps"]:  # the line before the other seeds' supervised rows
+    if n != c.distill.steps or "supervised" not in p["rows"]:
+      out.append(job(f"line/supervised_n{n}", f"line/supervised_n{n}",
+                     _supervised(c, p["seeds"][0], n), False))
   if "random" in p["rows"]:  # one random init (the first seed): a reference row, no spread
     s = p["seeds"][0]
     out.append(job(f"random/s{s}", f"s{s}/random",
                    _with(c, s, "teacher", **{"teacher.source": "random"}), False))
-  for n in p["line_steps"]:
-    if n != c.distill.steps or "supervised" not in p["rows"]:
-      out.append(job(f"line/supervised_n{n}", f"line/supervised_n{n}",
-                     _supervised(c, p["seeds"][0], n), False))
+  out += sup[1:]
   for s in p["ablation_seeds"] if p["ablations"] else ():
     if "large_distill" in p["ablations"]:
       n = _distill_size(config) * int(e.large_factor)
@@ -244,10 +253,14 @@ def jobs(config, root: str) -> list[orchestrator.Job]:
     if "second_teacher" in p["ablations"]:
       arch = e.second_teacher
       tdir = os.path.abspath(os.path.join(root, f"teacher_{arch}"))
-      kw = {"model.teacher": arch, "model.student": arch, "teacher.finetune.dir": tdir}
+      t_steps = int(e.second_teacher_steps)
+      kw = {"model.teacher": arch, "model.student": arch, "teacher.finetune.dir": tdir,
+            "teacher.pretrain.steps": t_steps,
+            "teacher.pretrain.warmup_steps": max(1, t_steps // 20),
+            "teacher.finetune.eval_every": max(1, t_steps // 4)}
       if s == p["ablation_seeds"][0]:
         out.append(job("second_teacher", f"rows/teacher_{arch}",
-                       _with(c, s, "teacher", **kw), False))
+                       _with(c, s, "teacher", **kw), False, frozen))
       out.append(job(f"second_student/s{s}", f"ablations/second_student_s{s}",
                      _with(c, s, "student", **kw), True))
   return out
@@ -579,13 +592,24 @@ def run(config, root: str, deadline: float | None = None) -> dict:
     state["summary"], state["table"] = s, table
     log.info("summary so far (%.0f s):\n%s", time.time() - t_all, table)
 
-  results, seconds = orchestrator.run_jobs(todo, write, deadline)
+  # The table's rows, then the analyses of the teacher and its students, then the ablations.
+  core = [j for j in todo if _row_label(j.key)[0] not in ABLATION_ROWS]
+  results, seconds = orchestrator.run_jobs(core, write, deadline)
   if not results:
     raise RuntimeError(f"{root}: no job finished before the deadline")
   figures(state["summary"], root)
   if deadline is None or time.time() < deadline:
+    t0 = time.time()
     state["analyses"] = analyses(config, root, results)
-  seconds["analyses"] = round(time.time() - t_all - sum(
-      v for k, v in seconds.items() if not k.endswith(":recorded")), 1)
+    seconds["analyses"] = round(time.time() - t0, 1)
+  rest = [j for j in todo if _row_label(j.key)[0] in ABLATION_ROWS]
+
+  def write_all(more, more_seconds):
+    write(dict(results, **more), dict(seconds, **more_seconds))
+  if rest:
+    more, more_seconds = orchestrator.run_jobs(rest, write_all, deadline)
+    results.update(more)
+    seconds.update(more_seconds)
   write(results, seconds)
+  figures(state["summary"], root)
   return state["summary"]
