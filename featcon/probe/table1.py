@@ -357,9 +357,10 @@ def _group_mean(per_set: dict, groups: dict, g: str) -> float:
   return float(np.mean(vals)) if vals else float("nan")
 
 
-def summarize(config, results: dict) -> dict:
-  """Every number of the tables from the finished jobs' results (``{job key: results}``)."""
-  probe = config.probe.primary
+def summarize(config, results: dict, probe: str | None = None) -> dict:
+  """Every number of the tables from the finished jobs' results (``{job key: results}``), for
+  ``probe`` (default ``config.probe.primary``)."""
+  probe = probe or config.probe.primary
   e = config.experiment
   groups = shift_groups(config)
   chance = 1.0 / 10
@@ -490,6 +491,15 @@ def markdown(summary: dict) -> str:
     flag = " (uninformative)" if s in summary["uninformative_sets"] else ""
     lines.append(f"| {s}{flag} | {g} | " + " | ".join(
         ms(r["per_set"][s]) if s in r["per_set"] else "" for r in rows.values()) + " |")
+  for kind, o in summary.get("other_probes", {}).items():
+    lines += ["", f"The same rows with the {kind} probe (line: {o['line_equation']}; fair test: "
+              f"{'FAIR' if o['fair_test']['fair'] else 'NOT FAIR'}: {o['fair_test']['reason']}):",
+              "", "| model | seeds | ID acc | OOD acc | covered | held out | eff. robustness |",
+              "|---|---|---|---|---|---|---|"]
+    for label, r in o["rows"].items():
+      er = ms(r["effective_robustness"]) if "effective_robustness" in r else ""
+      lines.append(f"| {label} | {len(r['id'])} | {ms(r['id'])} | {ms(r['ood'])} | "
+                   f"{ms(r['covered'])} | {ms(r['held_out'])} | {er} |")
   return "\n".join(lines)
 
 
@@ -580,6 +590,12 @@ def run(config, root: str, deadline: float | None = None) -> dict:
 
   def write(results, seconds):
     s = summarize(config, results)
+    s["other_probes"] = {}
+    for kind in stages.PROBE_KINDS:
+      if kind != s["probe"]:
+        o = summarize(config, results, kind)
+        s["other_probes"][kind] = {k: o[k] for k in ("rows", "baseline", "fits",
+                                                     "line_equation", "fair_test")}
     s.update({"seconds": seconds, "total_seconds": round(time.time() - t_all, 1),
               "load_average": [round(v, 2) for v in os.getloadavg()],
               "jobs_done": sorted(results), "jobs_planned": [j.key for j in todo],

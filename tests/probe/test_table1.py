@@ -69,6 +69,7 @@ def _config():
                       "fmnist_c_fog:s3:ood,fmnist_c_jpeg_compression:s3:ood")
   c.teacher.finetune.corruptions = "fog"
   c.experiment.seeds = "0,1"
+  c.probe.primary = "ridge"  # the probe of the hand-made rows
   return c
 
 
