@@ -78,6 +78,10 @@ def distill(config, workdir: str, mesh=None) -> dict:
   :mod:`featcon.distill.batchnorm`)."""
   runs.validate_config(config, "distill")  # every name, before the teacher is pre-trained
   dc = config.distill
+  if dc.get("cached_targets", False) and dc.block_weight:
+    raise ValueError(f"config.distill.block_weight={dc.block_weight} is not allowed with "
+                     "config.distill.cached_targets=True; allowed: 0 (only the final "
+                     "representation is cached)")
   mesh = mesh or train_lib.make_mesh(config.num_devices)
   teacher_vars = teacher_lib.teacher_variables(config, workdir, mesh)
   teacher = models.make_encoder(config.model.teacher, **config.model.overrides)
@@ -92,10 +96,6 @@ def distill(config, workdir: str, mesh=None) -> dict:
   if dc.get("cached_targets", False):
     # The teacher's representations of the distillation set, computed once (featcon/distill/
     # targets.py); the step reads them from the batch.
-    if dc.block_weight:
-      raise ValueError(f"config.distill.block_weight={dc.block_weight} is not allowed with "
-                       "config.distill.cached_targets=True; allowed: 0 (only the final "
-                       "representation is cached)")
     tgt, _ = targets_lib.teacher_targets(
         teacher, teacher_vars, ds, config, dc.get("targets_dir", "") or
         os.path.join(workdir, "targets"), config.data.distill_train, config.data.distill_limit)
