@@ -514,7 +514,7 @@ def figures(summary: dict, root: str) -> list[str]:
          for label, r in summary["rows"].items()
          for s, i, o in zip(r["seeds"], r["id"], r["ood"])]
   fit = summary["fits"].get("ood")
-  title = "Fine-tuned EfficientNet-Lite0 teacher, distilled students (Fashion-MNIST)"
+  title = "Table 1 rows, Fashion-MNIST"
   path = os.path.join(root, "scatter.png")
   metrics.scatter_plot(pts + summary["baseline"], fit, path, title=title,
                        fit_label=summary.get("line_equation"))
