@@ -538,7 +538,7 @@ def analyses(config, root: str, results: dict, start: bool = True) -> dict | Non
   """The analyses of ``experiments.analyze`` (configs/analyze.py:real, with
   ``experiment.analyses``) on the fine-tuned teacher, the released network and every seed's
   student, into ``root/analyses``; reused when its ``summary.json`` was made from the same
-  encoders and settings."""
+  encoders and settings; with ``start=False`` only reused, never started (None otherwise)."""
   e = config.experiment
   if not e.analyses:
     return None
