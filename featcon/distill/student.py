@@ -18,6 +18,7 @@ from featcon import training as train_lib
 from featcon.data import refs
 from featcon.distill import batchnorm
 from featcon.distill import runs
+from featcon.distill import targets as targets_lib
 from featcon.distill import teacher as teacher_lib
 
 
@@ -58,12 +59,29 @@ def distill_step(teacher, student, tx, block_weight: float):
   return step
 
 
+def cached_distill_step(student, tx):
+  """The step of :func:`distill` on cached teacher targets (``batch["target"]``,
+  :mod:`featcon.distill.targets`): the objective above with ``block_weight = 0``."""
+  def step(state, batch):
+    def loss_fn(p):
+      s_emb, _, upd = train_lib.apply_train(student, p, state.get("batch_stats"), batch["image"])
+      final = jnp.mean(jnp.square(s_emb - batch["target"]))
+      return final, (upd, final)
+    state, loss, final = train_lib.state_step(loss_fn, state, tx)
+    return state, {"loss": loss, "mse_final": final}
+  return step
+
+
 def distill(config, workdir: str, mesh=None) -> dict:
   """Representation distillation (Section 2): returns the student's variables (BatchNorm
   statistics recalibrated on the distillation images when ``config.distill.bn_recalibration``,
   :mod:`featcon.distill.batchnorm`)."""
   runs.validate_config(config, "distill")  # every name, before the teacher is pre-trained
   dc = config.distill
+  if dc.get("cached_targets", False) and dc.block_weight:
+    raise ValueError(f"config.distill.block_weight={dc.block_weight} is not allowed with "
+                     "config.distill.cached_targets=True; allowed: 0 (only the final "
+                     "representation is cached)")
   mesh = mesh or train_lib.make_mesh(config.num_devices)
   teacher_vars = teacher_lib.teacher_variables(config, workdir, mesh)
   teacher = models.make_encoder(config.model.teacher, **config.model.overrides)
@@ -73,16 +91,27 @@ def distill(config, workdir: str, mesh=None) -> dict:
   if dc.init_attention_from_teacher:
     params = init_attention_from_teacher(params, teacher_vars["params"])
   tx = train_lib.make_optimizer(dc.lr, dc.weight_decay, dc.steps, dc.warmup_steps)
-  step = distill_step(teacher, student, tx, dc.block_weight)
   ds = refs.open_dataset(config, config.data.distill_train, "config.data.distill_train",
                          limit=config.data.distill_limit)
-  loader = refs.train_loader(config, ds, dc.batch_size, config.seed)
+  if dc.get("cached_targets", False):
+    # The teacher's representations of the distillation set, computed once (featcon/distill/
+    # targets.py); the step reads them from the batch.
+    tgt, _ = targets_lib.teacher_targets(
+        teacher, teacher_vars, ds, config, dc.get("targets_dir", "") or
+        os.path.join(workdir, "targets"), config.data.distill_train, config.data.distill_limit)
+    loader = targets_lib.TargetLoader(ds.source, tgt, dc.batch_size, config.data.image_size,
+                                      augment=config.data.augment, seed=config.seed,
+                                      workers=config.data.workers)
+    step, consts = cached_distill_step(student, tx), ()
+  else:
+    loader = refs.train_loader(config, ds, dc.batch_size, config.seed)
+    step, consts = distill_step(teacher, student, tx, dc.block_weight), (teacher_vars,)
   ckpt = os.path.join(workdir, "student", "checkpoints")
   train_lib.fit(train_lib.new_state(params, svars.get("batch_stats"), tx), step,
                 train_lib.batch_stream(loader, mesh, dc.steps), total_steps=dc.steps, ckpt_dir=ckpt,
                 metrics_path=os.path.join(workdir, "student", "metrics.jsonl"), mesh=mesh,
                 checkpoint_every=dc.checkpoint_every, log_every=dc.log_every,
-                stop_after=dc.stop_after, name="distill", consts=(teacher_vars,))
+                stop_after=dc.stop_after, name="distill", consts=consts)
   variables = train_lib.load_variables(ckpt)
   if dc.stop_after >= 0 and dc.stop_after < dc.steps:
     return variables  # not finished: recalibrate once training is complete

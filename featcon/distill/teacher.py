@@ -20,8 +20,12 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
 
   - "checkpoint": released pre-trained weights (the paper's CLIP teachers), via the CLIP port;
   - "pretrain": supervised pre-training of the teacher architecture plus a linear head on
-    ``config.teacher.data`` (for the offline benchmark: digits on *all* background kinds, the
+    ``config.teacher.data`` (its first ``config.teacher.data_limit`` examples when that field
+    exists and is > 0, :func:`featcon.data.refs.subset`) (for the offline benchmark: digits on *all* background kinds, the
     CPU-scale stand-in for CLIP's diverse pre-training data), checkpointed and resumable;
+  - "finetune": the released weights fine-tuned on ``config.teacher.data`` with on-the-fly
+    corruptions, BatchNorm recalibrated (:mod:`featcon.distill.finetune`), shared by every run
+    that names the same ``config.teacher.finetune.dir``;
   - "random": a frozen random initialisation (smoke tests, the random-init probe row).
 
   With ``config.distill.bn_recalibration`` the BatchNorm statistics of a "pretrain" or "random"
@@ -35,13 +39,17 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
         module, config.data.image_size, config.seed + 10_000))
   if src == "checkpoint":
     return models.load_pretrained(config.model.teacher, config.teacher.checkpoint or None)
+  if src == "finetune":
+    from featcon.distill import finetune  # pylint: disable=g-import-not-at-top
+    return finetune.finetune_teacher(config, workdir, mesh)
   if src != "pretrain":
     raise ValueError(f"config.teacher.source={src!r} is not allowed; allowed: pretrain, "
-                     "checkpoint, random")
+                     "checkpoint, finetune, random")
   pc = config.teacher.pretrain
   ckpt = os.path.join(workdir, "teacher", "checkpoints")
   mesh = mesh or train_lib.make_mesh(config.num_devices)
-  ds = refs.open_dataset(config, config.teacher.data, "config.teacher.data")
+  ds = refs.open_dataset(config, config.teacher.data, "config.teacher.data",
+                         limit=int(config.teacher.get("data_limit", 0)))
   var = train_lib.init_variables(module, config.data.image_size, config.seed + 10_000)
   emb_dim = jax.eval_shape(lambda v: module.apply(
       v, jnp.zeros((1, config.data.image_size, config.data.image_size, 3)))[0], var).shape[-1]
@@ -75,7 +83,8 @@ def recalibrated(config, workdir: str, module, variables: dict) -> dict:
   src = config.teacher.source
   if src not in ("pretrain", "random"):
     return variables
-  ref, field, limit = ((config.teacher.data, "config.teacher.data", 0) if src == "pretrain" else
+  ref, field, limit = ((config.teacher.data, "config.teacher.data",
+                        int(config.teacher.get("data_limit", 0))) if src == "pretrain" else
                        (config.data.distill_train, "config.data.distill_train",
                         config.data.distill_limit))
   return batchnorm.maybe_recalibrated(

@@ -2,7 +2,9 @@
 (model, seed) of a config factory (configs/distill/digits.py's ``get_config``), then one summary over seeds (the Figure 1 / Table 1
 comparison of teacher and distilled student at CPU scale).
 
-Each run lives in ``root/<model>_s<seed>`` and resumes like the single stages. The theory
+Each run lives in ``root/<model>_s<seed>`` and resumes like the single stages; the loop over
+runs is :func:`featcon.probe.orchestrator.run_jobs` (a run finished under the same config is
+reused). The theory
 students (mlp-relu, mlp-identity) reuse the tiny-rn teacher of the same seed (its checkpoints are
 copied, not retrained). ``root/summary.json`` and ``root/summary.md`` are rewritten (atomically)
 after every run.
@@ -12,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -20,29 +21,39 @@ import numpy as np
 from featcon import io
 from featcon.distill import runs as runs_lib
 from featcon.distill import student
+from featcon.probe import orchestrator
 from featcon.probe import stages
 
 log = logging.getLogger("featcon")
 SUMMARY_KEYS = ("id", "ood", "effective_robustness")
+ms = orchestrator.mean_std
+
+
+def _job(get_config: Callable, model: str, seed: int, root: str) -> orchestrator.Job:
+  """The run directory ``root/<model>_s<seed>`` of ``get_config(model)`` with ``seed``."""
+  config = get_config(model)
+  config.seed = seed
+  wd = os.path.join(root, f"{model}_s{seed}")
+
+  def run(config, wd):
+    teacher_src = os.path.join(root, f"{config.model.teacher}_s{seed}", "teacher")
+    if model != config.model.teacher and os.path.isdir(teacher_src) and not os.path.isdir(
+        os.path.join(wd, "teacher")):
+      shutil.copytree(teacher_src, os.path.join(wd, "teacher"))
+    runs_lib.start_stage(config, wd, "benchmark")
+    student.distill(config, wd)
+    stages.train_probes(config, wd)
+    return stages.evaluate(config, wd)
+  return orchestrator.Job(f"{model}_s{seed}", wd, config, run, runs_lib.RESULT_INVARIANT)
 
 
 def run_one(get_config: Callable, model: str, seed: int, root: str) -> dict:
   """distil -> probe -> evaluate for ``get_config(model)`` with ``seed`` under
-  ``root/<model>_s<seed>``; returns the evaluation results plus the wall time (``seconds``)."""
-  config = get_config(model)
-  config.seed = seed
-  wd = os.path.join(root, f"{model}_s{seed}")
-  teacher_src = os.path.join(root, f"{config.model.teacher}_s{seed}", "teacher")
-  if model != config.model.teacher and os.path.isdir(teacher_src) and not os.path.isdir(
-      os.path.join(wd, "teacher")):
-    shutil.copytree(teacher_src, os.path.join(wd, "teacher"))
-  t0 = time.time()
-  runs_lib.start_stage(config, wd, "benchmark")
-  student.distill(config, wd)
-  stages.train_probes(config, wd)
-  res = stages.evaluate(config, wd)
-  res["seconds"] = time.time() - t0
-  return res
+  ``root/<model>_s<seed>`` (reused when finished under the same config,
+  :func:`featcon.probe.orchestrator.run_job`); returns the evaluation results plus the wall
+  time (``seconds``)."""
+  res, seconds, _ = orchestrator.run_job(_job(get_config, model, seed, root))
+  return dict(res, seconds=seconds)
 
 
 def summarize(results: dict, probe: str) -> tuple[str, dict]:
@@ -65,7 +76,6 @@ def summarize(results: dict, probe: str) -> tuple[str, dict]:
              for res in per_seed.values()]
       vals = {k: np.array([p.get(k, np.nan) for p in pts], float) for k in SUMMARY_KEYS}
       rows[f"{model}/{who}"] = {k: [float(x) for x in v] for k, v in vals.items()}
-      ms = lambda v: f"{v.mean():.3f} ± {v.std():.3f}"  # noqa: E731
       table.append(f"| {model} | {who} | {len(pts)} | {ms(vals['id'])} | {ms(vals['ood'])} | "
                    f"{ms(vals['id'] - vals['ood'])} | {ms(vals['effective_robustness'])} |")
   return "\n".join(table), rows
@@ -91,12 +101,16 @@ def run_benchmark(get_config: Callable, root: str, models: Sequence[str],
   if not models or not seeds:
     raise ValueError(f"models={list(models)}, seeds={list(seeds)}: need at least one of each")
   os.makedirs(root, exist_ok=True)
-  results, seconds, table = {}, {}, ""
-  for seed in seeds:
-    for model in models:
-      res = run_one(get_config, model, int(seed), root)
-      results.setdefault(model, {})[int(seed)] = res
-      seconds[f"{model}_s{seed}"] = round(res["seconds"], 1)
-      table = write_summary(root, results, seconds, probe)
-      log.info("summary so far:\n%s", table)
-  return table
+  jobs = [_job(get_config, model, int(seed), root) for seed in seeds for model in models]
+  tables = [""]
+
+  def on_result(done, seconds):
+    results = {}
+    for seed in seeds:
+      for model in models:
+        if f"{model}_s{seed}" in done:
+          results.setdefault(model, {})[int(seed)] = done[f"{model}_s{seed}"]
+    tables[0] = write_summary(root, results, seconds, probe)
+    log.info("summary so far:\n%s", tables[0])
+  orchestrator.run_jobs(jobs, on_result)
+  return tables[0]

@@ -61,10 +61,12 @@ def effective_robustness(acc_id, acc_ood, fit: tuple[float, float]):
 
 
 def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: str,
-                 title: str = "", xlabel: str = "ID accuracy", ylabel: str = "OOD accuracy"):
+                 title: str = "", xlabel: str = "ID accuracy", ylabel: str = "OOD accuracy",
+                 fit_label: str | None = None):
   """Figure 1: OOD vs ID accuracy on logit-scaled axes, baseline fit as a line.
 
   ``points``: dicts with ``id``, ``ood``, ``label`` and ``group`` (baseline, teacher, student).
+  The line's legend entry is ``fit_label`` or its equation ``logit(OOD) = a logit(ID) + b``.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -73,7 +75,9 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   styles = {"baseline": ("o", "tab:gray"), "teacher": ("*", "tab:blue"),
             "student": ("s", "tab:red"), "theory": ("^", "tab:green"),
             "random": ("v", "tab:brown"), "supervised": ("D", "tab:purple"),
-            "large_distill": ("P", "tab:orange"), "other_student": ("X", "tab:olive")}
+            "large_distill": ("P", "tab:orange"), "other_student": ("X", "tab:olive"),
+            "imagenet": ("*", "tab:cyan"), "second_teacher": ("*", "tab:pink"),
+            "second_student": ("s", "tab:pink")}
   done = set()
   for p in points:
     m, c = styles.get(p["group"], ("x", "k"))
@@ -84,7 +88,8 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   lo, hi = xs.min() - 0.3, xs.max() + 0.3
   if fit is not None:
     grid = np.linspace(lo, hi, 50)
-    ax.plot(grid, fit[0] * grid + fit[1], color="tab:gray", lw=1, label="baseline fit")
+    ax.plot(grid, fit[0] * grid + fit[1], color="tab:gray", lw=1,
+            label=f"baseline fit: {fit_label or f'logit(OOD) = {fit[0]:.2f} logit(ID) {fit[1]:+.2f}'}")
   ax.plot([lo, hi], [lo, hi], ls=":", color="k", lw=0.8, label="y = x")
   ticks = np.array([0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
   ax.set_xticks(logit(ticks), [f"{t:.0%}" for t in ticks])

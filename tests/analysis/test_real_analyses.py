@@ -119,6 +119,7 @@ def _fake_real_run(wd):
   """A recorded run directory as experiments.real_experiment leaves it (its reduced config):
   the record, a student checkpoint, and the recalibrated BatchNorm statistics cache."""
   cfg = real_experiment.get_config("ci")  # student tiny-rn (output 1280, 32 px), Lite0 teacher
+  cfg.teacher.source = "checkpoint"  # the released weights (the run's fine-tuned teacher: slow)
   module = models.make_encoder(cfg.model.student, **cfg.model.student_overrides)
   variables = training.init_variables(module, cfg.data.image_size, 3)
   mngr = training.checkpoint_manager(os.path.join(wd, "student", "checkpoints"))

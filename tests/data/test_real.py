@@ -115,6 +115,22 @@ def test_splits_are_balanced_with_documented_sizes(objects, sizes):
     assert counts[-1].max() - counts[-1].min() <= (0 if objects != "skdigits" else 6)
 
 
+def test_trainall_is_every_training_item_outside_val():
+  """Fashion-MNIST ``trainall``: the 59,000 training-part items not in val (5,900 a class),
+  ``train`` inside it; the objects of ``train`` are those at the same source indices."""
+  imgs, _ = _need(real.object_split, "fmnist", "trainall")
+  full, full_labels = real.load_fashion_mnist("train")
+  sizes = {"val": 100, "train": 600}
+  parts = real.stratified_split(full_labels, sizes)
+  idx = np.setdiff1d(np.arange(60000), parts["val"])
+  assert len(imgs) == 59000 and np.array_equal(imgs, full[idx])
+  assert np.bincount(full_labels[idx]).tolist() == [5900] * 10
+  assert np.isin(parts["train"], idx).all() and not np.isin(parts["val"], idx).any()
+  for objects in ("mnist", "skdigits"):  # no items beyond train: trainall is train
+    a, b = _need(real.object_split, objects, "trainall"), real.object_split(objects, "train")
+    assert np.array_equal(a[1], b[1])
+
+
 def test_stratified_split_is_deterministic_and_disjoint():
   labels = np.repeat(np.arange(10), 50)
   a = real.stratified_split(labels, {"val": 5, "train": 30, "test": 0.2})

@@ -36,6 +36,29 @@ def test_summary_mean_and_std_over_seeds(tmp_path):
     benchmark.summarize(results, "sgd")
 
 
+def test_benchmark_runs_through_the_orchestrator_and_reuses_finished_runs(tmp_path,
+                                                                          monkeypatch):
+  """run_benchmark's loop is featcon.probe.orchestrator's: every (seed, model) once, the summary
+  after each, and a rerun under the same config that trains nothing."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  calls = []
+  def get_config(model):
+    return ml_collections.ConfigDict({"seed": 0, "model": {"teacher": "tiny-rn",
+                                                            "student": model}})
+  monkeypatch.setattr(benchmark.runs_lib, "start_stage", lambda c, wd, s: None)
+  monkeypatch.setattr(benchmark.student, "distill", lambda c, wd: calls.append((c.seed, wd)))
+  monkeypatch.setattr(benchmark.stages, "train_probes", lambda c, wd: None)
+  monkeypatch.setattr(benchmark.stages, "evaluate",
+                      lambda c, wd: _res(0.9, 0.5 + c.seed / 10, 0.8, 0.3))
+  table = benchmark.run_benchmark(get_config, str(tmp_path), ["tiny-rn"], [0, 1])
+  assert [c[0] for c in calls] == [0, 1]
+  assert "| tiny-rn | teacher | 2 | 0.900 ± 0.000 | 0.550 ± 0.050 |" in table
+  assert benchmark.run_benchmark(get_config, str(tmp_path), ["tiny-rn"], [0, 1]) == table
+  assert len(calls) == 2  # reused: nothing ran again
+  with open(tmp_path / "summary.json") as f:
+    assert json.load(f)["rows"]["tiny-rn/teacher"]["ood"] == [0.5, 0.6]
+
+
 def test_probe_npz_written_atomically_under_its_name(tmp_path):
   p = linear.LinearProbe(np.eye(2, dtype=np.float32), np.zeros(2, np.float32), "ridge",
                          {"lambda": 0.1})
