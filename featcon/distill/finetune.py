@@ -25,7 +25,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import traverse_util
 
 from featcon import io
@@ -34,7 +33,7 @@ from featcon import training as train_lib
 from featcon.data import corruptions as corr_lib
 from featcon.data import preprocess, refs
 from featcon.data.loader import Loader
-from featcon.distill import batchnorm
+from featcon.distill import batchnorm, classifier
 
 log = logging.getLogger("featcon")
 FIELDS = ("corruptions", "severities", "fraction", "eval_every", "heldout", "heldout_limit",
@@ -177,22 +176,9 @@ def finetune_teacher(config, workdir: str, mesh=None) -> dict:
   heldout = refs.open_dataset(config, fs["heldout"], "config.teacher.finetune.heldout",
                               limit=fs["heldout_limit"])
   var = models.load_pretrained(config.model.teacher, config.teacher.checkpoint or None)
-  emb_dim = jax.eval_shape(lambda v: module.apply(
-      v, jnp.zeros((1, config.data.image_size, config.data.image_size, 3)))[0], var).shape[-1]
-  params = {"encoder": var["params"],
-            "head": {"kernel": jnp.zeros((emb_dim, ds.num_classes)),
-                     "bias": jnp.zeros((ds.num_classes,))}}
+  params = classifier.head_params(module, var, config.data.image_size, ds.num_classes)
   tx = train_lib.make_optimizer(pc.lr, pc.weight_decay, pc.steps, pc.warmup_steps)
-
-  def step(state, batch):
-    def loss_fn(p):
-      emb, _, upd = train_lib.apply_train(module, p["encoder"], state.get("batch_stats"),
-                                          batch["image"])
-      logits = emb @ p["head"]["kernel"] + p["head"]["bias"]
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-      return loss, (upd, (logits.argmax(-1) == batch["label"]).mean())
-    state, loss, acc = train_lib.state_step(loss_fn, state, tx)
-    return state, {"loss": loss, "accuracy": acc}
+  step = classifier.cross_entropy_step(module, tx)
 
   loader = CorruptingLoader(ds.source, pc.batch_size, config.data.image_size,
                             names=fs["corruptions"], severities=fs["severities"],

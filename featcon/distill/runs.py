@@ -16,7 +16,7 @@ from featcon import io
 from featcon import models
 from featcon import training as train_lib
 from featcon.data import refs
-from featcon.distill import batchnorm
+from featcon.distill import batchnorm, finetune
 from featcon.distill import teacher as teacher_lib
 
 
@@ -74,7 +74,6 @@ def validate_config(config, stage: str) -> None:
   if config.teacher.source in ("pretrain", "finetune"):
     fields.append("teacher.data")
   if config.teacher.source == "finetune":
-    from featcon.distill import finetune  # pylint: disable=g-import-not-at-top
     finetune.settings(config)
   if stage != "distill":
     fields += ["data.probe_train", "data.probe_val"]

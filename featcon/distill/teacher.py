@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import os
 
-import jax
-import jax.numpy as jnp
-import optax
-
 from featcon import models
 from featcon import training as train_lib
 from featcon.data import refs
-from featcon.distill import batchnorm
+from featcon.distill import batchnorm, classifier, finetune
 
 
 def teacher_variables(config, workdir: str, mesh=None) -> dict:
@@ -40,7 +36,6 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
   if src == "checkpoint":
     return models.load_pretrained(config.model.teacher, config.teacher.checkpoint or None)
   if src == "finetune":
-    from featcon.distill import finetune  # pylint: disable=g-import-not-at-top
     return finetune.finetune_teacher(config, workdir, mesh)
   if src != "pretrain":
     raise ValueError(f"config.teacher.source={src!r} is not allowed; allowed: pretrain, "
@@ -51,21 +46,9 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
   ds = refs.open_dataset(config, config.teacher.data, "config.teacher.data",
                          limit=int(config.teacher.get("data_limit", 0)))
   var = train_lib.init_variables(module, config.data.image_size, config.seed + 10_000)
-  emb_dim = jax.eval_shape(lambda v: module.apply(
-      v, jnp.zeros((1, config.data.image_size, config.data.image_size, 3)))[0], var).shape[-1]
-  params = {"encoder": var["params"],
-            "head": {"kernel": jnp.zeros((emb_dim, ds.num_classes)),
-                     "bias": jnp.zeros((ds.num_classes,))}}
+  params = classifier.head_params(module, var, config.data.image_size, ds.num_classes)
   tx = train_lib.make_optimizer(pc.lr, pc.weight_decay, pc.steps, pc.warmup_steps)
-
-  def step(state, batch):
-    def loss_fn(p):
-      emb, _, upd = train_lib.apply_train(module, p["encoder"], state.get("batch_stats"), batch["image"])
-      logits = emb @ p["head"]["kernel"] + p["head"]["bias"]
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-      return loss, (upd, (logits.argmax(-1) == batch["label"]).mean())
-    state, loss, acc = train_lib.state_step(loss_fn, state, tx)
-    return state, {"loss": loss, "accuracy": acc}
+  step = classifier.cross_entropy_step(module, tx)
 
   loader = refs.train_loader(config, ds, pc.batch_size, config.seed + 20_000)
   train_lib.fit(train_lib.new_state(params, var.get("batch_stats"), tx), step,
