@@ -1,4 +1,4 @@
-r"""The Table 1 experiment on real weights (featcon/probe/table1.py) at the size an accelerator
+r"""The Table 1 experiment on real weights (featcon/analysis/table1.py) at the size an accelerator
 affords, in one call: configs/distill/real_experiment.py:gpu (96 px, the fine-tuned teacher
 1,600 steps, students 1,500 steps of batch 64, 2,000 items per eval set), the same summary as
 the CPU run (summary.json, summary.md, scatter.png) plus accelerator_real.json (device, wall
@@ -38,13 +38,15 @@ def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
   from configs.distill import real_experiment  # pylint: disable=g-import-not-at-top
+  from configs import analyze  # pylint: disable=g-import-not-at-top
   from featcon import distill  # pylint: disable=g-import-not-at-top
-  from featcon.probe import table1  # pylint: disable=g-import-not-at-top
+  from featcon.analysis import table1  # pylint: disable=g-import-not-at-top
   config = real_experiment.get_config("ci" if FLAGS.reduced else "gpu")
   table1.check_config(config)
   t0 = time.time()
   distill.start_stage(config, FLAGS.out, "real_experiment", allow_changes=True)
-  summary = table1.run(config, FLAGS.out, deadline=t0 + FLAGS.budget_s)
+  summary = table1.run(config, FLAGS.out, deadline=t0 + FLAGS.budget_s,
+                       analyze_config=analyze.get_config("real"))
   missing = sorted(set(summary["jobs_planned"]) - set(summary["jobs_done"]))
   status = "complete" if not missing else f"missing (budget spent): {', '.join(missing)}"
   report = {"status": status, "wall_s": round(time.time() - t0, 1),

@@ -6,7 +6,7 @@ check, the background-swap test, the analyses and the ablations, in one resumabl
   python -m experiments.real_experiment --config=configs/distill/real_experiment.py \
       --workdir=runs/real_experiment
 
-The experiment is :func:`featcon.probe.table1.run` (layout and definitions in its docstring);
+The experiment is :func:`featcon.analysis.table1.run` (layout and definitions in its docstring);
 finished run directories are reused when their config is unchanged. Writes summary.json,
 summary.md, scatter.png (Figure 1) and teacher_heldout.png into --workdir.
 """
@@ -14,8 +14,9 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from featcon import cli
+from configs import analyze
 from featcon import distill
-from featcon.probe import table1
+from featcon.analysis import table1
 
 _CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("configs/distill/real_experiment.py"),
                                           "Experiment config.", lock_config=True)
@@ -31,7 +32,7 @@ def main(argv):
   # The root record keeps the history of the settings the folder ran under; whether a finished
   # run directory is reused is decided per directory by its own fingerprint (table1.jobs).
   distill.start_stage(config, _WORKDIR.value, "real_experiment", allow_changes=True)
-  summary = table1.run(config, _WORKDIR.value)
+  summary = table1.run(config, _WORKDIR.value, analyze_config=analyze.get_config("real"))
   print(table1.markdown(summary))
 
 

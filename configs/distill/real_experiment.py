@@ -1,5 +1,5 @@
 """The paper's Table 1 (Section 2) on real weights and real shifts, sized for a 2-core CPU
-(featcon/probe/table1.py runs it; docs/distillation.md reports it).
+(featcon/analysis/table1.py runs it; docs/distillation.md reports it).
 
 - Teacher: EfficientNet-Lite0 from its released ImageNet weights, fine-tuned with cross-entropy
   on Fashion-MNIST items on every background kind (``fmnist_all:train``: grass, brick/gravel

@@ -31,7 +31,7 @@ RESULT_INVARIANT = ("num_devices", "data.workers", "distill.checkpoint_every",
 # Config sections each stage's results do not depend on (later stages' settings).
 # ``real_experiment`` (experiments/real_experiment.py) runs every stage: its root record
 # depends on every section but the experiment's own (which jobs run and how the summary reads;
-# each job has its own fingerprint, featcon/probe/table1.py) and the reported probe.
+# each job has its own fingerprint, featcon/analysis/table1.py) and the reported probe.
 LATER_SECTIONS = {"distill": ("probe", "eval"), "linear_probe": ("eval",), "evaluate": (),
                   "real_experiment": ("experiment", "probe.primary")}
 # The stage whose recorded config a stage checks before reading its outputs.

@@ -1,5 +1,5 @@
 """Multi-seed benchmarks over run directories: the one loop that the offline benchmark
-(:mod:`featcon.probe.benchmark`) and the Table 1 experiment (:mod:`featcon.probe.table1`) share.
+(:mod:`featcon.probe.benchmark`) and the Table 1 experiment (:mod:`featcon.analysis.table1`) share.
 
 A benchmark is a list of :class:`Job` s, each a config and a run directory. :func:`run_jobs` runs
 them in order; a job whose directory holds ``job.json`` with the fingerprint

@@ -45,6 +45,8 @@ import jax
 import numpy as np
 
 from featcon import io
+from featcon import models
+from featcon.analysis import experiment, representation, suite
 from featcon.data import real as real_lib
 from featcon.data import refs, registry
 from featcon.data.sources import ArraySource
@@ -119,12 +121,10 @@ def check_config(config) -> dict:
     raise ValueError(f"config.probe.primary={config.probe.primary!r} is not allowed; allowed: "
                      f"{', '.join(stages.PROBE_KINDS)}")
   if e.analyses:
-    from featcon.analysis import suite  # pylint: disable=g-import-not-at-top
     bad = [a for a in _csv(e.analyses) if a not in suite.ANALYSES]
     if bad:
       raise ValueError(f"config.experiment.analyses entries {bad} are not allowed; allowed: "
                        f"{', '.join(suite.ANALYSES)}")
-  from featcon import models  # pylint: disable=g-import-not-at-top
   for f in ("other_student", "second_teacher"):
     if e[f] not in models.encoder_names():
       raise ValueError(f"config.experiment.{f}={e[f]!r} is not allowed; allowed: "
@@ -317,7 +317,6 @@ def _objects(config) -> str:
 def swap_movement(config, workdir: str, model: str) -> dict:
   """Background-swap movement (module docstring) of ``model``'s embedding for each
   ``experiment.swap_backgrounds`` kind, on the first ``experiment.swap_items`` ID test items."""
-  from featcon.analysis import representation  # pylint: disable=g-import-not-at-top
   e = config.experiment
   objects, size = _objects(config), config.data.image_size
   module, variables = runs.model_variables(config, workdir, model)
@@ -534,16 +533,15 @@ def figures(summary: dict, root: str) -> list[str]:
   return out
 
 
-def analyses(config, root: str, results: dict, start: bool = True) -> dict | None:
-  """The analyses of ``experiments.analyze`` (configs/analyze.py:real, with
+def analyses(config, root: str, results: dict, analyze_config,
+             start: bool = True) -> dict | None:
+  """The analyses of ``experiments.analyze`` (``analyze_config``: configs/analyze.py:real, with
   ``experiment.analyses``) on the fine-tuned teacher, the released network and every seed's
   student, into ``root/analyses``; reused when its ``summary.json`` was made from the same
   encoders and settings; with ``start=False`` only reused, never started (None otherwise)."""
   e = config.experiment
   if not e.analyses:
     return None
-  from configs import analyze as analyze_cfg  # pylint: disable=g-import-not-at-top
-  from featcon.analysis import experiment  # pylint: disable=g-import-not-at-top
   arch = config.model.teacher
   specs = [("teacher", f"{arch}@{os.path.join(root, 'rows', 'teacher', 'teacher')}")]
   if "imagenet" in results:
@@ -551,7 +549,7 @@ def analyses(config, root: str, results: dict, start: bool = True) -> dict | Non
   specs += [(f"student_{k.split('/')[1]}", f"{config.model.student}@"
              f"{os.path.join(root, k.split('/')[1], 'main', 'student')}")
             for k in results if k.startswith("student/")]
-  acfg = analyze_cfg.get_config("real")
+  acfg = copy.deepcopy(analyze_config)
   with acfg.unlocked():
     acfg.encoders = ",".join(f"{l}={s}" for l, s in specs)
     acfg.encoder_overrides = dict(config.model.overrides)
@@ -582,10 +580,15 @@ def analyses(config, root: str, results: dict, start: bool = True) -> dict | Non
   return out
 
 
-def run(config, root: str, deadline: float | None = None) -> dict:
+def run(config, root: str, deadline: float | None = None, analyze_config=None) -> dict:
   """Every job (resuming), the summary after each (``summary.json``, ``summary.md``), then the
-  figures and the analyses; returns the summary. With ``deadline`` (a ``time.time()`` value) no
-  job and no analysis starts after it (:func:`featcon.probe.orchestrator.run_jobs`)."""
+  figures and the analyses (settings: ``analyze_config``, configs/analyze.py:real, needed when
+  ``experiment.analyses`` names any); returns the summary. With ``deadline`` (a ``time.time()``
+  value) no job and no analysis starts after it (:func:`featcon.probe.orchestrator.run_jobs`)."""
+  if config.experiment.analyses and analyze_config is None:
+    raise ValueError(f"config.experiment.analyses={config.experiment.analyses!r} needs the "
+                     "analyses' settings; allowed: pass analyze_config (configs/analyze.py:real) "
+                     "or set config.experiment.analyses=''")
   t_all = time.time()
   todo = jobs(config, root)
   state = {}
@@ -617,7 +620,7 @@ def run(config, root: str, deadline: float | None = None) -> dict:
     raise RuntimeError(f"{root}: no job finished before the deadline")
   figures(state["summary"], root)
   t0 = time.time()  # past the deadline: a finished analysis is still read, none is started
-  state["analyses"] = analyses(config, root, results,
+  state["analyses"] = analyses(config, root, results, analyze_config,
                                start=deadline is None or time.time() < deadline)
   seconds["analyses"] = round(time.time() - t0, 1)
   rest = [j for j in todo if _row_label(j.key)[0] in ABLATION_ROWS]

@@ -1,4 +1,4 @@
-"""The Table 1 experiment's definitions (featcon/probe/table1.py) on hand-made results: shift
+"""The Table 1 experiment's definitions (featcon/analysis/table1.py) on hand-made results: shift
 groups, the standard-model line and effective robustness, the fair test, uninformative sets,
 the fit to the teacher; and its config errors, raised before any work."""
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("PIL")
 from configs.distill import real_experiment  # pylint: disable=g-import-not-at-top
-from featcon.probe import table1  # pylint: disable=g-import-not-at-top
+from featcon.analysis import table1  # pylint: disable=g-import-not-at-top
 
 
 def _logit(p):
