@@ -83,26 +83,40 @@ def histograms(panels, path, bins=20, range_=None, xlabel="", ylabel="density (p
   return io.save_figure(fig, path)
 
 
+# Inches of bars in one row of :func:`grouped_bars`: with the legend and labels the figure stays
+# under ~2000 px wide at io.FIGURE_DPI; more groups wrap onto further rows.
+BARS_ROW_INCHES = 16.0
+
+
 def grouped_bars(values, path, ylabel="", xlabel="", title="", note="", legend_title=None):
-  """values = {group: {series: number}}: grouped bar chart (Figure 5 style); ``note`` is
-  printed under the axes (e.g. how the values are normalised)."""
+  """values = {group: {series: number}}: grouped bar chart (Figure 5 style), the groups wrapped
+  onto rows of at most ``BARS_ROW_INCHES`` of bars (same y axis); ``note`` is printed under the
+  axes (e.g. how the values are normalised)."""
   groups = list(values)
   series = sorted({s for g in values.values() for s in g})
-  x = np.arange(len(groups))
+  per_group = 0.5 * max(1, len(series))
+  per_row = max(1, int(BARS_ROW_INCHES // per_group))
+  rows = [groups[i:i + per_row] for i in range(0, len(groups), per_row)] or [[]]
   w = 0.8 / max(len(series), 1)
-  fig, ax = plt.subplots(figsize=(max(4.5, 0.5 * len(groups) * max(1, len(series))) + 2.0, 3.8),
-                         layout="constrained")
-  for i, s in enumerate(series):
-    ax.bar(x + i * w, [values[g].get(s, np.nan) for g in groups], w, label=s)
-  ax.axhline(0, color="k", lw=0.6)
-  ax.set_xticks(x + w * (len(series) - 1) / 2)
-  ax.set_xticklabels(groups, fontsize=8, rotation=30, ha="right")
-  ax.set_ylabel(ylabel, fontsize=9)
-  ax.set_xlabel(xlabel, fontsize=9)
-  ax.tick_params(axis="y", labelsize=8)
-  _legend_outside(fig, ax, legend_title)
-  if title:
-    ax.set_title(title, fontsize=10)
+  fig, axes = plt.subplots(len(rows), 1, squeeze=False, sharey=True, layout="constrained",
+                           figsize=(max(4.5, per_group * len(rows[0])) + 2.0, 3.8 * len(rows)))
+  for ax, row in zip(axes[:, 0], rows):
+    x = np.arange(len(row))
+    for i, s in enumerate(series):
+      ax.bar(x + i * w, [values[g].get(s, np.nan) for g in row], w, label=s)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xticks(x + w * (len(series) - 1) / 2)
+    ax.set_xticklabels(row, fontsize=8, rotation=30, ha="right")
+    if len(rows) > 1:  # equal bar widths on every row
+      ax.set_xlim(-0.5, per_row - 0.5 + w * (len(series) - 1))
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.tick_params(axis="y", labelsize=8, labelleft=True)
+  _legend_outside(fig, axes[0, 0], legend_title)
+  if title and len(rows) == 1:
+    axes[0, 0].set_title(title, fontsize=10)
+  elif title:
+    fig.suptitle(title, fontsize=10)
   if note:
     fig.get_layout_engine().set(h_pad=0.1)
     fig.supxlabel("\n".join(textwrap.wrap(note, int(16 * fig.get_figwidth()))), fontsize=7,
