@@ -8,12 +8,14 @@ import os
 
 import numpy as np
 
+from featcon.errors import FeatconError
+
 MAX_NDIM = 32
 _SLACK_BYTES = 64 << 20
 _EXPANSION = 4  # returned bytes <= _EXPANSION * file size + _SLACK_BYTES
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FeatconError, ValueError):
   """A checkpoint cannot be read or does not fit the requested architecture."""
 
 

@@ -12,6 +12,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from featcon.errors import FeatconError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -20,7 +22,7 @@ class DataSource(Protocol):
   def __getitem__(self, index: int) -> dict[str, Any]: ...
 
 
-class DatasetNotPreparedError(FileNotFoundError):
+class DatasetNotPreparedError(FeatconError, FileNotFoundError):
   """A TFDS data set (or an image folder) is not on disk; the message says how to prepare it."""
 
 

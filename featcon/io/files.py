@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from featcon import distributed
+from featcon.errors import FeatconError
 
 
 def _umask() -> int:
@@ -64,7 +65,7 @@ def write_json(path: str, obj, **kwargs) -> str:
   return atomic_write(path, lambda f: json.dump(obj, f, **kwargs))
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(FeatconError, ValueError):
   """A file featcon wrote earlier cannot be read (truncated, corrupt, not what it should be)."""
 
 

@@ -9,10 +9,11 @@ import json
 import os
 from typing import Any
 
+from featcon.errors import FeatconError
 from featcon.io.files import CorruptFileError, read_json
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(FeatconError, ValueError):
   """A workdir holds results of a config that differs in fields that determine the results."""
 
 

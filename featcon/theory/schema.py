@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
 
 import ml_collections
 
+from featcon.errors import ConfigError
 from featcon.theory import features, losses, network, optim
 
 TASKS = ("classification", "regression")
@@ -30,7 +31,7 @@ PATHS = ("auto", "feature", "input")
 
 
 def _fail(field, value, allowed):
-  raise ValueError(f"config field {field!r} has value {value!r}; allowed: {allowed}")
+  raise ConfigError(f"config field {field!r} has value {value!r}; allowed: {allowed}")
 
 
 class Choice(NamedTuple):
