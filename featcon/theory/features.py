@@ -76,34 +76,48 @@ def core_block(key, y, k_core, core="linear", dist="uniform", radii=(1.0, 2.0)):
   raise ValueError(f"data.core={core!r} is not one of {CORE_KINDS}")
 
 
-def background_block(key, n, k_bg, shift, dist="uniform"):
-  """Background coefficients (n, k_bg), independent of the label: ``v - s`` with ``v ~ D``.
+def background_block(key, n, k_bg, shift, dist="uniform", y=None, rho=0.0, k_spurious=0):
+  """Background coefficients (n, k_bg): ``v - s`` with ``v ~ D``, independent of the label
+  unless ``k_spurious > 0``.
 
   ``shift`` s = 0 is the ID distribution ``D`` on [0, 1]; s = 1 is the paper's OOD ``D'`` on
   [-1, 0] (for the uniform default, exactly Uniform[-1, 0]); intermediate s interpolate
   (Uniform[-s, 1 - s]).
+
+  Spurious correlation (docs/theory.md, "Spurious background coordinates"): with
+  ``k_spurious > 0`` and labels ``y``, the first ``k_spurious`` background coordinates are
+  ``v_j - s + (1 - 2 s) rho y``: at s = 0 (ID) their class means differ by ``2 rho``
+  (``E[z_j | y] = E[v] + rho y``), at s = 1/2 the label term vanishes and at s = 1 (the
+  default OOD shift) it is reversed. ``k_spurious = 0`` draws exactly the label-free block.
   """
-  return coefficients(key, (n, k_bg), dist) - shift
+  zb = coefficients(key, (n, k_bg), dist) - shift
+  if k_spurious:
+    sp = (jnp.arange(k_bg) < k_spurious).astype(jnp.float32)
+    zb = zb + ((1.0 - 2.0 * jnp.asarray(shift, jnp.float32)) * rho) * y[:, None] * sp[None, :]
+  return zb
 
 
 def sample(key, n, *, k_core, k_bg, shift=0.0, core="linear", dist="uniform",
-           radii=(1.0, 2.0), balanced=False):
-  """Draws ``n`` examples of the feature model in feature coordinates (Def. 3.1).
+           radii=(1.0, 2.0), balanced=False, rho=0.0, k_spurious=0):
+  """Draws ``n`` examples of the feature model in feature coordinates (Def. 3.1; with
+  ``k_spurious > 0`` the spurious background of :func:`background_block`).
 
   Returns a :class:`Batch` with ``z = [z_core, z_bg]``; the input is ``x = z @ M.T``.
   """
   ky, kc, kb = jax.random.split(key, 3)
   y = labels(ky, n, balanced)
   zc = core_block(kc, y, k_core, core, dist, radii)
-  zb = background_block(kb, n, k_bg, shift, dist)
+  zb = background_block(kb, n, k_bg, shift, dist, y, rho, k_spurious)
   return Batch(jnp.concatenate([zc, zb], axis=1), y)
 
 
-def shift_background(key, batch, *, k_core, shift, dist="uniform"):
-  """The OOD counterpart of a batch: same core coefficients, background redrawn from ``D - s``.
+def shift_background(key, batch, *, k_core, shift, dist="uniform", rho=0.0, k_spurious=0):
+  """The OOD counterpart of a batch: same core coefficients and labels, background redrawn
+  from ``D - s`` (spurious coordinates: :func:`background_block` at shift s).
 
   This is the public script's OOD set for the fixed-set regime.
   """
   n = batch.z.shape[0]
-  zb = background_block(key, n, batch.z.shape[1] - k_core, shift, dist)
+  zb = background_block(key, n, batch.z.shape[1] - k_core, shift, dist, batch.y, rho,
+                        k_spurious)
   return Batch(jnp.concatenate([batch.z[:, :k_core], zb], axis=1), batch.y)

@@ -14,6 +14,14 @@ With ``P = W M`` (m x K), ``P_rj = <w_r, m_j>`` the projection of neuron r on fe
   ``h_r(y) > 0`` for at most one class; ``asym_frac`` is their fraction, ``act_rate_pos`` /
   ``act_rate_neg`` the per-neuron ``p_r(+1)``, ``p_r(-1)`` (NaN for masked neurons).
 
+Per-layer measurements (``Static.layer_metrics``, docs/theory.md, "Per-layer measurements"),
+for every hidden layer ``l`` of :func:`layer_metrics`: ``sens_core_l<l>``, ``sens_bg_l<l>``
+(and ``sens_sp_l<l>`` for the spurious coordinates) the mean squared Jacobian entries
+``E (dh_{l,r} / dz_j)^2`` over neurons and over the coordinates of each block, and
+``ood_move_l<l>``, the RMS movement of ``h_l`` under the OOD shift in units of its RMS
+distance between two independent ID samples. With ``Static.k_spurious``, the first-layer
+``sp_align`` and ``bg_signed_clean`` (:func:`spurious_projections`).
+
 Means over neurons respect the width mask, so a padded network measures like the narrow one.
 With a vector of shift strengths (``Static.n_shifts``), the OOD metrics (:data:`SHIFT_KEYS`)
 are measured for each shift on the same network and gain a trailing shift axis.
@@ -26,7 +34,10 @@ from featcon.theory import losses, network
 SCALAR_KEYS = ("id_risk", "ood_risk", "id_error", "ood_error", "core_corr", "bg_corr",
                "bg_signed", "core_align", "asym_frac", "act_rate_gap")
 # The metrics that depend on the shift strength (measured on the OOD sets).
-SHIFT_KEYS = ("ood_risk", "ood_error", "ood_mse", "train_ood_risk", "train_ood_error")
+SHIFT_KEYS = ("ood_risk", "ood_error", "ood_mse", "train_ood_risk", "train_ood_error") + tuple(
+    f"ood_move_l{l}" for l in range(1, network.MAX_DEPTH + 1))
+# The fresh ID samples (the first rows of the ID evaluation set) the Jacobians are taken on.
+SENS_SAMPLES = 256
 
 
 def projections(params, basis):
@@ -104,4 +115,89 @@ def measure(static, prob, params, act, mask):
   nan = jnp.float32(jnp.nan)
   out["act_rate_pos"] = jnp.where(mask > 0, p_pos, nan)
   out["act_rate_neg"] = jnp.where(mask > 0, p_neg, nan)
+  if static.k_spurious:
+    out["sp_align"], out["bg_signed_clean"] = spurious_projections(
+        P, params["a"], static.k_core, static.k_spurious, mask, classification)
+  if static.layer_metrics:
+    ood_pre = network.preactivation(params, prob.eval_ood_x)
+    out.update(layer_metrics(static, params, prob.basis, prob.eval_x, pre, ood_pre, act, mask))
+  return out
+
+
+def spurious_projections(P, a, k_core, k_spurious, mask, classification=True):
+  """First-layer projections on the spurious and on the other background coordinates:
+  ``sp_align = mean_{r, j in S_sp} sign(a_r) P_rj`` (classification; NaN otherwise) and
+  ``bg_signed_clean = mean_{r, j in S_bg \\ S_sp} P_rj`` (NaN when every background coordinate is
+  spurious), over unmasked neurons."""
+  msum = jnp.sum(mask)
+  sp = P[:, k_core:k_core + k_spurious]
+  rest = P[:, k_core + k_spurious:]
+  nan = jnp.float32(jnp.nan)
+  if classification:
+    sign_a = jnp.sign(a)
+    sp_align = jnp.sum(mask[:, None] * sign_a[:, None] * sp) / (msum * k_spurious)
+  else:
+    sp_align = nan
+  clean = (jnp.sum(mask[:, None] * rest) / (msum * rest.shape[1]) if rest.shape[1] else nan)
+  return sp_align, clean
+
+
+def _mean_sq_dist(h1, h2):
+  """``mean_i ||h1_i - h2_i||^2`` over the rows."""
+  return jnp.mean(jnp.sum((h1 - h2) ** 2, axis=-1))
+
+
+def layer_metrics(static, params, basis, x, pre, ood_pre, act, mask):
+  """Per-layer sensitivities and OOD movement (module docstring, docs/theory.md).
+
+  Args:
+    static: the run's ``Static`` (``k_core``, ``k_spurious``, ``n_shifts``).
+    params: network params (``W`` layout), any depth.
+    basis: (D, K), ``x = z @ basis.T`` (M on the input path, I on the feature path).
+    x: the ID evaluation inputs (n, D); ``pre``: their first-layer pre-activations (n, m).
+    ood_pre: the paired OOD pre-activations (n, m), or (S, n, m) for ``static.n_shifts``.
+    act: the activation; ``mask``: (m,) neuron mask.
+
+  Returns:
+    ``{sens_core_l<l>, sens_bg_l<l>, [sens_sp_l<l>], ood_move_l<l>}`` for l = 1..L.
+
+  Sensitivity: with ``J_l(x) = dh_l / dz`` (m x K), propagated exactly in forward mode
+  (``J_1 = diag(sigma'(u_1)) W basis``, ``J_l = diag(sigma'(u_l)) W_l J_{l-1}``, masked rows
+  zero), ``sens_B = sum_{i, r, j in B} J_l(x_i)_{rj}^2 / (n_s m_eff |B|)`` over the first
+  ``n_s = min(n, SENS_SAMPLES)`` ID samples. Movement: ``ood_move = sqrt(mean_i ||h_l(x_i^OOD)
+  - h_l(x_i)||^2 / mean_{i < n/2} ||h_l(x_i) - h_l(x_{i + n/2})||^2)``.
+  """
+  out = {}
+  k_core, k_sp = static.k_core, static.k_spurious
+  k = basis.shape[1]
+  msum = jnp.sum(mask)
+  n = x.shape[0]
+  half = n // 2
+  hs = network.hidden_states(params, pre, act, mask)
+  if static.n_shifts:
+    ood_hs = jax.vmap(lambda p: network.hidden_states(params, p, act, mask))(ood_pre)
+  else:
+    ood_hs = network.hidden_states(params, ood_pre, act, mask)
+  dact = lambda u: jax.jvp(act, (u,), (jnp.ones_like(u),))[1]  # sigma'(u), elementwise
+  ns = min(n, SENS_SAMPLES)
+  u = pre[:ns]
+  jac = dact(u)[:, :, None] * (params["W"] @ basis)[None]   # (ns, m, K)
+  for l in range(1, len(hs) + 1):
+    if l > 1:
+      kw, kb = network.layer_keys(l)
+      u = hs[l - 2][:ns] @ params[kw].T
+      if kb in params:
+        u = u + params[kb]
+      jac = dact(u)[:, :, None] * jnp.einsum("rs,nsj->nrj", params[kw], jac)
+    jac = jac * mask[None, :, None]
+    sq = jnp.sum(jac ** 2, axis=(0, 1)) / (ns * msum)      # (K,): mean over samples, neurons
+    out[f"sens_core_l{l}"] = jnp.mean(sq[:k_core])
+    out[f"sens_bg_l{l}"] = jnp.mean(sq[k_core:]) if k > k_core else jnp.float32(jnp.nan)
+    if k_sp:
+      out[f"sens_sp_l{l}"] = jnp.mean(sq[k_core:k_core + k_sp])
+    h = hs[l - 1]
+    base = _mean_sq_dist(h[:half], h[half:2 * half])
+    move = (jax.vmap(lambda o: _mean_sq_dist(o, h))(ood_hs[l - 1]) if static.n_shifts
+            else _mean_sq_dist(ood_hs[l - 1], h))
+    out[f"ood_move_l{l}"] = jnp.sqrt(move / base)
   return out

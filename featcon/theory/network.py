@@ -1,9 +1,13 @@
-"""Two-layer networks of Section 3.2 as pure functions on a params pytree.
+"""The networks of Section 3.2 as pure functions on a params pytree: two-layer, and with
+``depth`` L > 1 hidden layers (docs/theory.md, "Deeper networks").
 
 ``f(x) = sum_r a_r sigma(<w_r, x> + b_r) + c`` (scalar output, classification) or
-``f(x) = A^T sigma(W x + b) + c`` (vector output, the regression of Fig. 9).
+``f(x) = A^T sigma(W x + b) + c`` (vector output, the regression of Fig. 9). With L hidden
+layers, ``h_1 = sigma(W x + b)``, ``h_l = sigma(W_l h_{l-1} + b_l)`` for l = 2..L and
+``f(x) = A^T h_L + c``.
 
-Params are a dict ``{"W": (m, D), "a": (m,) or (m, out), ["b": (m,), "c": () or (out,)]}``.
+Params are a dict ``{"W": (m, D), "a": (m,) or (m, out), ["b": (m,), "c": () or (out,)]}``,
+plus ``"W_l": (m, m)`` (and ``"b_l": (m,)``) for each deeper layer l = 2..L.
 ``D`` is the input dimension ``d``, or ``K`` when the network runs in feature coordinates
 (``P = W M``, docs/theory.md, "Exact feature-coordinate dynamics"). Widths can be *padded*:
 a ``mask`` (m,) of ones and zeros switches neurons off so that a padded network computes
@@ -17,6 +21,28 @@ INITS = ("pytorch", "gaussian")
 OUTPUT_INITS = ("signs", "pytorch")
 OUTPUT_SIGNS = ("half", "random")
 OUTPUT_BIAS_INITS = ("pytorch", "zero")
+TRAIN_LAYERS = ("all", "first")
+MAX_DEPTH = 8  # hidden layers at most (model.depth)
+
+
+def layer_keys(l):
+  """The params keys ``(weight, bias)`` of hidden layer ``l >= 2``."""
+  return f"W_{l}", f"b_{l}"
+
+
+def depth_of(params):
+  """The number of hidden layers L of a params pytree."""
+  return 1 + sum(1 for l in range(2, MAX_DEPTH + 1) if layer_keys(l)[0] in params)
+
+
+def hidden_trainable(key, train_layers="all"):
+  """Whether params entry ``key`` is a hidden-layer parameter that trains under
+  ``model.train_layers``: the first layer's ``W``/``Wt``/``b`` always, layers 2..L with
+  ``"all"`` only."""
+  if key in ("W", "Wt", "b"):
+    return True
+  deeper = key.startswith(("W_", "b_"))
+  return deeper and train_layers == "all"
 
 
 def activation(name, leaky_slope=0.1):
@@ -47,8 +73,9 @@ def switch_activation(names, leaky_slope=0.1):
 
 
 def init(key, *, m, d_in, fan_in, out_dim=None, width=None, init="pytorch", init_scale=1.0,
-         bias=False, output_init="signs", output_signs="half", output_bias_init="pytorch"):
-  """Initial parameters (Section 3.2).
+         bias=False, output_init="signs", output_signs="half", output_bias_init="pytorch",
+         depth=1):
+  """Initial parameters (Section 3.2; deeper layers: docs/theory.md, "Deeper networks").
 
   Args:
     key: PRNG key.
@@ -70,8 +97,13 @@ def init(key, *, m, d_in, fan_in, out_dim=None, width=None, init="pytorch", init
       stays at that draw); ``"zero"``: c = 0. With ``output_init="pytorch"`` (a trained
       output layer) ``c`` is always the PyTorch draw.
 
+    depth: hidden layers L. Layers 2..L (:func:`deeper_layer`) come from keys of their own
+      (``fold_in(key, l)``), so the first layer and the output layer are the same draws at
+      every depth.
+
   Row ``r`` of every per-neuron array does not depend on ``m`` (prefix-consistent draws), so a
-  padded init restricted to its first ``m_eff`` rows equals the narrow init.
+  padded init restricted to its first ``m_eff`` rows (and columns, for ``W_l``) equals the
+  narrow init.
   """
   width = m if width is None else width
   kw, kb, ka, kc = jax.random.split(key, 4)
@@ -110,7 +142,36 @@ def init(key, *, m, d_in, fan_in, out_dim=None, width=None, init="pytorch", init
       params["c"] = jax.random.uniform(kc, cshape, jnp.float32, -1.0, 1.0) / jnp.sqrt(widthf)
     else:
       params["c"] = jnp.zeros(cshape, jnp.float32)
+  for l in range(2, depth + 1):
+    wl, bl = deeper_layer(jax.random.fold_in(key, l), m=m, width=width, init=init,
+                          init_scale=init_scale)
+    kw_l, kb_l = layer_keys(l)
+    params[kw_l] = wl
+    if bias:
+      params[kb_l] = bl
   return params
+
+
+def deeper_layer(key, *, m, width, init="pytorch", init_scale=1.0):
+  """Weights ``W_l`` (m, m) and bias ``b_l`` (m,) of a hidden layer l >= 2 with fan-in the
+  actual width ``width`` (traced allowed): ``"pytorch"`` U(-k, k), k = init_scale / sqrt(width),
+  biases too (``nn.Linear(m, m)``'s default); ``"gaussian"`` N(0, k^2), zero biases.
+
+  Row r is drawn from ``fold_in(key_W, r)`` as a vector of m entries, so entry (r, j) does not
+  depend on the padded ``m``: padded and narrow inits agree on the narrow block.
+  """
+  kw, kb = jax.random.split(key)
+  scale = init_scale / jnp.sqrt(jnp.asarray(width, jnp.float32))
+  rows = jax.vmap(lambda r: jax.random.fold_in(kw, r))(jnp.arange(m))
+  if init == "pytorch":
+    w = jax.vmap(lambda k: jax.random.uniform(k, (m,), jnp.float32, -1.0, 1.0))(rows) * scale
+    b = jax.random.uniform(kb, (m,), jnp.float32, -1.0, 1.0) * scale
+  elif init == "gaussian":
+    w = jax.vmap(lambda k: jax.random.normal(k, (m,), jnp.float32))(rows) * scale
+    b = jnp.zeros((m,), jnp.float32)
+  else:
+    raise ValueError(f"model.init={init!r} is not one of {INITS}")
+  return w, b
 
 
 def to_kernel(params):
@@ -159,11 +220,30 @@ def apply(params, x, sigma, mask=None):
 
 
 def readout(params, pre, sigma, mask=None):
-  """``sum_r a_r sigma(pre_r) + c`` from pre-activations ``pre`` (n, m) (see :func:`apply`)."""
-  h = sigma(pre)
-  if mask is not None:
-    h = h * mask
+  """``sum_r a_r sigma(pre_r) + c`` from the first layer's pre-activations ``pre`` (n, m)
+  (see :func:`apply`); with deeper layers, ``a`` reads out the last hidden layer's ``h_L``."""
+  h = hidden_states(params, pre, sigma, mask)[-1]
   out = h @ params["a"]
   if "c" in params:
     out = out + params["c"]
   return out
+
+
+def hidden_states(params, pre, sigma, mask=None):
+  """``[h_1, ..., h_L]`` (each (n, m)) from the first layer's pre-activations ``pre``:
+  ``h_1 = sigma(pre)``, ``h_l = sigma(h_{l-1} W_l^T + b_l)``; masked neurons are 0 in every
+  layer (so a padded network computes the narrow one)."""
+  h = sigma(pre)
+  if mask is not None:
+    h = h * mask
+  hs = [h]
+  for l in range(2, depth_of(params) + 1):
+    kw, kb = layer_keys(l)
+    u = h @ params[kw].T
+    if kb in params:
+      u = u + params[kb]
+    h = sigma(u)
+    if mask is not None:
+      h = h * mask
+    hs.append(h)
+  return hs

@@ -30,6 +30,12 @@ LABELS = {
     "act_rate_gap": "activation-rate gap |p(+1) − p(−1)|",
     "id_error": "ID error",
     "ood_error": "OOD error",
+    "sp_align": "spurious weight: mean sign(a_r) P_rj, j ∈ S_sp",
+    "bg_signed_clean": "signed mean of P_rj over uncorrelated background j",
+    "ood_move_last": "OOD movement of h_L (× ID–ID distance)",
+    "sens_ratio_last": "sensitivity ratio of h_L: bg / core",
+    "sens_ratio": "sensitivity ratio bg / core",
+    "ood_move": "OOD movement of h_l (× ID–ID distance)",
 }
 _LOSS_NAMES = {"hinge": "hinge loss", "logistic": "logistic loss", "mse": "squared error"}
 _MAX_COLOURS = 6  # more variants than this in one panel: facet by a swept axis
@@ -245,6 +251,102 @@ def versus(df, x, path, metrics=("id_risk", "ood_risk"), loss=None, setting="",
   return io.save_figure(fig, path)
 
 
+def _last_layer(df):
+  """``df`` with ``ood_move_last`` and ``sens_ratio_last``: the last hidden layer's OOD movement
+  and background/core sensitivity ratio of each row (docs/theory.md, "Per-layer measurements")."""
+  layers = sorted(int(c[len("ood_move_l"):]) for c in df.columns if c.startswith("ood_move_l"))
+  move = np.full(len(df), np.nan)
+  ratio = np.full(len(df), np.nan)
+  for l in layers:  # deeper layers overwrite where the row's network has them
+    m = df[f"ood_move_l{l}"].to_numpy(float)
+    r = (df[f"sens_bg_l{l}"] / df[f"sens_core_l{l}"]).to_numpy(float)
+    has = np.isfinite(m)
+    move[has], ratio[has] = m[has], r[has]
+  return df.assign(ood_move_last=move, sens_ratio_last=ratio)
+
+
+def final_versus(df, x, path, panels, loss=None, setting="", xlabel=None):
+  """Final metrics against a numeric swept field ``x`` (the depth L, the spurious correlation
+  rho), one panel per metric: means over seeds with ± std error bars at the end of training
+  (solid) and the mean at initialisation (dotted), one colour per value of the other swept
+  axes."""
+  last = df[df["step"] == df["step"].max()]
+  first = df[df["step"] == 0]
+  colour = _axes_keys(df, exclude=("seed", x))
+  ncols = min(len(panels), 3)
+  nrows = math.ceil(len(panels) / ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols + 2.2, 3.0 * nrows + 0.7),
+                           squeeze=False, layout="constrained")
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  handles = []
+  for v, (label, vals, sub) in enumerate(_group(last, colour)):
+    c = colours[v % len(colours)]
+    handles.append(Line2D([], [], color=c, marker="o", label=label or "all"))
+    init = first
+    for k, val in vals.items():
+      init = init[init[k] == val]
+    for ax, m in zip(axes.ravel(), panels):
+      g = sub.groupby(x)[m]
+      ax.errorbar(g.mean().index, g.mean().values, yerr=g.std(ddof=0).values, marker="o",
+                  capsize=2, color=c, ms=4)
+      gi = init.groupby(x)[m].mean()
+      if np.isfinite(gi.values).any():
+        ax.plot(gi.index, gi.values, ":", color=c, lw=1)
+  for ax, m in zip(axes.ravel(), panels):
+    ax.set_xlabel(xlabel or x, fontsize=8)
+    ax.set_ylabel(metric_label(m, loss), fontsize=8)
+    ax.set_title(metric_label(m, loss).split(":")[0].split(" (")[0], fontsize=9)
+    ax.tick_params(labelsize=7)
+    if m.startswith("sens_ratio"):
+      ax.set_yscale("log")
+  for ax in axes.ravel()[len(panels):]:
+    ax.set_visible(False)
+  styles = [Line2D([], [], color="k", marker="o", label="end of training (mean)"),
+            Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std over seeds"),
+            Line2D([], [], color="k", ls=":", label="initialisation (mean)")]
+  _outside_legend(fig, handles + styles, title=", ".join(colour) or None)
+  _suptitle(fig, f"Final metrics against {xlabel or x}, {_seeds(df)} seed(s)", setting)
+  return io.save_figure(fig, path)
+
+
+def layer_profile(df, path, setting=""):
+  """Per-layer measurements at the end of training against the layer index l: the background
+  to core sensitivity ratio and the OOD movement of ``h_l``; one row of panels per activation
+  (or other swept axis but depth), one colour per depth; means over seeds, ± std error bars."""
+  last = df[df["step"] == df["step"].max()]
+  layers = sorted(int(c[len("ood_move_l"):]) for c in df.columns if c.startswith("ood_move_l"))
+  rows = _group(last, _axes_keys(df, exclude=("seed", "depth")))
+  fig, axes = plt.subplots(len(rows), 2, figsize=(9.6, 3.0 * len(rows) + 0.7), squeeze=False,
+                           layout="constrained")
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  depths = sorted(last["depth"].unique()) if "depth" in last else [None]
+  for r, (flabel, _, fsub) in enumerate(rows):
+    for v, depth in enumerate(depths):
+      sub = fsub if depth is None else fsub[fsub["depth"] == depth]
+      ls = [l for l in layers if sub[f"ood_move_l{l}"].notna().any()]
+      ratio = np.stack([(sub[f"sens_bg_l{l}"] / sub[f"sens_core_l{l}"]).to_numpy(float)
+                        for l in ls], 1)
+      move = np.stack([sub[f"ood_move_l{l}"].to_numpy(float) for l in ls], 1)
+      for ax, vals in zip(axes[r], (ratio, move)):
+        ax.errorbar(ls, vals.mean(0), yerr=vals.std(0), marker="o", capsize=2, ms=4,
+                    color=colours[v % len(colours)])
+    for ax, key in zip(axes[r], ("sens_ratio", "ood_move")):
+      ax.set_xlabel("hidden layer l", fontsize=8)
+      ax.set_ylabel(metric_label(key), fontsize=8)
+      ax.set_title(metric_label(key).split(" (")[0] + (f"\n{flabel}" if flabel else ""),
+                   fontsize=9)
+      ax.set_xticks(layers)
+      ax.tick_params(labelsize=7)
+    axes[r][0].set_yscale("log")
+  handles = [Line2D([], [], color=colours[v % len(colours)], marker="o",
+                    label=f"L = {d}" if d is not None else "all") for v, d in enumerate(depths)]
+  handles.append(Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std over seeds"))
+  _outside_legend(fig, handles, title="depth")
+  _suptitle(fig, f"Per-layer measurements at the end of training, mean over {_seeds(df)} "
+            "seed(s)", setting)
+  return io.save_figure(fig, path)
+
+
 def sweep_figures(df, all_metrics, expanded, workdir):
   """All figures that fit the sweep's axes; returns their paths."""
   config = expanded[0][1] if expanded else None
@@ -260,6 +362,24 @@ def sweep_figures(df, all_metrics, expanded, workdir):
   if "activation" in swept and df["activation"].nunique() > 1:
     paths.append(by_category(df, "activation", os.path.join(workdir, "by_activation.png"),
                              setting=setting))
+  layered = any(c.startswith("ood_move_l") for c in df.columns)
+  if "depth" in swept and df["depth"].nunique() > 1:
+    panels = ["id_risk", "ood_risk", "bg_signed"]
+    if layered:
+      panels += ["ood_move_last", "sens_ratio_last"]
+    paths.append(final_versus(_last_layer(df) if layered else df, "depth",
+                              os.path.join(workdir, "by_depth.png"), panels, loss=loss,
+                              setting=setting, xlabel="hidden layers L"))
+    if layered:
+      paths.append(layer_profile(df, os.path.join(workdir, "layers.png"), setting=setting))
+  if "bg_label_corr" in swept and df["bg_label_corr"].nunique() > 1:
+    panels = ["id_risk", "ood_risk", "ood_error"]
+    panels += [m for m in ("sp_align", "bg_signed_clean") if m in df.columns]
+    if layered:
+      panels.append("ood_move_last")
+    paths.append(final_versus(_last_layer(df) if layered else df, "bg_label_corr",
+                              os.path.join(workdir, "by_bg_label_corr.png"), panels, loss=loss,
+                              setting=setting, xlabel="spurious correlation ρ"))
   if "shift" in swept and df["shift"].nunique() > 1:
     paths.append(versus(df, "shift", os.path.join(workdir, "ood_vs_shift.png"), loss=loss,
                         setting=setting, xlabel="shift strength s"))

@@ -10,7 +10,7 @@ from typing import NamedTuple, Tuple
 import jax
 import numpy as np
 
-from featcon.theory import optim, schema
+from featcon.theory import metrics, optim, schema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,10 +23,13 @@ class Static:
   core: str = "linear"
   core_radii: Tuple[float, float] = (1.0, 2.0)
   coeff_dist: str = "uniform"
+  k_spurious: int = 0         # background coordinates correlated with the label (data.bg_label_corr)
   regime: str = "fixed"
   n_train: int = 1000
   n_eval: int = 4096
-  width: int = 256            # rows of W: the (padded) width
+  width: int = 256            # rows of W: the (padded) width of every hidden layer
+  depth: int = 1              # hidden layers
+  train_layers: str = "all"   # "all" hidden layers train, or the "first" only
   activations: Tuple[str, ...] = ("relu",)
   leaky_slope: float = 0.1
   init: str = "pytorch"
@@ -43,6 +46,7 @@ class Static:
   log_every: int = 1000
   batch: int = 0              # rows of a training batch (padded); 0 = full fixed set
   oracle_projection: bool = False
+  layer_metrics: bool = False  # per-layer sensitivities and OOD movement (metrics.layer_metrics)
   path: str = "feature"       # resolved: "feature" or "input"
   return_params: bool = True
   # Whether the group needs the general machinery (each False is an exact shortcut that drops
@@ -80,6 +84,7 @@ class Dynamic(NamedTuple):
   eps: jax.Array
   init_scale: jax.Array
   shift: jax.Array            # a scalar, or (Static.n_shifts,) strengths of the OOD sets
+  bg_label_corr: jax.Array    # rho of the spurious background coordinates
   width: jax.Array            # actual width <= Static.width
   batch_size: jax.Array       # actual batch <= Static.batch (ignored for full batch)
   act_index: jax.Array        # index into Static.activations
@@ -126,7 +131,7 @@ def from_config(c, return_params=True):
 def linear_eligible(static):
   """Whether a run is a linear network whose SGD dynamics stay rank-one around the init.
 
-  With the identity activation, a frozen output ``A`` (m, o) (``a`` as (m, 1) for a scalar
+  With one hidden layer, the identity activation, a frozen output ``A`` (m, o) (``a`` as (m, 1) for a scalar
   output), SGD with coupled decay (with or without momentum) and no oracle projection, the
   weight gradient is ``dL/dW = A V`` with ``V = dL/dY`` for the linear model
   ``f(x) = Y x``, ``Y = A^T W`` (o, D). Then, exactly (Theorem 4.4's setting),
@@ -142,7 +147,7 @@ def linear_eligible(static):
   ``Y = A^T [W | b]`` (o, D + 1), ``dL/db = A V_b``, and ``b`` decays and carries momentum as
   ``W`` does, so ``[W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t`` with ``Q`` (o, D + 1).
   """
-  return (static.activations == ("identity",) and not static.train_output
+  return (static.activations == ("identity",) and static.depth == 1 and not static.train_output
           and static.optimizer == "sgd" and not static.oracle_projection)
 
 
@@ -204,6 +209,11 @@ def bytes_per_config(static):
       + 4 * static.width * (dim + out + 1)                  # params, grads, optimizer state
       + 2 * static.width * static.d                         # init in input space
       + (static.n_logs + 1) * (2 * static.width + 32)       # recorded metrics
+      + (static.depth - 1) * (                              # hidden layers 2..L
+          4 * static.width * (static.width + 1)             # params, grads, optimizer state
+          + sets * static.n_eval * static.width             # eval-set activations
+          + 4 * batch * 2 * static.width)                   # a step's activations and grads
+      + (static.layer_metrics * static.depth * 2 * metrics.SENS_SAMPLES * static.width * static.k)
   )
   # float32; x4 for XLA temporaries and layout copies. Calibrated on the online workload
   # (benchmarks/scaling.py): the formula alone gives 13.9 MB/config at width 512 where the

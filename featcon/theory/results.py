@@ -75,7 +75,8 @@ SUMMARY_NOTE = ("`ood_risk`/`ood_error`: fresh OOD samples; `train_ood_risk`: th
 
 
 def summary_table(df, metrics=("id_risk", "ood_risk", "train_ood_risk", "id_error", "ood_error",
-                               "core_corr", "bg_corr", "bg_signed", "asym_frac")):
+                               "core_corr", "bg_corr", "bg_signed", "asym_frac",
+                               "sp_align", "bg_signed_clean")):
   """Final-step metrics per configuration, mean +- std over seeds (a DataFrame)."""
   last = df[df["step"] == df["step"].max()] if "step" in df else df
   keys = [c for c in df.attrs.get("swept", []) if c != "seed" and c in last.columns]
@@ -95,7 +96,7 @@ def summary_table(df, metrics=("id_risk", "ood_risk", "train_ood_risk", "id_erro
 def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=print):
   """Writes results.csv, trajectories.npz, summary.md and the figures (all atomic)."""
   io.atomic_write(os.path.join(workdir, "results.csv"), lambda f: df.to_csv(f, index=False))
-  arrays = {f"metrics/{k}": np.stack([m[k] for m in all_metrics]) for k in all_metrics[0]}
+  arrays = {f"metrics/{k}": stack_metric(all_metrics, k) for k in metric_keys(all_metrics)}
   cols = _swept_columns(expanded)
   for c in cols:
     arrays[f"swept/{c}"] = swept_array([s.get(c) for s, _ in expanded])
@@ -117,6 +118,25 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
   log("\n" + table.to_string(index=False))
   log(f"\nwrote {workdir}/results.csv, trajectories.npz, summary.md and "
       f"{len(figs)} figure(s): {', '.join(os.path.basename(f) for f in figs)}")
+
+
+def metric_keys(all_metrics):
+  """The metric keys of every configuration, in order of first appearance (configurations of
+  different depths have different per-layer keys)."""
+  keys = []
+  for m in all_metrics:
+    keys += [k for k in m if k not in keys]
+  return keys
+
+
+def stack_metric(all_metrics, k):
+  """Metric ``k`` of every configuration stacked on a leading axis; a configuration without it
+  (a shallower network's deeper layers) holds NaN."""
+  ref = next(m[k] for m in all_metrics if k in m)
+  fill = np.full(np.shape(ref), np.nan, np.result_type(ref, np.float32))
+  if all(k in m for m in all_metrics):
+    return np.stack([m[k] for m in all_metrics])
+  return np.stack([m[k] if k in m else fill for m in all_metrics])
 
 
 def swept_array(values):

@@ -206,10 +206,14 @@ FIELDS = (
     F("data.core_radii", (1.0, 2.0), Radii(), "(r_+, r_-) of the sphere core", static=("core_radii", _floats), symbol="r1, r2"),
     F("data.coeff_dist", "uniform", Choice(features.COEFF_DISTS), "distribution D of u_j, v_j on [0, 1]", static="coeff_dist", symbol="D", allowed="`uniform` (U[0,1]), `beta` (Beta(2,2)), `bernoulli` ({0,1})"),
     F("data.shift", 1.0, Real(0.0, 1.0), "OOD shift strength s: OOD background = v − s, v ~ D (s = 1: the paper's D' on [−1, 0]); a sweep over it shares one training (only the OOD sets move)", "vmap", dynamic="shift", symbol="s, D'"),
+    F("data.bg_label_corr", 0.0, Real(-1.0, 1.0), "spurious correlation ρ: the first `k_spurious` background coefficients are `v_j − s + (1 − 2s) ρ y` (docs/theory.md, \"Spurious background coordinates\"): class means `E[v] ± ρ` in distribution, the label term gone at s = 1/2 and reversed at s = 1; 0 is the paper's label-free background", "vmap", dynamic="bg_label_corr", symbol="ρ", allowed="number in [-1, 1]; ≠ 0 needs k_spurious ≥ 1"),
+    F("data.k_spurious", 0, Int(0, "data.k_bg"), "number of background coordinates (the first of S_bg) whose mean moves with the label by `bg_label_corr`", static="k_spurious", symbol="\\|S_sp\\|"),
     F("data.regime", "fixed", Choice(REGIMES), "`fixed`: n examples drawn once (half per class), the public script; `online`: fresh batch each step, the theorems", static="regime"),
     F("data.n_train", 1000, Int(2), "size of the fixed training set", static="n_train", symbol="n"),
     F("data.n_eval", 4096, Int(2), "size of the fresh ID and OOD evaluation samples", static="n_eval"),
-    F("model.width", 256, Int(1), "number of hidden neurons", "pad", static="width", dynamic="width", symbol="m"),
+    F("model.width", 256, Int(1), "number of neurons of every hidden layer", "pad", static="width", dynamic="width", symbol="m"),
+    F("model.depth", 1, Int(1, network.MAX_DEPTH), "number of hidden layers L (1: the paper's two-layer network); every hidden layer has `width` neurons, the activation and (with `bias`) a trained bias; layers 2..L are initialised like the first with fan-in `width` (docs/theory.md, \"Deeper networks\")", static="depth", symbol="L"),
+    F("model.train_layers", "all", Choice(network.TRAIN_LAYERS), "which hidden layers train: `all`, or `first` (layers 2..L frozen at their initial values); the output layer follows `train_output`", static="train_layers"),
     F("model.activation", "relu", Choice(network.ACTIVATIONS), "hidden activation", "switch", static=("activations", lambda v: (v,)), symbol="σ", allowed="`relu`, `gelu` (exact erf), `sigmoid`, `tanh`, `leaky_relu`, `identity`"),
     F("model.leaky_slope", 0.1, Real(0.0, 1.0), "negative slope of `leaky_relu`", static=("leaky_slope", float)),
     F("model.init", "pytorch", Choice(network.INITS), "hidden-layer init: `pytorch` (U(−k, k), k = init_scale/√d, biases too) or `gaussian` (N(0, σ0²), σ0 = init_scale/√d, zero biases)", static="init", symbol="σ0"),
@@ -233,6 +237,7 @@ FIELDS = (
     # The step counter and the logged step axis are int32 on device.
     F("train.steps", 20000, Int(1, 2**31 - 1), "training steps", static="steps", symbol="T", allowed="integer in [1, 2^31)"),
     F("train.log_every", 0, Int(1, "train.steps"), "measurement interval (inside the scan)", static="log_every", default_doc="0: automatic, the divisor of `steps` closest to 20 intervals (1000 for 20,000 steps, 5 for 100)", allowed="0 or a divisor of `steps`"),
+    F("train.layer_metrics", False, Bool(), "measure every hidden layer's sensitivity to core and background coordinates and its movement under the OOD shift (docs/theory.md, \"Per-layer measurements\") at each log step", static="layer_metrics"),
     F("train.oracle_projection", False, Bool(), "project each update of W onto the core subspace (claim C7)", static="oracle_projection"),
     F("train.path", "auto", Choice(PATHS), "`feature`: exact K-dimensional simulation of P = W M (SGD only); `input`: d-dimensional; `auto`: `feature` when exact", static="path"),
     F("train.linear_shortcut", True, Bool(), "for a linear network (identity activation, frozen output, SGD, no oracle) simulate the exact rank-one dynamics `W_t = alpha_t W_0 + A Q_t` (with biases: `[W_t \\| b_t] = alpha_t [W_0 \\| b_0] + A Q_t` on inputs `[x \\| 1]`; O(nD) per step instead of O(nDm)); `False` runs the general loop"),
@@ -285,6 +290,10 @@ def _cross(c):
     _fail("train.loss", loss, "'mse' when data.task='regression'")
   if task == "classification" and loss == "mse":
     _fail("train.loss", loss, "'hinge' or 'logistic' when data.task='classification'")
+  rho, k_sp = get(c, "data.bg_label_corr"), get(c, "data.k_spurious")
+  if rho != 0 and k_sp == 0:
+    _fail("data.bg_label_corr", rho, "0 when data.k_spurious = 0 (set data.k_spurious to the "
+          "number of background coordinates that carry the correlation)")
   steps, log_every = get(c, "train.steps"), get(c, "train.log_every")
   if steps % log_every:
     _fail("train.log_every", log_every, f"a divisor of train.steps = {steps}")

@@ -48,9 +48,9 @@ def _targets(static, batch):
   return batch.z[:, :static.k_core]
 
 
-def _data_kwargs(static):
+def _data_kwargs(static, dyn):
   return dict(k_core=static.k_core, k_bg=static.k_bg, core=static.core, dist=static.coeff_dist,
-              radii=static.core_radii)
+              radii=static.core_radii, rho=dyn.bg_label_corr, k_spurious=static.k_spurious)
 
 
 def run_keys(seed):
@@ -64,13 +64,14 @@ def run_dictionary(static, seed):
   return features.dictionary(run_keys(seed)[0], static.d, static.k)
 
 
-def _shift_background(static, key, batch, shift):
+def _shift_background(static, key, batch, shift, rho):
   """The OOD counterpart of ``batch`` (:func:`featcon.theory.features.shift_background`) for one
   shift, or for each of a vector of ``static.n_shifts`` shifts (stacked on a leading axis): every
   shift subtracts its strength from the same background draws, so each slice equals the
   one-shift sample."""
   one = lambda s: features.shift_background(key, batch, k_core=static.k_core, shift=s,
-                                            dist=static.coeff_dist)
+                                            dist=static.coeff_dist, rho=rho,
+                                            k_spurious=static.k_spurious)
   return jax.vmap(one)(shift) if static.n_shifts else one(shift)
 
 
@@ -84,23 +85,23 @@ def make_problem(static, dyn, M=None):
   feature = static.path == "feature"
   basis = jnp.eye(static.k, dtype=jnp.float32) if feature else M
   to_net = (lambda z: z) if feature else (lambda z: z @ M.T)
-  dkw = _data_kwargs(static)
+  dkw = _data_kwargs(static, dyn)
 
   train_x = train_t = train_y = train_ood_x = None
   if static.regime == "fixed":
     ktr, ktro = jax.random.split(k_train)
     tr = features.sample(ktr, static.n_train, shift=0.0, balanced=True, **dkw)
-    tro = _shift_background(static, ktro, tr, dyn.shift)
+    tro = _shift_background(static, ktro, tr, dyn.shift, dyn.bg_label_corr)
     train_x, train_t, train_y, train_ood_x = to_net(tr.z), _targets(static, tr), tr.y, to_net(tro.z)
   ke, keo = jax.random.split(k_eval)
   ev = features.sample(ke, static.n_eval, shift=0.0, **dkw)
-  evo = _shift_background(static, keo, ev, dyn.shift)
+  evo = _shift_background(static, keo, ev, dyn.shift, dyn.bg_label_corr)
 
   params = network.init(
       k_init, m=static.width, d_in=static.d, fan_in=static.d, out_dim=static.out_dim,
       width=dyn.width, init=static.init, init_scale=dyn.init_scale, bias=static.bias,
       output_init=static.output_init, output_signs=static.output_signs,
-      output_bias_init=static.output_bias_init)
+      output_bias_init=static.output_bias_init, depth=static.depth)
   w0 = params["W"]
   if feature:
     params = dict(params, W=w0 @ M)
@@ -125,7 +126,9 @@ class Carry(NamedTuple):
 
 
 def _split_params(static, params):
-  trainable = {k: v for k, v in params.items() if static.train_output or k in ("W", "Wt", "b")}
+  trainable = {k: v for k, v in params.items()
+               if (k in ("a", "c") and static.train_output)
+               or network.hidden_trainable(k, static.train_layers)}
   frozen = {k: v for k, v in params.items() if k not in trainable}
   return trainable, frozen
 
@@ -175,7 +178,7 @@ def make_train(static, on_log=None):
       core_basis = prob.basis[:, :static.k_core]
       core_proj = core_basis @ core_basis.T
     k_steps = run_keys(dyn.seed)[4]
-    dkw = _data_kwargs(static)
+    dkw = _data_kwargs(static, dyn)
 
     def get_batch(t):
       kt = jax.random.fold_in(k_steps, t)
