@@ -36,6 +36,12 @@ training cores with the background redrawn); ``ood_risk`` is on fresh samples.
   training per seed and activation measures every s (training never sees the OOD sets); two
   compiles, ReLU and the linear shortcut of the identity.
 * ``remedy``: claim C7: ReLU with and without the oracle core-subspace projection.
+* ``depth``: beyond two layers (docs/beyond.md): hidden layers L in {1, 2, 3, 4} of width 64,
+  ReLU vs identity, 4 seeds, 2,000 steps, with the per-layer measurements; one compile per
+  depth.
+* ``spurious``: spurious correlation vs contamination (docs/beyond.md): 8 of the 32 background
+  coordinates carry the label with rho in {0, 0.05, 0.1, 0.2, 0.4} (reversed OOD), ReLU vs
+  identity, 4 seeds, width 128, 2,000 steps.
 * ``smoke``: a tiny sweep for tests.
 
 Wall time of each on an idle 2-core CPU (20 s for ``smoke`` to 2 min for ``activations``):
@@ -74,6 +80,12 @@ VARIANTS = {
               "axes": {"seed": [0, 1], "data.shift": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]}},
     "remedy": {"theorems": True, "set": {"model.activation": "relu"},
                "axes": {"model.activation": None, "train.oracle_projection": [False, True]}},
+    "depth": {"set": {"model.width": 64, "train.steps": 2000, "train.log_every": 100,
+                      "train.layer_metrics": True},
+              "axes": {"model.depth": [1, 2, 3, 4]}},
+    "spurious": {"set": {"data.k_spurious": 16, "model.width": 128, "train.steps": 2000,
+                         "train.log_every": 100, "train.layer_metrics": True},
+                 "axes": {"data.bg_label_corr": [0.0, 0.25, 0.5, 0.75, 1.0]}},
     "smoke": {"set": {"data.d": 32, "data.k_core": 4, "data.k_bg": 4, "data.n_train": 64,
                       "data.n_eval": 256, "train.steps": 60, "train.log_every": 20,
                       "sweep.progress": False},

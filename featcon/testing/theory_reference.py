@@ -9,6 +9,8 @@ featcon:
   momentum and coupled weight decay; ``bias=False`` is the theorems' idealised network;
 * the Figure-3(d)/10 setting (``train_output=True, optimizer="adamw"``): both layers and their
   biases trained by ``torch.optim.AdamW`` (its decay applies to every parameter, biases too);
+* deeper networks (:class:`Deep`, :func:`deep_train`): ``depth`` hidden ``nn.Linear`` layers,
+  the same SGD loop;
 * :func:`script_problem` draws a whole run (dictionary, fixed set and its OOD copy, PyTorch's
   own ``nn.Linear`` init) from ``torch.manual_seed``, and :func:`script_run` trains and
   measures it: the script end to end, for comparisons in distribution.
@@ -39,6 +41,66 @@ class TwoLayer(nn.Module):
 
   def forward(self, x):
     return self.out(self.act(self.hidden(x)))[:, 0]
+
+
+class Deep(nn.Module):
+  """``f(x) = a^T h_L + c`` with ``h_1 = sigma(W x + b)``, ``h_l = sigma(W_l h_{l-1} + b_l)``:
+  ``depth`` hidden ``nn.Linear`` layers of width ``m`` (docs/theory.md, "Deeper networks").
+  The output layer is frozen at ``a`` unless ``train_output``; with ``train_layers="first"``
+  the hidden layers 2..L are frozen too. ``hidden`` is the first layer (as in :class:`TwoLayer`,
+  so :func:`train` takes it as ``net``)."""
+
+  def __init__(self, d, m, depth, activation="relu", a=None, bias=False, train_output=False,
+               train_layers="all"):
+    super().__init__()
+    self.hidden = nn.Linear(d, m, bias=bias)
+    self.deeper = nn.ModuleList([nn.Linear(m, m, bias=bias) for _ in range(depth - 1)])
+    self.out = nn.Linear(m, 1, bias=bias)
+    if a is not None:
+      with torch.no_grad():
+        self.out.weight.copy_(torch.as_tensor(np.asarray(a), dtype=torch.float32)[None, :])
+    frozen = ([] if train_output else [self.out]) + (
+        list(self.deeper) if train_layers == "first" else [])
+    for layer in frozen:
+      for p in layer.parameters():
+        p.requires_grad_(False)
+    self.act = ACTS[activation]()
+
+  def forward(self, x):
+    h = self.act(self.hidden(x))
+    for layer in self.deeper:
+      h = self.act(layer(h))
+    return self.out(h)[:, 0]
+
+
+def deep_train(x, y, params0, *, depth, steps, lr=1e-3, momentum=0.9, weight_decay=1e-3,
+               activation="relu", loss="hinge", train_output=False, train_layers="all"):
+  """Trains a :class:`Deep` network full batch with ``torch.optim.SGD`` (momentum, coupled
+  decay) from the initial values ``params0`` (``W``, ``a``, optional ``b``, ``c`` and
+  ``W_l``, ``b_l`` for l = 2..L, numpy). Returns ``(params, losses)`` in the same keys."""
+  bias = "b" in params0
+  net = Deep(np.shape(x)[1], np.shape(params0["W"])[0], depth, activation, params0["a"],
+             bias=bias, train_output=train_output, train_layers=train_layers)
+  _set(net.hidden.weight, params0["W"])
+  if bias:
+    _set(net.hidden.bias, params0["b"])
+    _set(net.out.bias, params0["c"])
+  for l, layer in enumerate(net.deeper, start=2):
+    _set(layer.weight, params0[f"W_{l}"])
+    if bias:
+      _set(layer.bias, params0[f"b_{l}"])
+  _, losses, _ = train(x, y, None, steps=steps, lr=lr, momentum=momentum,
+                       weight_decay=weight_decay, loss=loss, net=net)
+  out = {"W": net.hidden.weight.detach().numpy().copy(),
+         "a": net.out.weight.detach().numpy().copy()[0]}
+  if bias:
+    out["b"] = net.hidden.bias.detach().numpy().copy()
+    out["c"] = net.out.bias.detach().numpy().copy().reshape(())
+  for l, layer in enumerate(net.deeper, start=2):
+    out[f"W_{l}"] = layer.weight.detach().numpy().copy()
+    if bias:
+      out[f"b_{l}"] = layer.bias.detach().numpy().copy()
+  return out, losses
 
 
 def hinge(f, y):

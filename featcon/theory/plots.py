@@ -10,6 +10,7 @@ import os
 import textwrap
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -265,6 +266,21 @@ def _last_layer(df):
   return df.assign(ood_move_last=move, sens_ratio_last=ratio)
 
 
+class _PlainLog(matplotlib.ticker.LogFormatter):
+  """Matplotlib's choice of labelled log ticks, written as plain numbers (0.02, 0.6, 1)."""
+
+  def __call__(self, x, pos=None):
+    return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _log_axis(ax):
+  """A logarithmic y axis with plain tick labels."""
+  ax.set_yscale("log")
+  ax.yaxis.set_major_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+  ax.yaxis.set_minor_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+  ax.tick_params(which="both", labelsize=7)
+
+
 def final_versus(df, x, path, panels, loss=None, setting="", xlabel=None):
   """Final metrics against a numeric swept field ``x`` (the depth L, the spurious correlation
   rho), one panel per metric: means over seeds with ± std error bars at the end of training
@@ -298,7 +314,9 @@ def final_versus(df, x, path, panels, loss=None, setting="", xlabel=None):
     ax.set_title(metric_label(m, loss).split(":")[0].split(" (")[0], fontsize=9)
     ax.tick_params(labelsize=7)
     if m.startswith("sens_ratio"):
-      ax.set_yscale("log")
+      _log_axis(ax)
+    if np.issubdtype(last[x].dtype, np.integer):
+      ax.set_xticks(sorted(last[x].unique()))
   for ax in axes.ravel()[len(panels):]:
     ax.set_visible(False)
   styles = [Line2D([], [], color="k", marker="o", label="end of training (mean)"),
@@ -337,7 +355,7 @@ def layer_profile(df, path, setting=""):
                    fontsize=9)
       ax.set_xticks(layers)
       ax.tick_params(labelsize=7)
-    axes[r][0].set_yscale("log")
+    _log_axis(axes[r][0])
   handles = [Line2D([], [], color=colours[v % len(colours)], marker="o",
                     label=f"L = {d}" if d is not None else "all") for v, d in enumerate(depths)]
   handles.append(Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std over seeds"))
