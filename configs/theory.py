@@ -39,13 +39,14 @@ training cores with the background redrawn); ``ood_risk`` is on fresh samples.
 * ``depth``: beyond two layers (docs/beyond.md): hidden layers L in {1, 2, 3, 4} of width 64,
   ReLU vs identity, 4 seeds, 2,000 steps, with the per-layer measurements; one compile per
   depth.
-* ``spurious``: spurious correlation vs contamination (docs/beyond.md): 8 of the 32 background
-  coordinates carry the label with rho in {0, 0.05, 0.1, 0.2, 0.4} (reversed OOD), ReLU vs
-  identity, 4 seeds, width 128, 2,000 steps.
+* ``spurious``: spurious correlation vs contamination (docs/beyond.md): 16 of the 32 background
+  coordinates carry the label with rho in {0, 0.25, 0.5, 0.75, 1} (reversed by the OOD shift),
+  ReLU vs identity, 4 seeds, width 128, 2,000 steps; rho is vmapped (two compiles).
 * ``smoke``: a tiny sweep for tests.
 
 Wall time of each on an idle 2-core CPU (20 s for ``smoke`` to 2 min for ``activations``):
-docs/performance.md, "Sweep variants" (``benchmarks/sweep_variants.py``).
+docs/performance.md, "Sweep variants" (``benchmarks/sweep_variants.py``); ``depth`` and
+``spurious``: 4 min 45 s and 2 min on the 2-core machine shared with other jobs (docs/beyond.md).
 """
 from featcon.theory import axes as axes_lib
 from featcon.theory import config as config_lib
