@@ -252,13 +252,16 @@ def versus(df, x, path, metrics=("id_risk", "ood_risk"), loss=None, setting="",
   return io.save_figure(fig, path)
 
 
+def _layers(df):
+  """The hidden layers with per-layer measurements in ``df`` (1..L)."""
+  return sorted(int(c[len("ood_move_l"):]) for c in df.columns if c.startswith("ood_move_l"))
+
+
 def _last_layer(df):
   """``df`` with ``ood_move_last`` and ``sens_ratio_last``: the last hidden layer's OOD movement
   and background/core sensitivity ratio of each row (docs/theory.md, "Per-layer measurements")."""
-  layers = sorted(int(c[len("ood_move_l"):]) for c in df.columns if c.startswith("ood_move_l"))
-  move = np.full(len(df), np.nan)
-  ratio = np.full(len(df), np.nan)
-  for l in layers:  # deeper layers overwrite where the row's network has them
+  move, ratio = np.full(len(df), np.nan), np.full(len(df), np.nan)
+  for l in _layers(df):  # deeper layers overwrite where the row's network has them
     m = df[f"ood_move_l{l}"].to_numpy(float)
     r = (df[f"sens_bg_l{l}"] / df[f"sens_core_l{l}"]).to_numpy(float)
     has = np.isfinite(m)
@@ -276,8 +279,8 @@ class _PlainLog(matplotlib.ticker.LogFormatter):
 def _log_axis(ax):
   """A logarithmic y axis with plain tick labels."""
   ax.set_yscale("log")
-  ax.yaxis.set_major_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
-  ax.yaxis.set_minor_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+  for axis_set in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+    axis_set(_PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
   ax.tick_params(which="both", labelsize=7)
 
 
@@ -319,10 +322,11 @@ def final_versus(df, x, path, panels, loss=None, setting="", xlabel=None):
       ax.set_xticks(sorted(last[x].unique()))
   for ax in axes.ravel()[len(panels):]:
     ax.set_visible(False)
-  styles = [Line2D([], [], color="k", marker="o", label="end of training (mean)"),
-            Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std over seeds"),
-            Line2D([], [], color="k", ls=":", label="initialisation (mean)")]
-  _outside_legend(fig, handles + styles, title=", ".join(colour) or None)
+  _outside_legend(fig, handles + [
+      Line2D([], [], color="k", marker="o", label="end of training (mean)"),
+      Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std over seeds"),
+      Line2D([], [], color="k", ls=":", label="initialisation (mean)")],
+                  title=", ".join(colour) or None)
   _suptitle(fig, f"Final metrics against {xlabel or x}, {_seeds(df)} seed(s)", setting)
   return io.save_figure(fig, path)
 
@@ -331,8 +335,7 @@ def layer_profile(df, path, setting=""):
   """Per-layer measurements at the end of training against the layer index l: the background
   to core sensitivity ratio and the OOD movement of ``h_l``; one row of panels per activation
   (or other swept axis but depth), one colour per depth; means over seeds, ± std error bars."""
-  last = df[df["step"] == df["step"].max()]
-  layers = sorted(int(c[len("ood_move_l"):]) for c in df.columns if c.startswith("ood_move_l"))
+  last, layers = df[df["step"] == df["step"].max()], _layers(df)
   rows = _group(last, _axes_keys(df, exclude=("seed", "depth")))
   fig, axes = plt.subplots(len(rows), 2, figsize=(9.6, 3.0 * len(rows) + 0.7), squeeze=False,
                            layout="constrained")
@@ -342,17 +345,15 @@ def layer_profile(df, path, setting=""):
     for v, depth in enumerate(depths):
       sub = fsub if depth is None else fsub[fsub["depth"] == depth]
       ls = [l for l in layers if sub[f"ood_move_l{l}"].notna().any()]
-      ratio = np.stack([(sub[f"sens_bg_l{l}"] / sub[f"sens_core_l{l}"]).to_numpy(float)
-                        for l in ls], 1)
-      move = np.stack([sub[f"ood_move_l{l}"].to_numpy(float) for l in ls], 1)
+      ratio = np.stack([sub[f"sens_bg_l{l}"] / sub[f"sens_core_l{l}"] for l in ls], 1)
+      move = np.stack([sub[f"ood_move_l{l}"] for l in ls], 1)
       for ax, vals in zip(axes[r], (ratio, move)):
         ax.errorbar(ls, vals.mean(0), yerr=vals.std(0), marker="o", capsize=2, ms=4,
                     color=colours[v % len(colours)])
     for ax, key in zip(axes[r], ("sens_ratio", "ood_move")):
       ax.set_xlabel("hidden layer l", fontsize=8)
       ax.set_ylabel(metric_label(key), fontsize=8)
-      ax.set_title(metric_label(key).split(" (")[0] + (f"\n{flabel}" if flabel else ""),
-                   fontsize=9)
+      ax.set_title(metric_label(key).split(" (")[0] + (f"\n{flabel}" if flabel else ""), fontsize=9)
       ax.set_xticks(layers)
       ax.tick_params(labelsize=7)
     _log_axis(axes[r][0])
@@ -381,23 +382,18 @@ def sweep_figures(df, all_metrics, expanded, workdir):
     paths.append(by_category(df, "activation", os.path.join(workdir, "by_activation.png"),
                              setting=setting))
   layered = any(c.startswith("ood_move_l") for c in df.columns)
+  dfl = _last_layer(df) if layered else df
   if "depth" in swept and df["depth"].nunique() > 1:
-    panels = ["id_risk", "ood_risk", "bg_signed"]
-    if layered:
-      panels += ["ood_move_last", "sens_ratio_last"]
-    paths.append(final_versus(_last_layer(df) if layered else df, "depth",
-                              os.path.join(workdir, "by_depth.png"), panels, loss=loss,
-                              setting=setting, xlabel="hidden layers L"))
+    panels = ["id_risk", "ood_risk", "bg_signed"] + ["ood_move_last", "sens_ratio_last"] * layered
+    paths.append(final_versus(dfl, "depth", os.path.join(workdir, "by_depth.png"), panels,
+                              loss=loss, setting=setting, xlabel="hidden layers L"))
     if layered:
       paths.append(layer_profile(df, os.path.join(workdir, "layers.png"), setting=setting))
   if "bg_label_corr" in swept and df["bg_label_corr"].nunique() > 1:
-    panels = ["id_risk", "ood_risk", "ood_error"]
-    panels += [m for m in ("sp_align", "bg_signed_clean") if m in df.columns]
-    if layered:
-      panels.append("ood_move_last")
-    paths.append(final_versus(_last_layer(df) if layered else df, "bg_label_corr",
-                              os.path.join(workdir, "by_bg_label_corr.png"), panels, loss=loss,
-                              setting=setting, xlabel="spurious correlation ρ"))
+    panels = ["id_risk", "ood_risk", "ood_error"] + [
+        m for m in ("sp_align", "bg_signed_clean") if m in df.columns] + ["ood_move_last"] * layered
+    paths.append(final_versus(dfl, "bg_label_corr", os.path.join(workdir, "by_bg_label_corr.png"),
+                              panels, loss=loss, setting=setting, xlabel="spurious correlation ρ"))
   if "shift" in swept and df["shift"].nunique() > 1:
     paths.append(versus(df, "shift", os.path.join(workdir, "ood_vs_shift.png"), loss=loss,
                         setting=setting, xlabel="shift strength s"))

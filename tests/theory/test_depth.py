@@ -104,6 +104,11 @@ def test_deeper_layer_init_is_prefix_consistent_with_pytorch_scale():
   for k in p1:
     np.testing.assert_array_equal(np.asarray(p1[k]), np.asarray(p3[k]))
   assert not np.array_equal(np.asarray(p3["W_2"]), np.asarray(p3["W_3"]))
+  # network.init gives layers 2..L the fan-in of the actual width (not d), padded or not
+  wide = network.init(key, m=512, d_in=5, fan_in=5, width=400, depth=2, bias=True)
+  w2 = np.asarray(wide["W_2"])[:400, :400]
+  assert np.abs(w2).max() <= 1 / 20 and np.abs(np.asarray(wide["b_2"])).max() <= 1 / 20
+  np.testing.assert_allclose(np.var(w2), 1 / (3 * 400), rtol=0.02)
 
 
 def test_depth_changes_the_program_and_disables_the_linear_shortcut():
