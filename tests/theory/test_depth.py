@@ -7,8 +7,8 @@
   ``train_layers="first"``, the linear shortcut never taken at depth > 1;
 * the init of layers 2..L: prefix-consistent in both dimensions, PyTorch's scale.
 
-Depth 1 is today's network: ``results.csv`` of ``configs/theory.py:default`` and ``:smoke`` are
-byte-identical to those of the code before depth existed (docs/beyond.md), and every
+Depth 1 is the two-layer network exactly: ``results.csv`` of ``configs/theory.py:default`` and
+``:smoke`` are byte-identical with and without the depth code paths (docs/beyond.md), and every
 depth-1 test of ``tests/theory/`` runs unchanged.
 """
 import dataclasses
