@@ -34,7 +34,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     "pandas==3.1.1",
     "tqdm==4.70.1",
-    # TensorBoard event files of long runs (featcon.training.MetricsWriter), without TensorFlow.
+    # TensorBoard event files of long runs (featcon.io.MetricsWriter), without TensorFlow.
     "tensorboardX==2.6.5",
 ]
 INSTALL_REQUIRES = [_compatible(r) for r in INSTALL_REQUIRES]
