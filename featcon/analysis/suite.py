@@ -121,6 +121,11 @@ class Context:
   reps: dict
 
 
+def _setting(ctx):
+  """The second line of every analysis figure's title: the data and the seed."""
+  return f"\ndata {ctx.cfg.data.source}, analysis seed {ctx.cfg.seed}"
+
+
 def _rates(ctx):
   """F.2: class activation rates per block (`activation_rates.{json,png}`)."""
   out, panels = {}, {}
@@ -135,7 +140,8 @@ def _rates(ctx):
   _dump(out, os.path.join(ctx.workdir, "activation_rates.json"))
   plots.histograms(panels, os.path.join(ctx.workdir, "activation_rates.png"), range_=(0, 1),
                    xlabel="class activation rate p_k(c)", legend_title="encoder",
-                   title="Per-class activation rates of the units (ID data), one panel per layer")
+                   title="Per-class activation rates of the units (ID data), one panel per layer"
+                   + _setting(ctx))
   return out
 
 
@@ -159,7 +165,7 @@ def _selectivity(ctx):
       bars, os.path.join(ctx.workdir, "selectivity.png"),
       ylabel="mean selectivity s",
       xlabel="layer and domain", legend_title="encoder",
-      title=f"Neuron selectivity (μ_rest: mean over the {rest})",
+      title=f"Neuron selectivity (μ_rest: mean over the {rest})" + _setting(ctx),
       note="s = (μ_max − μ_rest) / (μ_max + μ_rest) per unit, averaged over the layer's units; "
       "0: every class activates a unit equally, 1: only one class does. Values outside [0, 1] "
       "come from negative mean activations (GELU, attention pooling), where the ratio is "
@@ -184,7 +190,8 @@ def _density(ctx):
   plots.histograms({"unit mean activation (ID)": panel},
                    os.path.join(ctx.workdir, "density.png"), bins=30,
                    xlabel="mean activation of a unit over ID inputs",
-                   legend_title="encoder (layer)", title="Activation density")
+                   legend_title="encoder (layer)",
+                   title="Activation density: each unit's mean activation" + _setting(ctx))
   return out
 
 
@@ -204,7 +211,7 @@ def _domain(ctx):
   _dump({"representation": cfg.representation, **out}, os.path.join(ctx.workdir, "domain.json"))
   plots.scatter_2d(panels, os.path.join(ctx.workdir, "domain.png"), legend_title="domain",
                    title=f"Representations ({cfg.representation}) projected on their first two "
-                   "principal components")
+                   "principal components" + _setting(ctx))
   return out
 
 
@@ -277,7 +284,9 @@ def _gradcam(ctx):
     out["object_area"] = float(np.asarray(data.mask, np.float32).mean())
   _dump(out, os.path.join(workdir, "gradcam.json"))
   plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"),
-                 title=f"Grad-CAM of the true class's score ({cfg.cam_head} head)")
+                 title=f"Grad-CAM of the true class's score ({cfg.cam_head} head, layer "
+                 f"{', '.join(sorted({v['layer'] for k, v in out.items() if isinstance(v, dict)}))})"
+                 + _setting(ctx))
   return out
 
 
@@ -331,7 +340,8 @@ def _background(ctx):
   plots.grouped_bars(
       bars, os.path.join(ctx.workdir, "background.png"), ylabel="activation share on the object",
       xlabel="layer and domain", legend_title="encoder",
-      title="Where the units respond: share of each layer's activation inside the object box",
+      title="Where the units respond: share of each layer's activation inside the object box"
+      + _setting(ctx),
       note="Σ (object mask at the layer's grid) · Σ_channels activation / Σ activation, averaged "
       "over images; a layer that responds to every position alike scores the object's share of "
       "the grid (background.json: object_share_of_grid).")
