@@ -87,7 +87,7 @@ setup(
     entry_points={"console_scripts": [
         f"featcon-{name.replace('_', '-')}=featcon.experiments.{name}:run"
         for name in ("sweep", "analyze", "distill", "evaluate", "linear_probe",
-                     "digits_benchmark", "real_experiment")]},
+                     "digits_benchmark", "real_experiment", "replot")]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -107,12 +107,14 @@ def histograms(panels, path, bins=20, range_=None, xlabel="", ylabel="density (p
   names = list(panels)
   cols = min(len(names), HIST_COLUMNS)
   nrows = -(-len(names) // cols)
-  fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols + 1.8, 3.0 * nrows + 0.5),
+  fig, axes = plt.subplots(nrows, cols, figsize=(max(3.4 * cols + 2.4, 7.5), 3.0 * nrows + 0.6),
                            squeeze=False, layout="constrained")
   for ax, p in zip(axes.ravel(), names):
     for s, v in panels[p].items():
       v = np.asarray(v).ravel()
-      ax.hist(v, bins=bins, range=range_, alpha=0.5, label=s, density=True,
+      # outlines, not filled bars: overlapping series neither hide nor blend into a colour that
+      # belongs to another encoder
+      ax.hist(v, bins=bins, range=range_, histtype="step", lw=1.6, label=s, density=True,
               color=encoder_colour(s) if colour_by_encoder else None)
     ax.set_title(p, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=9)
@@ -131,15 +133,25 @@ def histograms(panels, path, bins=20, range_=None, xlabel="", ylabel="density (p
 BARS_ROW_INCHES = 16.0
 
 
-def grouped_bars(values, path, ylabel="", xlabel="", title="", note="", legend_title=None):
+def grouped_bars(values, path, ylabel="", xlabel="", title="", note="", legend_title=None,
+                 keep_together=None):
   """values = {group: {series: number}}: grouped bar chart (Figure 5 style), the groups wrapped
   onto rows of at most ``BARS_ROW_INCHES`` of bars (same y axis); ``note`` is printed under the
-  axes (e.g. how the values are normalised)."""
+  axes (e.g. how the values are normalised). ``keep_together(group)`` (optional) names the unit
+  a row break may not split (e.g. a layer, whose groups are its domains); by default the
+  groups' first word."""
   groups = list(values)
   series = sorted({s for g in values.values() for s in g})
   per_group = 0.5 * max(1, len(series))
   per_row = max(1, int(BARS_ROW_INCHES // per_group))
-  rows = [groups[i:i + per_row] for i in range(0, len(groups), per_row)] or [[]]
+  unit = keep_together or (lambda g: str(g).split(" ")[0])
+  rows = [[]]
+  for u in dict.fromkeys(map(unit, groups)):  # whole units per row while they fit
+    members = [g for g in groups if unit(g) == u]
+    if rows[-1] and len(rows[-1]) + len(members) > per_row:
+      rows.append([])
+    rows[-1].extend(members)
+  rows = [r[i:i + per_row] for r in rows for i in range(0, max(len(r), 1), per_row)]
   w = 0.8 / max(len(series), 1)
   fig, axes = plt.subplots(len(rows), 1, squeeze=False, sharey=True, layout="constrained",
                            figsize=(max(4.5, per_group * len(rows[0])) + 2.0, 3.8 * len(rows)))

@@ -148,7 +148,7 @@ def _rates(ctx):
 def _selectivity(ctx):
   """F.3 / Figure 5: mean neuron selectivity per layer, ID vs OOD (`selectivity.{json,png}`)."""
   cfg, data = ctx.cfg, ctx.data
-  out, bars = {}, {}
+  out = {}
   for e in ctx.encs:
     for l in ctx.sel_layers[e.label]:
       for dom, dname in enumerate(data.domain_names):
@@ -157,20 +157,35 @@ def _selectivity(ctx):
         v = float(metrics.selectivity(metrics.class_means(ctx.stats[e.label, dom][l]),
                                       cfg.selectivity_mode).mean())
         out.setdefault(l, {}).setdefault(e.label, {})[dname] = v
-        bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e.label] = v
   _dump({"mode": cfg.selectivity_mode, "mean_selectivity": out},
         os.path.join(ctx.workdir, "selectivity.json"))
-  rest = "other classes" if cfg.selectivity_mode == "morcos" else "all classes"
-  plots.grouped_bars(
-      bars, os.path.join(ctx.workdir, "selectivity.png"),
-      ylabel="mean selectivity s",
-      xlabel="layer and domain", legend_title="encoder",
-      title=f"Neuron selectivity (μ_rest: mean over the {rest})" + _setting(ctx),
-      note="s = (μ_max − μ_rest) / (μ_max + μ_rest) per unit, averaged over the layer's units; "
-      "0: every class activates a unit equally, 1: only one class does. Values outside [0, 1] "
-      "come from negative mean activations (GELU, attention pooling), where the ratio is "
-      "unbounded.")
+  selectivity_figure(out, data.domain_names, cfg.selectivity_mode,
+                     os.path.join(ctx.workdir, "selectivity.png"), _setting(ctx))
   return out
+
+
+def selectivity_figure(selectivity, domain_names, mode, path, setting=""):
+  """Figure 5's grouped bars from ``selectivity`` = {layer: {encoder: {domain name: mean}}} (what
+  ``selectivity.json`` holds as ``mean_selectivity``), one group per (layer, domain) in the
+  layers' order, the first domain labelled ID, the others OOD1, OOD2, ...; ``setting`` ends the
+  title. Also redraws the figure from a saved JSON (:mod:`featcon.analysis.replot`)."""
+  bars = {}
+  for l, by_encoder in selectivity.items():
+    for e, by_domain in by_encoder.items():
+      for dname, v in by_domain.items():
+        dom = list(domain_names).index(dname) if dname in domain_names else len(domain_names)
+        bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e] = v
+  rest = "other classes" if mode == "morcos" else "all classes"
+  domains = "; ".join(f"{'ID' if i == 0 else 'OOD' + str(i)} = {n}"
+                      for i, n in enumerate(domain_names))
+  return plots.grouped_bars(
+      bars, path, ylabel="mean selectivity s (dimensionless)",
+      xlabel="layer and domain", legend_title="encoder",
+      title=f"Neuron selectivity (μ_rest: mean over the {rest})" + setting,
+      note=f"{domains}. s = (μ_max − μ_rest) / (μ_max + μ_rest) per unit, averaged over the "
+      "layer's units; 0: every class activates a unit equally, 1: only one class does. Values "
+      "outside [0, 1] come from negative mean activations (GELU, attention pooling), where the "
+      "ratio is unbounded.")
 
 
 def _density(ctx):

@@ -8,6 +8,8 @@ prediction at its ID accuracy.
 """
 from __future__ import annotations
 
+import textwrap
+
 from typing import Sequence
 
 import numpy as np
@@ -62,7 +64,7 @@ def effective_robustness(acc_id, acc_ood, fit: tuple[float, float]):
 
 # Legend entries of the scatter's point groups that need more than their name.
 GROUP_LABELS = {
-    "baseline": "baseline: standard models trained on ID data (their logit fit is the line)",
+    "baseline": "baseline: standard models trained on ID data\n(their logit fit is the line)",
 }
 
 
@@ -77,7 +79,7 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7.0, 4.5), layout="constrained")
+  fig, ax = plt.subplots(figsize=(9.0, 4.8), layout="constrained")
   styles = {"baseline": ("o", "tab:gray"), "teacher": ("*", "tab:blue"),
             "student": ("s", "tab:orange"), "theory": ("^", "tab:green"),
             "random": ("v", "tab:brown"), "supervised": ("D", "tab:purple"),
@@ -104,13 +106,17 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
     ax.plot(d, d, ls=":", color="k", lw=0.8, label="OOD = ID")
   ticks = np.array([0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
   for set_ticks, (a, b) in ((ax.set_xticks, (lo, hi)), (ax.set_yticks, (ylo, yhi))):
-    inside = ticks[(logit(ticks) >= a) & (logit(ticks) <= b)]
-    set_ticks(logit(inside), [f"{t:.0%}" for t in inside])
+    inside, last = [], -np.inf
+    for t in ticks:  # ticks at least 1/12 of the axis apart, so that their labels never touch
+      if a <= logit(t) <= b and logit(t) - last >= (b - a) / 12:
+        inside.append(t)
+        last = logit(t)
+    set_ticks(logit(np.asarray(inside)), [f"{t:.0%}" for t in inside])
   ax.set_xlim(lo, hi)
   ax.set_ylim(ylo, yhi)
   ax.set_xlabel(xlabel + " (logit scale)")
   ax.set_ylabel(ylabel + " (logit scale)")
-  ax.set_title(title)
+  ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=10)
   ax.grid(alpha=0.3)
   fig.legend(loc="outside right upper", fontsize=8, frameon=False)
   return io.save_figure(fig, path)

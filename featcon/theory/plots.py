@@ -88,11 +88,15 @@ def coincide_note(series, names):
   return "coincide: " + "; ".join(same) if same else ""
 
 
-def _note(ax, text):
-  if text:
-    ax.text(0.02, 0.02, "\n".join(textwrap.wrap(text, 48)), transform=ax.transAxes, fontsize=6.5,
-            style="italic", va="bottom", ha="left",
-            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+def _with_note(title, note, chars=52):
+  """``title`` with ``note`` (wrapped) as further lines: notes go above the axes, never over
+  the data."""
+  return title + ("\n" + "\n".join(textwrap.wrap(f"({note})", chars)) if note else "")
+
+
+def _gap(series):
+  a = np.asarray(series, np.float64)
+  return float(np.max(a.max(axis=0) - a.min(axis=0)))
 
 
 def setting_of(config, swept=()):
@@ -168,6 +172,7 @@ def curves(df, path, panels=(("id_risk", "ood_risk"), ("core_corr",), ("bg_corr"
                                                             2.9 * len(rows) + 0.6),
                            squeeze=False, layout="constrained")
   variants = []
+  panel_notes, every_panel_same, gaps = {}, [], []
   for r, (flabel, _, fsub) in enumerate(rows):
     means = {}  # (panel, metric) -> per variant, its mean curve
     groups = _group(fsub, colour)
@@ -184,9 +189,11 @@ def curves(df, path, panels=(("id_risk", "ood_risk"), ("core_corr",), ("bg_corr"
           means.setdefault((p_i, j), []).append(g.mean().values)
     for p_i, (ax, mkeys) in enumerate(zip(axes[r], panels)):
       notes = [coincide_note(means[(p_i, j)], [g[0] for g in groups]) for j in range(len(mkeys))]
+      every_panel_same.append(len(groups) > 1 and all(n.startswith("all ") for n in notes))
+      gaps.append(max(_gap(means[(p_i, j)]) for j in range(len(mkeys))))
       if len(mkeys) == 2:  # say which line style a note is about
         notes = [f"{('solid', 'dashed')[j]}: {n}" if n else "" for j, n in enumerate(notes)]
-      _note(ax, " ".join(n for n in notes if n))
+      panel_notes[ax] = "; ".join(n for n in notes if n)
       if len(mkeys) == 2 and mkeys[0].startswith("id_") and mkeys[1].startswith("ood_"):
         name = metric_label("risk", loss)
         title = "ID (solid) and OOD (dashed) risk"
@@ -197,13 +204,21 @@ def curves(df, path, panels=(("id_risk", "ood_risk"), ("core_corr",), ("bg_corr"
       ax.set_xlabel("training step", fontsize=8)
       ax.set_title(title + (f"\n{flabel}" if flabel else ""), fontsize=9)
       ax.tick_params(labelsize=7)
+  same_everywhere = bool(every_panel_same) and all(every_panel_same)
+  if not same_everywhere:  # the panels where some variants coincide say which
+    for ax, note in panel_notes.items():
+      ax.set_title(_with_note(ax.get_title(), note), fontsize=9)
   n = _seeds(df)
   extra = [Line2D([], [], color="k", ls="-", label="ID"),
            Line2D([], [], color="k", ls="--", label="OOD")] if any(
                len(p) == 2 for p in panels) else []
   extra.append(Patch(color="k", alpha=0.2, label=f"band: min–max over {n} seed(s)"))
   _outside_legend(fig, variants + extra, title=", ".join(colour) or None)
-  _suptitle(fig, f"Training curves, mean over {n} seed(s)", setting)
+  head = f"Training curves, mean over {n} seed(s)"
+  if same_everywhere:
+    head += (f". The {len(variants)} {', '.join(colour)} variants coincide in every panel "
+             f"(largest gap {max(gaps):.2g}): their lines lie on top of each other")
+  _suptitle(fig, head, setting)
   return io.save_figure(fig, path)
 
 
@@ -297,19 +312,15 @@ def versus(df, x, path, metrics=("id_risk", "ood_risk"), loss=None, setting="",
         ax.errorbar(g.mean().index, g.mean().values, yerr=g.std(ddof=0).values, marker=mk,
                     ms=7 - 1.5 * (v % 3), mfc="none", capsize=2, color=c,
                     ls="-" if j == 0 else "--", lw=1.2)
-    per_metric = [coincide_note([sub.groupby(x)[m].mean().values for _, _, sub in groups],
-                                [g[0] for g in groups]) for m in metrics]
     lines = [sub.groupby(x)[m].mean().values for _, _, sub in groups for m in metrics]
-    overlap = coincide_note(lines, [""] * len(lines))
-    _note(ax, overlap.replace("curves", "lines") if overlap else
-          " ".join(f"{metric_label(m, loss).split(' (')[0]}: {n}" for m, n in
-                   zip(metrics, per_metric) if n))
+    names = [f"{label or 'all'} {metric_label(m, loss).split(' (')[0]}"
+             for label, _, _ in groups for m in metrics]
+    note = coincide_note(lines, names).replace("curves", "lines")
+    ax.set_title(_with_note(flabel, note, 75).strip("\n"), fontsize=9)
     ax.set_xlabel(xlabel or x, fontsize=8)
     risks = all(m.endswith("_risk") for m in metrics)
     ax.set_ylabel(metric_label("risk", loss) if risks else
                   " / ".join(metric_label(m, loss) for m in metrics), fontsize=8)
-    if flabel:
-      ax.set_title(flabel, fontsize=9)
   styles = [Line2D([], [], color="k", ls="-" if j == 0 else "--",
                    label=metric_label(m, loss).split(" (")[0]) for j, m in enumerate(metrics)]
   styles.append(Line2D([], [], color="k", marker="|", ls="",
