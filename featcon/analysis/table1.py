@@ -45,6 +45,7 @@ import jax
 import numpy as np
 
 from featcon import io
+from featcon import progress as progress_lib
 from featcon import models
 from featcon.analysis import experiment, representation, suite
 from featcon.data import real as real_lib
@@ -635,5 +636,8 @@ def run(config, root: str, deadline: float | None = None, analyze_config=None) -
     results.update(more)
     seconds.update(more_seconds)
   write(results, seconds)
-  figures(state["summary"], root)
+  drawn = figures(state["summary"], root)
+  progress_lib.stage(f"real_experiment: wrote {root}/summary.json, summary.md, "
+                     + ", ".join(os.path.basename(p) for p in drawn)
+                     + "; each run in its s<seed>/<row>/ folder")
   return state["summary"]
