@@ -34,7 +34,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     "pandas==3.1.1",
     "tqdm==4.70.1",
-    # TensorBoard event files of long runs (featcon.training.MetricsWriter), without TensorFlow.
+    # TensorBoard event files of long runs (featcon.io.MetricsWriter), without TensorFlow.
     "tensorboardX==2.6.5",
 ]
 INSTALL_REQUIRES = [_compatible(r) for r in INSTALL_REQUIRES]
@@ -87,7 +87,7 @@ setup(
     entry_points={"console_scripts": [
         f"featcon-{name.replace('_', '-')}=featcon.experiments.{name}:run"
         for name in ("sweep", "analyze", "distill", "evaluate", "linear_probe",
-                     "digits_benchmark", "real_experiment")]},
+                     "digits_benchmark", "real_experiment", "replot")]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from typing import Any
 
 import jax
@@ -71,19 +70,20 @@ def use_all_cpu_cores(num_devices: int = 0) -> int:
   return n
 
 
-def warn_if_one_cpu_device():
-  """Warns once when computations run on one CPU device of a multi-core machine."""
+def one_cpu_device_note():
+  """A short note, the first time it is asked for in a process, when computations run on one
+  CPU device of a multi-core machine (``""`` otherwise, and on every later call): how to use
+  every core. The sweep appends it to its first console line; it is not a warning, since one
+  device is a correct, if slower, way to run."""
   global _warned_single
   if _warned_single or jax.default_backend() != "cpu" or jax.device_count() > 1:
-    return
+    return ""
   cores = cpu_cores()
-  if cores > 1:
-    _warned_single = True
-    warnings.warn(
-        f"featcon: running on 1 CPU device of a {cores}-core machine; XLA:CPU runs a sweep's "
-        "small batched matmuls on one core per device. Call featcon.use_all_cpu_cores() "
-        "before JAX starts (or pass --cpu_devices=0 to experiments.sweep) to use every core.",
-        RuntimeWarning, stacklevel=3)
+  if cores <= 1:
+    return ""
+  _warned_single = True
+  return (f"1 of {cores} cores; featcon.use_all_cpu_cores() before JAX starts, or "
+          "--cpu_devices=0, uses them all")
 
 
 # ---------------------------------------------------------------------------------------------

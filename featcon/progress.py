@@ -6,6 +6,7 @@ that its clock starts at the first step rather than when a program starts compil
 summaries reach the user whether or not logging is configured.
 """
 import logging
+import os
 import sys
 import time
 
@@ -46,6 +47,29 @@ def stage(message, enabled=True):
   """Prints ``message`` on stderr (a stage starting or its summary) when ``enabled``."""
   if enabled:
     print(message, file=sys.stderr, flush=True)
+
+
+def written_since(folder, t0):
+  """The files under ``folder`` modified at or after ``time.time()`` value ``t0``, as sorted
+  paths relative to ``folder`` (what a stage wrote, for its closing line)."""
+  out = []
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      try:
+        if os.path.getmtime(path) >= t0 - 1.0:  # file systems keep mtimes to ~1 s
+          out.append(os.path.relpath(path, folder))
+      except OSError:
+        continue
+  return sorted(out)
+
+
+def files_line(stage_name, folder, t0, limit=12):
+  """``"<stage>: wrote N files in <folder>: a.json, b.png, ..."`` (at most ``limit`` names)."""
+  files = written_since(folder, t0)
+  shown = ", ".join(files[:limit]) + (f", … ({len(files) - limit} more)" if len(files) > limit
+                                       else "")
+  return f"{stage_name}: wrote {len(files)} file(s) in {folder}" + (f": {shown}" if files else "")
 
 
 class _BackendProbeFilter(logging.Filter):

@@ -9,7 +9,6 @@ resumed run equals an uninterrupted one.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-import tensorboardX
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from featcon import distributed
+from featcon.io.metrics import MetricsWriter  # the metric stream of fit (also featcon.io)
 from featcon import progress as progress_lib
 
 log = logging.getLogger("featcon")
@@ -88,44 +87,6 @@ def new_state(params, batch_stats, tx: optax.GradientTransformation) -> dict:
   if batch_stats:
     state["batch_stats"] = batch_stats
   return state
-
-
-class MetricsWriter:
-  """Appends one JSON line per record to ``path`` (kept across resumes) and, with
-  ``tensorboard``, writes the record's numeric fields as TensorBoard scalars (tag
-  ``<stage>/<field>``, at the record's ``step``) to event files in ``<dir of path>/tensorboard``
-  (tensorboardX: no TensorFlow needed). ``tensorboard --logdir <workdir>`` shows every stage.
-  """
-
-  def __init__(self, path: str, tensorboard: bool = True):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    self.path = path
-    self.tb_dir = os.path.join(os.path.dirname(path), "tensorboard") if tensorboard else None
-    self._tb = None
-
-  def write(self, record: dict[str, Any]):
-    if not distributed.is_main():  # one metrics file for a multi-process run
-      return
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record, sort_keys=True) + "\n")
-    if self.tb_dir is None or "step" not in record:
-      return
-    if self._tb is None:
-      self._tb = tensorboardX.SummaryWriter(self.tb_dir, flush_secs=10)
-    stage = record.get("stage", "train")
-    for k, v in record.items():
-      if k in ("stage", "step") or isinstance(v, bool) or not isinstance(v, (int, float)):
-        continue
-      self._tb.add_scalar(f"{stage}/{k}", float(v), int(record["step"]))
-
-  def flush(self):
-    if self._tb is not None:
-      self._tb.flush()
-
-  def close(self):
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
 
 
 def checkpoint_manager(ckpt_dir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:

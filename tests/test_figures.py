@@ -19,6 +19,37 @@ def _series(ax):
   return len(lines) + len(ax.containers) + len(scatters)
 
 
+MAX_WIDTH_PX = 2000  # docs/figures.md: a page holds ~2000 px at the figures' dpi
+MAX_EMPTY_Y = 0.45   # more of the y range above or below every data point: the axis misfits
+
+
+def _y_data(ax):
+  """Every y value drawn as data in ``ax``: line vertices, bar tops and bottoms, scatter
+  offsets and histogram bars."""
+  ys = [np.asarray(l.get_ydata(), float) for l in ax.get_lines() if len(l.get_xdata())]
+  for patch in ax.patches:
+    if type(patch).__name__ == "Rectangle":
+      y0, h = patch.get_y(), patch.get_height()
+      ys.append(np.asarray([y0, y0 + h], float))
+  for c in ax.collections:
+    if type(c).__name__ == "PathCollection":
+      ys.append(np.asarray(c.get_offsets(), float).reshape(-1, 2)[:, 1])
+  ys = [y[np.isfinite(y)] for y in ys]
+  return np.concatenate(ys) if ys and any(y.size for y in ys) else np.zeros(0)
+
+
+def _unused_y_fraction(ax):
+  """The larger of the fractions of the y axis above the highest and below the lowest data value
+  (0 for an axis without data)."""
+  y = _y_data(ax)
+  if not y.size:
+    return 0.0
+  lo, hi = ax.get_ylim()
+  span = abs(hi - lo) or 1.0
+  top, bottom = (hi - y.max()) / span, (y.min() - lo) / span
+  return float(max(top, bottom) if hi > lo else max(-top, -bottom))
+
+
 def check_figure(fig):
   """Problems of a figure as a list of strings (empty when it is readable on its own)."""
   fig.canvas.draw()
@@ -42,6 +73,13 @@ def check_figure(fig):
     for a in data_axes:
       if box.overlaps(a.get_window_extent()):
         bad.append(f"legend overlaps the axes {a.get_title()!r}")
+  width_px = fig.get_figwidth() * io.FIGURE_DPI
+  if width_px > MAX_WIDTH_PX:
+    bad.append(f"{width_px:.0f} px wide at {io.FIGURE_DPI} dpi (at most {MAX_WIDTH_PX})")
+  for a in data_axes:
+    fit = _unused_y_fraction(a)
+    if fit > MAX_EMPTY_Y:
+      bad.append(f"axes {a.get_title()!r}: {fit:.0%} of the y axis holds no data")
   if image_axes:
     if not suptitle.strip():
       bad.append("image grid without a title")
@@ -146,6 +184,40 @@ def test_versus_and_scatter_figures(tmp_path, saved):
   assert (tmp_path / "ood_vs_shift.png").stat().st_size > 0
 
 
+def test_coinciding_curves_are_named_on_the_figure():
+  same = [np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 2.005])]
+  assert theory_plots.coincide_note(same, ["B=8", "B=32"]) == (
+      "all 2 curves coincide (largest gap 0.005)")
+  apart = [np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.5, 1.0])]
+  assert theory_plots.coincide_note(apart, ["a", "b"]) == ""
+  three = same + [np.array([0.0, 0.5, 1.0])]
+  assert theory_plots.coincide_note(three, ["a", "b", "c"]) == "coincide: a = b"
+  assert theory_plots.coincide_note(same[:1], ["a"]) == ""
+
+
+def test_curves_figure_says_when_variants_coincide(tmp_path, saved):
+  df, _ = _frame(widths=(64,), batches=(8, 32))
+  df.loc[df["batch_size"] == 32, ["id_risk", "ood_risk", "core_corr", "bg_corr", "bg_signed"]] = (
+      df.loc[df["batch_size"] == 8, ["id_risk", "ood_risk", "core_corr", "bg_corr",
+                                     "bg_signed"]].to_numpy())
+  texts = []
+  real = io.save_figure
+
+  def grab(fig, path, *a, **k):
+    texts.append(fig._suptitle.get_text())  # pylint: disable=protected-access
+    texts.extend(ax.get_title() for ax in fig.axes)
+    return real(fig, path, *a, **k)
+
+  io.save_figure = grab
+  try:
+    theory_plots.curves(df, str(tmp_path / "curves.png"), loss="hinge")
+  finally:
+    io.save_figure = real
+  # every panel's variants coincide: the figure's title says so once, no panel repeats it
+  assert "The 2 batch_size variants coincide in every panel" in texts[0].replace("\n", " "), texts
+  assert not any("coincide" in t for t in texts[1:]), texts
+
+
 def test_checker_rejects_an_unreadable_figure():
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots()
@@ -155,3 +227,10 @@ def test_checker_rejects_an_unreadable_figure():
   problems = check_figure(fig)
   plt.close(fig)
   assert any("x label" in p for p in problems) and any("inside" in p for p in problems)
+  fig, ax = plt.subplots(figsize=(25, 3))  # too wide, and a y axis four times the data
+  ax.bar([0, 1], [10, 12])
+  ax.set_ylim(0, 50)
+  ax.set(xlabel="x", ylabel="y", title="t")
+  problems = check_figure(fig)
+  plt.close(fig)
+  assert any("px wide" in p for p in problems) and any("holds no data" in p for p in problems)

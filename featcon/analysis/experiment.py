@@ -12,10 +12,12 @@ point prints; encoders labelled "<name>_s<seed>" are also summarised as mean ± 
 import glob
 import os
 import re
+import time
 
 import numpy as np
 
 from featcon import io
+from featcon import progress as progress_lib
 from featcon.analysis import datasets
 from featcon.analysis import encoders
 from featcon.analysis import padding
@@ -113,6 +115,7 @@ def run(cfg, workdir):
     suite.check_analyses(cfg, data)
     _check_encoder_names(cfg, specs, data, adds_padding_models)
   os.makedirs(workdir, exist_ok=True)
+  t0 = time.time()
   io.atomic_write(os.path.join(workdir, "config.json"),
                   lambda f: f.write(cfg.to_json_best_effort(indent=1)))
   results = {}
@@ -132,6 +135,7 @@ def run(cfg, workdir):
     results["encoders"] = suite.run_all(cfg, encs, data, os.path.join(workdir, "encoders"))
     table = markdown_table(results["encoders"]) + "\n"
     io.atomic_write(os.path.join(workdir, "encoders", "table.md"), lambda f: f.write(table))
+  progress_lib.stage(progress_lib.files_line("analyze", workdir, t0))
   return results
 
 

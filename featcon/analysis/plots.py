@@ -3,7 +3,9 @@
 Plots of numbers label both axes and keep their legends outside the data; image grids label
 each row and say what the images are in a title.
 """
+import re
 import textwrap
+import zlib
 
 import matplotlib
 
@@ -12,6 +14,32 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from featcon import io  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+# One colour per encoder role, the same in every figure (and as in the Figure 1 scatter of
+# featcon.probe.metrics.scatter_plot) (a label's role is its name without a
+# "_s<seed>" suffix or a " (<layer>)" note: "student_s1 (layer1)" is a student).
+ROLE_COLOURS = {
+    "teacher": "tab:blue", "student": "tab:orange", "random": "tab:brown",
+    "supervised": "tab:purple", "control": "tab:olive", "padded": "tab:red",
+    "rn": "tab:cyan", "vit": "tab:pink",
+}
+_SPARE_COLOURS = ("tab:green", "tab:gray", "darkblue", "darkred", "darkgreen", "gold")
+
+
+def encoder_role(label):
+  """``"student_s1 (layer1)"`` → ``"student"``; ``"teacher"`` → ``"teacher"``."""
+  base = str(label).split(" (")[0]
+  return re.sub(r"_s\d+$", "", base)
+
+
+def encoder_colour(label):
+  """The fixed colour of an encoder label's role (:data:`ROLE_COLOURS`); a role not listed gets
+  a spare colour chosen from its name, so it too is the same in every figure."""
+  role = encoder_role(label)
+  if role in ROLE_COLOURS:
+    return ROLE_COLOURS[role]
+  return _SPARE_COLOURS[zlib.crc32(role.encode()) % len(_SPARE_COLOURS)]
 
 
 def _normalise(img):
@@ -33,7 +61,9 @@ def filters(kernels, path, max_filters=16,
   """One row per model of its first-layer RGB filters (kh, kw, 3, F), each scaled to [0, 1]."""
   names = list(kernels)
   f = min(max_filters, min(np.asarray(k).shape[-1] for k in kernels.values()))
-  fig, axes = plt.subplots(len(names), f, figsize=(f * 0.7, len(names) * 0.85), squeeze=False)
+  label_in = 0.9 + 0.065 * max(len(l) for n in names for l in str(n).split("\n"))
+  fig, axes = plt.subplots(len(names), f, figsize=(f * 0.7 + label_in, len(names) * 0.85 + 0.5),
+                           squeeze=False)
   for i, n in enumerate(names):
     k = np.asarray(kernels[n])
     for j in range(f):
@@ -50,7 +80,9 @@ def image_grid(rows, path, cmap=None, title="Example inputs, one row per test fa
   """Rows of images: {row name: (n, H, W[, 3])}."""
   names = list(rows)
   n = max(np.asarray(v).shape[0] for v in rows.values())
-  fig, axes = plt.subplots(len(names), n, figsize=(n * 1.1, len(names) * 1.2), squeeze=False)
+  label_in = 0.9 + 0.065 * max(len(l) for nm in names for l in str(nm).split("\n"))
+  fig, axes = plt.subplots(len(names), n, figsize=(n * 1.1 + label_in, len(names) * 1.2 + 0.5),
+                           squeeze=False)
   for i, name in enumerate(names):
     imgs = np.asarray(rows[name])
     for j in range(n):
@@ -64,19 +96,32 @@ def image_grid(rows, path, cmap=None, title="Example inputs, one row per test fa
   return io.save_figure(fig, path)
 
 
+HIST_COLUMNS = 4  # panels per row of :func:`histograms`; more wrap onto further rows
+
+
 def histograms(panels, path, bins=20, range_=None, xlabel="", ylabel="density (per unit)",
-               title="", legend_title=None):
-  """One panel per key of `panels` = {panel: {series: values}}, overlaid density histograms."""
+               title="", legend_title=None, colour_by_encoder=True):
+  """One panel per key of `panels` = {panel: {series: values}} (in their order, wrapped onto
+  rows of :data:`HIST_COLUMNS`), overlaid density histograms; series named by encoder label
+  get the encoder's fixed colour (:func:`encoder_colour`)."""
   names = list(panels)
-  fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 1.8, 3.2), squeeze=False,
-                           layout="constrained")
-  for ax, p in zip(axes[0], names):
+  cols = min(len(names), HIST_COLUMNS)
+  nrows = -(-len(names) // cols)
+  fig, axes = plt.subplots(nrows, cols, figsize=(max(3.4 * cols + 2.4, 7.5), 3.0 * nrows + 0.6),
+                           squeeze=False, layout="constrained")
+  for ax, p in zip(axes.ravel(), names):
     for s, v in panels[p].items():
       v = np.asarray(v).ravel()
-      ax.hist(v, bins=bins, range=range_, alpha=0.5, label=s, density=True)
+      # outlines, not filled bars: overlapping series neither hide nor blend into a colour that
+      # belongs to another encoder
+      ax.hist(v, bins=bins, range=range_, histtype="step", lw=1.6, label=s, density=True,
+              color=encoder_colour(s) if colour_by_encoder else None)
     ax.set_title(p, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(ylabel, fontsize=9)
+    ax.tick_params(labelsize=8)
+  for ax in axes.ravel()[len(names):]:
+    ax.set_visible(False)
   _legend_outside(fig, axes[0, 0], legend_title)
   if title:
     fig.suptitle(title, fontsize=10)
@@ -88,22 +133,33 @@ def histograms(panels, path, bins=20, range_=None, xlabel="", ylabel="density (p
 BARS_ROW_INCHES = 16.0
 
 
-def grouped_bars(values, path, ylabel="", xlabel="", title="", note="", legend_title=None):
+def grouped_bars(values, path, ylabel="", xlabel="", title="", note="", legend_title=None,
+                 keep_together=None):
   """values = {group: {series: number}}: grouped bar chart (Figure 5 style), the groups wrapped
   onto rows of at most ``BARS_ROW_INCHES`` of bars (same y axis); ``note`` is printed under the
-  axes (e.g. how the values are normalised)."""
+  axes (e.g. how the values are normalised). ``keep_together(group)`` (optional) names the unit
+  a row break may not split (e.g. a layer, whose groups are its domains); by default the
+  groups' first word."""
   groups = list(values)
   series = sorted({s for g in values.values() for s in g})
   per_group = 0.5 * max(1, len(series))
   per_row = max(1, int(BARS_ROW_INCHES // per_group))
-  rows = [groups[i:i + per_row] for i in range(0, len(groups), per_row)] or [[]]
+  unit = keep_together or (lambda g: str(g).split(" ")[0])
+  rows = [[]]
+  for u in dict.fromkeys(map(unit, groups)):  # whole units per row while they fit
+    members = [g for g in groups if unit(g) == u]
+    if rows[-1] and len(rows[-1]) + len(members) > per_row:
+      rows.append([])
+    rows[-1].extend(members)
+  rows = [r[i:i + per_row] for r in rows for i in range(0, max(len(r), 1), per_row)]
   w = 0.8 / max(len(series), 1)
   fig, axes = plt.subplots(len(rows), 1, squeeze=False, sharey=True, layout="constrained",
                            figsize=(max(4.5, per_group * len(rows[0])) + 2.0, 3.8 * len(rows)))
   for ax, row in zip(axes[:, 0], rows):
     x = np.arange(len(row))
     for i, s in enumerate(series):
-      ax.bar(x + i * w, [values[g].get(s, np.nan) for g in row], w, label=s)
+      ax.bar(x + i * w, [values[g].get(s, np.nan) for g in row], w, label=s,
+             color=encoder_colour(s))
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xticks(x + w * (len(series) - 1) / 2)
     ax.set_xticklabels(row, fontsize=8, rotation=30, ha="right")
@@ -147,6 +203,9 @@ def scatter_2d(panels, path, xlabel="principal component 1", ylabel="principal c
   return io.save_figure(fig, path)
 
 
+CAM_CMAP = "jet"  # every Grad-CAM figure: the same colour map
+
+
 def cam_grid(images, cams, path, title="Grad-CAM heatmaps over the inputs"):
   """images = {row: (n, H, W, 3)}, cams = {row: (n, H, W)}: heatmaps over the inputs, with a
   colour bar of the CAM value (each map scaled to [0, 1])."""
@@ -163,11 +222,13 @@ def cam_grid(images, cams, path, title="Grad-CAM heatmaps over the inputs"):
       ax.set_yticks([])
       if j < img.shape[0]:
         ax.imshow(_normalise(img[j]) if img.shape[-1] == 3 else img[j], interpolation="nearest")
-        mappable = ax.imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1,
+        mappable = ax.imshow(cam[j], cmap=CAM_CMAP, alpha=0.45, vmin=0, vmax=1,
                              interpolation="bilinear")
     axes[i, 0].set_ylabel(name, rotation=0, ha="right", fontsize=7)
   fig.suptitle(title, fontsize=10)
-  if mappable is not None:
-    fig.colorbar(mappable, ax=axes, shrink=0.6, pad=0.01).set_label("Grad-CAM (scaled to [0, 1])",
-                                                                     fontsize=7)
+  if mappable is not None:  # one bar for every panel, along the top edge of the grid
+    bar = fig.colorbar(mappable, ax=axes, location="top", shrink=0.5, aspect=40, pad=0.01)
+    bar.set_label(f"Grad-CAM value (each map scaled to [0, 1]; colour map {CAM_CMAP})",
+                  fontsize=7)
+    bar.ax.tick_params(labelsize=7)
   return io.save_figure(fig, path)

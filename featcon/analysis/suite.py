@@ -121,6 +121,11 @@ class Context:
   reps: dict
 
 
+def _setting(ctx):
+  """The second line of every analysis figure's title: the data and the seed."""
+  return f"\ndata {ctx.cfg.data.source}, analysis seed {ctx.cfg.seed}"
+
+
 def _rates(ctx):
   """F.2: class activation rates per block (`activation_rates.{json,png}`)."""
   out, panels = {}, {}
@@ -135,14 +140,15 @@ def _rates(ctx):
   _dump(out, os.path.join(ctx.workdir, "activation_rates.json"))
   plots.histograms(panels, os.path.join(ctx.workdir, "activation_rates.png"), range_=(0, 1),
                    xlabel="class activation rate p_k(c)", legend_title="encoder",
-                   title="Per-class activation rates of the units (ID data), one panel per layer")
+                   title="Per-class activation rates of the units (ID data), one panel per layer"
+                   + _setting(ctx))
   return out
 
 
 def _selectivity(ctx):
   """F.3 / Figure 5: mean neuron selectivity per layer, ID vs OOD (`selectivity.{json,png}`)."""
   cfg, data = ctx.cfg, ctx.data
-  out, bars = {}, {}
+  out = {}
   for e in ctx.encs:
     for l in ctx.sel_layers[e.label]:
       for dom, dname in enumerate(data.domain_names):
@@ -151,20 +157,35 @@ def _selectivity(ctx):
         v = float(metrics.selectivity(metrics.class_means(ctx.stats[e.label, dom][l]),
                                       cfg.selectivity_mode).mean())
         out.setdefault(l, {}).setdefault(e.label, {})[dname] = v
-        bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e.label] = v
   _dump({"mode": cfg.selectivity_mode, "mean_selectivity": out},
         os.path.join(ctx.workdir, "selectivity.json"))
-  rest = "other classes" if cfg.selectivity_mode == "morcos" else "all classes"
-  plots.grouped_bars(
-      bars, os.path.join(ctx.workdir, "selectivity.png"),
-      ylabel="mean selectivity s",
-      xlabel="layer and domain", legend_title="encoder",
-      title=f"Neuron selectivity (μ_rest: mean over the {rest})",
-      note="s = (μ_max − μ_rest) / (μ_max + μ_rest) per unit, averaged over the layer's units; "
-      "0: every class activates a unit equally, 1: only one class does. Values outside [0, 1] "
-      "come from negative mean activations (GELU, attention pooling), where the ratio is "
-      "unbounded.")
+  selectivity_figure(out, data.domain_names, cfg.selectivity_mode,
+                     os.path.join(ctx.workdir, "selectivity.png"), _setting(ctx))
   return out
+
+
+def selectivity_figure(selectivity, domain_names, mode, path, setting=""):
+  """Figure 5's grouped bars from ``selectivity`` = {layer: {encoder: {domain name: mean}}} (what
+  ``selectivity.json`` holds as ``mean_selectivity``), one group per (layer, domain) in the
+  layers' order, the first domain labelled ID, the others OOD1, OOD2, ...; ``setting`` ends the
+  title. Also redraws the figure from a saved JSON (:mod:`featcon.analysis.replot`)."""
+  bars = {}
+  for l, by_encoder in selectivity.items():
+    for e, by_domain in by_encoder.items():
+      for dname, v in by_domain.items():
+        dom = list(domain_names).index(dname) if dname in domain_names else len(domain_names)
+        bars.setdefault(f"{l} {'ID' if dom == 0 else 'OOD' + str(dom)}", {})[e] = v
+  rest = "other classes" if mode == "morcos" else "all classes"
+  domains = "; ".join(f"{'ID' if i == 0 else 'OOD' + str(i)} = {n}"
+                      for i, n in enumerate(domain_names))
+  return plots.grouped_bars(
+      bars, path, ylabel="mean selectivity s (dimensionless)",
+      xlabel="layer and domain", legend_title="encoder",
+      title=f"Neuron selectivity (μ_rest: mean over the {rest})" + setting,
+      note=f"{domains}. s = (μ_max − μ_rest) / (μ_max + μ_rest) per unit, averaged over the "
+      "layer's units; 0: every class activates a unit equally, 1: only one class does. Values "
+      "outside [0, 1] come from negative mean activations (GELU, attention pooling), where the "
+      "ratio is unbounded.")
 
 
 def _density(ctx):
@@ -184,7 +205,8 @@ def _density(ctx):
   plots.histograms({"unit mean activation (ID)": panel},
                    os.path.join(ctx.workdir, "density.png"), bins=30,
                    xlabel="mean activation of a unit over ID inputs",
-                   legend_title="encoder (layer)", title="Activation density")
+                   legend_title="encoder (layer)",
+                   title="Activation density: each unit's mean activation" + _setting(ctx))
   return out
 
 
@@ -204,7 +226,7 @@ def _domain(ctx):
   _dump({"representation": cfg.representation, **out}, os.path.join(ctx.workdir, "domain.json"))
   plots.scatter_2d(panels, os.path.join(ctx.workdir, "domain.png"), legend_title="domain",
                    title=f"Representations ({cfg.representation}) projected on their first two "
-                   "principal components")
+                   "principal components" + _setting(ctx))
   return out
 
 
@@ -277,7 +299,9 @@ def _gradcam(ctx):
     out["object_area"] = float(np.asarray(data.mask, np.float32).mean())
   _dump(out, os.path.join(workdir, "gradcam.json"))
   plots.cam_grid(images, cams, os.path.join(workdir, "gradcam.png"),
-                 title=f"Grad-CAM of the true class's score ({cfg.cam_head} head)")
+                 title=f"Grad-CAM of the true class's score ({cfg.cam_head} head, layer "
+                 f"{', '.join(sorted({v['layer'] for k, v in out.items() if isinstance(v, dict)}))})"
+                 + _setting(ctx))
   return out
 
 
@@ -331,7 +355,8 @@ def _background(ctx):
   plots.grouped_bars(
       bars, os.path.join(ctx.workdir, "background.png"), ylabel="activation share on the object",
       xlabel="layer and domain", legend_title="encoder",
-      title="Where the units respond: share of each layer's activation inside the object box",
+      title="Where the units respond: share of each layer's activation inside the object box"
+      + _setting(ctx),
       note="Σ (object mask at the layer's grid) · Σ_channels activation / Σ activation, averaged "
       "over images; a layer that responds to every position alike scores the object's share of "
       "the grid (background.json: object_share_of_grid).")

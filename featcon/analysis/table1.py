@@ -45,6 +45,7 @@ import jax
 import numpy as np
 
 from featcon import io
+from featcon import progress as progress_lib
 from featcon import models
 from featcon.analysis import experiment, representation, suite
 from featcon.data import real as real_lib
@@ -513,7 +514,9 @@ def figures(summary: dict, root: str) -> list[str]:
          for label, r in summary["rows"].items()
          for s, i, o in zip(r["seeds"], r["id"], r["ood"])]
   fit = summary["fits"].get("ood")
-  title = "Table 1 rows, Fashion-MNIST"
+  seeds = max((len(r["seeds"]) for r in summary["rows"].values()), default=0)
+  title = (f"Table 1 rows on Fashion-MNIST: one point per seed ({seeds} seeds per row at most); "
+           "ID = the ID set (items on grass), OOD = the mean over every shift")
   path = os.path.join(root, "scatter.png")
   metrics.scatter_plot(pts + summary["baseline"], fit, path, title=title,
                        fit_label=summary.get("line_equation"))
@@ -525,6 +528,7 @@ def figures(summary: dict, root: str) -> list[str]:
             label="teacher head, held-out set")
     ax.set_xlabel("fine-tuning step")
     ax.set_ylabel("held-out accuracy (fraction)")
+    ax.set_title("Teacher fine-tuning: accuracy of its head on the held-out set", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     path = os.path.join(root, "teacher_heldout.png")
@@ -632,5 +636,8 @@ def run(config, root: str, deadline: float | None = None, analyze_config=None) -
     results.update(more)
     seconds.update(more_seconds)
   write(results, seconds)
-  figures(state["summary"], root)
+  drawn = figures(state["summary"], root)
+  progress_lib.stage(f"real_experiment: wrote {root}/summary.json, summary.md, "
+                     + ", ".join(os.path.basename(p) for p in drawn)
+                     + "; each run in its s<seed>/<row>/ folder")
   return state["summary"]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from featcon import models
+from featcon import progress as progress_lib
 from featcon import training as train_lib
 from featcon.data import refs
 from featcon.distill import batchnorm
@@ -115,5 +116,9 @@ def distill(config, workdir: str, mesh=None) -> dict:
   variables = train_lib.load_variables(ckpt)
   if dc.stop_after >= 0 and dc.stop_after < dc.steps:
     return variables  # not finished: recalibrate once training is complete
-  return batchnorm.maybe_recalibrated(student, variables, lambda: ds, config,
-                                      os.path.join(workdir, "student"))
+  variables = batchnorm.maybe_recalibrated(student, variables, lambda: ds, config,
+                                           os.path.join(workdir, "student"))
+  progress_lib.stage(f"distill: wrote {workdir}/student/ (checkpoints/, metrics.jsonl, "
+                     "tensorboard/); next: python -m experiments.linear_probe with the same "
+                     "--config and --workdir")
+  return variables

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from featcon import io
+from featcon import progress as progress_lib
 from featcon.distill import runs as runs_lib
 from featcon.distill import student
 from featcon.probe import orchestrator
@@ -113,4 +114,6 @@ def run_benchmark(get_config: Callable, root: str, models: Sequence[str],
     tables[0] = write_summary(root, results, seconds, probe)
     log.info("summary so far:\n%s", tables[0])
   orchestrator.run_jobs(jobs, on_result)
+  progress_lib.stage(f"digits_benchmark: wrote {root}/summary.json and summary.md; each run in "
+                     f"{root}/<model>_s<seed>/ (results.json, results.md, scatter.png)")
   return tables[0]

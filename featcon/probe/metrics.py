@@ -8,6 +8,8 @@ prediction at its ID accuracy.
 """
 from __future__ import annotations
 
+import textwrap
+
 from typing import Sequence
 
 import numpy as np
@@ -60,6 +62,12 @@ def effective_robustness(acc_id, acc_ood, fit: tuple[float, float]):
   return np.asarray(acc_ood, np.float64) - pred
 
 
+# Legend entries of the scatter's point groups that need more than their name.
+GROUP_LABELS = {
+    "baseline": "baseline: standard models trained on ID data\n(their logit fit is the line)",
+}
+
+
 def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: str,
                  title: str = "", xlabel: str = "ID accuracy", ylabel: str = "OOD accuracy",
                  fit_label: str | None = None):
@@ -71,33 +79,44 @@ def scatter_plot(points: Sequence[dict], fit: tuple[float, float] | None, path: 
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7.0, 4.5), layout="constrained")
+  fig, ax = plt.subplots(figsize=(9.0, 4.8), layout="constrained")
   styles = {"baseline": ("o", "tab:gray"), "teacher": ("*", "tab:blue"),
-            "student": ("s", "tab:red"), "theory": ("^", "tab:green"),
+            "student": ("s", "tab:orange"), "theory": ("^", "tab:green"),
             "random": ("v", "tab:brown"), "supervised": ("D", "tab:purple"),
-            "large_distill": ("P", "tab:orange"), "other_student": ("X", "tab:olive"),
+            "large_distill": ("P", "tab:red"), "other_student": ("X", "tab:olive"),
             "imagenet": ("*", "tab:cyan"), "second_teacher": ("*", "tab:pink"),
             "second_student": ("s", "tab:pink")}
   done = set()
   for p in points:
     m, c = styles.get(p["group"], ("x", "k"))
+    name = GROUP_LABELS.get(p["group"], p["group"])
     ax.scatter(logit(p["id"]), logit(p["ood"]), marker=m, color=c, s=60 if m == "*" else 30,
-               label=p["group"] if p["group"] not in done else None, zorder=3)
+               label=name if p["group"] not in done else None, zorder=3)
     done.add(p["group"])
   xs = logit([p["id"] for p in points])
+  ys = logit([p["ood"] for p in points])
   lo, hi = xs.min() - 0.3, xs.max() + 0.3
+  ylo, yhi = ys.min() - 0.3, ys.max() + 0.3  # the y axis fits the points, not the x range
   if fit is not None:
     grid = np.linspace(lo, hi, 50)
     ax.plot(grid, fit[0] * grid + fit[1], color="tab:gray", lw=1,
             label=f"baseline fit: {fit_label or f'logit(OOD) = {fit[0]:.2f} logit(ID) {fit[1]:+.2f}'}")
-  ax.plot([lo, hi], [lo, hi], ls=":", color="k", lw=0.8, label="y = x")
-  ticks = np.array([0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
-  ax.set_xticks(logit(ticks), [f"{t:.0%}" for t in ticks])
-  ax.set_yticks(logit(ticks), [f"{t:.0%}" for t in ticks])
+  if max(lo, ylo) < min(hi, yhi):  # the diagonal where it crosses the plotted region
+    d = [max(lo, ylo), min(hi, yhi)]
+    ax.plot(d, d, ls=":", color="k", lw=0.8, label="OOD = ID")
+  ticks = np.array([0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
+  for set_ticks, (a, b) in ((ax.set_xticks, (lo, hi)), (ax.set_yticks, (ylo, yhi))):
+    inside, last = [], -np.inf
+    for t in ticks:  # ticks at least 1/12 of the axis apart, so that their labels never touch
+      if a <= logit(t) <= b and logit(t) - last >= (b - a) / 12:
+        inside.append(t)
+        last = logit(t)
+    set_ticks(logit(np.asarray(inside)), [f"{t:.0%}" for t in inside])
   ax.set_xlim(lo, hi)
+  ax.set_ylim(ylo, yhi)
   ax.set_xlabel(xlabel + " (logit scale)")
   ax.set_ylabel(ylabel + " (logit scale)")
-  ax.set_title(title)
+  ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=10)
   ax.grid(alpha=0.3)
   fig.legend(loc="outside right upper", fontsize=8, frameon=False)
   return io.save_figure(fig, path)

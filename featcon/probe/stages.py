@@ -14,6 +14,7 @@ import numpy as np
 
 from featcon import distributed
 from featcon import io
+from featcon import progress as progress_lib
 from featcon import training as train_lib
 from featcon.data import refs
 from featcon.distill import runs
@@ -76,8 +77,21 @@ def train_probes(config, workdir: str) -> dict:
       probe.to_npz(path + ".npz")
       io.write_json(path + ".json", probe.selected, indent=1)  # written last: marks it done
       summary[f"{model}_{kind}"] = probe.selected
-      log.info("probe %s/%s: %s", model, kind, probe.selected)
+      log.info("probe %s/%s: %s", model, kind, selection_text(probe.selected))
+  progress_lib.stage(f"linear_probe: {len(summary)} probes in {out_dir}: "
+                     f"{', '.join(sorted(summary))} (.npz weights, .json selection); validation "
+                     "curves in metrics.jsonl and tensorboard/")
   return summary
+
+
+def selection_text(selected: dict) -> str:
+  """A probe's selection in words: the epoch (of how many) and its ID validation accuracy, or
+  the ridge ``lambda``; the validation history stays in the probe's JSON file."""
+  acc = f"ID validation accuracy {selected['val_accuracy']:.4f}"
+  if "lambda" in selected:
+    return f"lambda {selected['lambda']:g} (relative to n), {acc}"
+  epochs = len(selected.get("val_history", ())) or "?"
+  return f"epoch {selected['epoch']} of {epochs}, {acc}"
 
 
 def _cached_probe(path: str):
@@ -201,4 +215,5 @@ def evaluate(config, workdir: str) -> dict:
              "versions": io.versions()}
   io.write_json(os.path.join(workdir, "results.json"), results, indent=1, sort_keys=True)
   io.atomic_write(os.path.join(workdir, "results.md"), lambda f: f.write(table + "\n"))
+  progress_lib.stage(f"evaluate: wrote {workdir}/results.json, results.md and scatter.png")
   return results

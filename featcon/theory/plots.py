@@ -21,16 +21,18 @@ import numpy as np  # noqa: E402
 from featcon import io
 from featcon.theory.config import default_config  # noqa: E402
 
-# Axis labels of the tidy table's metrics (docs/theory.md, "What to measure").
+# Axis labels of the tidy table's metrics (docs/theory.md, "What to measure"): the quantity,
+# then its definition. C_core and C_bg are norms of projections (P = W M), not correlation
+# coefficients: they are not bounded by 1 (the public script calls C_core "Avg. Feature Corr.").
 LABELS = {
-    "core_corr": "C_core: core correlation",
-    "bg_corr": "C_bg: background correlation",
-    "bg_signed": "signed background mean",
-    "core_align": "core alignment",
+    "core_corr": "C_core: core projection norm, mean_r ‖P_r,core‖₂",
+    "bg_corr": "C_bg: background projection norm, mean_r ‖P_r,bg‖₂",
+    "bg_signed": "signed background mean: mean over r, j∈S_bg of P_rj",
+    "core_align": "core sign alignment, mean sign(a_r) P_rj over j∈S_core",
     "asym_frac": "fraction of asymmetric neurons",
-    "act_rate_gap": "activation-rate gap |p(+1) − p(−1)|",
-    "id_error": "ID error",
-    "ood_error": "OOD error",
+    "act_rate_gap": "activation-rate gap, mean_r |p_r(+1) − p_r(−1)|",
+    "id_error": "ID 0-1 error (fraction)",
+    "ood_error": "OOD 0-1 error (fraction)",
     "sp_align": "spurious weight: mean sign(a_r) P_rj, j ∈ S_sp",
     "bg_signed_clean": "signed mean of P_rj over uncorrelated background j",
     "ood_move_last": "OOD movement of h_L (× ID–ID distance)",
@@ -48,6 +50,60 @@ def metric_label(key, loss=None):
     name = {"id_risk": "ID risk", "ood_risk": "OOD risk"}.get(key, "risk")
     return f"{name} ({_LOSS_NAMES.get(loss, f'{loss} loss')})" if loss else name
   return LABELS.get(key, key.replace("_", " "))
+
+
+def _wrapped(label, chars=34):
+  return "\n".join(textwrap.wrap(label, chars))
+
+
+# Curves closer than this fraction of a panel's data range are drawn on top of each other.
+COINCIDE_FRACTION = 0.01
+
+
+def coincide_note(series, names):
+  """A note naming the variants of a panel whose curves coincide, else "".
+
+  Args:
+    series: per variant, an array of values on a common grid (steps or x values).
+    names: per variant, its label.
+
+  Returns:
+    ``"all 3 curves coincide (largest gap 0.0012)"`` when every pair differs by at most
+    :data:`COINCIDE_FRACTION` of the range of all values; ``"coincide: a = b; c = d"`` for the
+    groups of such variants when only some do (each compared with its group's first member);
+    ``""`` when none do, for a single variant, or for curves on different grids or not finite.
+    A legend entry would otherwise name a line nobody can see.
+  """
+  if len(series) < 2 or len({len(v) for v in series}) != 1:
+    return ""
+  a = np.asarray(series, np.float64)
+  if not np.all(np.isfinite(a)):
+    return ""
+  tol = COINCIDE_FRACTION * max(float(a.max() - a.min()), 1e-12)
+  gap = float(np.max(a.max(axis=0) - a.min(axis=0)))
+  if gap <= tol:
+    return f"all {len(names)} curves coincide (largest gap {gap:.2g})"
+  clusters = []
+  for i in range(len(a)):
+    for c in clusters:
+      if np.max(np.abs(a[i] - a[c[0]])) <= tol:
+        c.append(i)
+        break
+    else:
+      clusters.append([i])
+  same = [" = ".join(str(names[i]) for i in c) for c in clusters if len(c) > 1]
+  return "coincide: " + "; ".join(same) if same else ""
+
+
+def _with_note(title, note, chars=52):
+  """``title`` with ``note`` (wrapped) as further lines: notes go above the axes, never over
+  the data."""
+  return title + ("\n" + "\n".join(textwrap.wrap(f"({note})", chars)) if note else "")
+
+
+def _gap(series):
+  a = np.asarray(series, np.float64)
+  return float(np.max(a.max(axis=0) - a.min(axis=0)))
 
 
 def setting_of(config, swept=()):
@@ -123,35 +179,53 @@ def curves(df, path, panels=(("id_risk", "ood_risk"), ("core_corr",), ("bg_corr"
                                                             2.9 * len(rows) + 0.6),
                            squeeze=False, layout="constrained")
   variants = []
+  panel_notes, every_panel_same, gaps = {}, [], []
   for r, (flabel, _, fsub) in enumerate(rows):
-    for v, (clabel, _, sub) in enumerate(_group(fsub, colour)):
+    means = {}  # (panel, metric) -> per variant, its mean curve
+    groups = _group(fsub, colour)
+    for v, (clabel, _, sub) in enumerate(groups):
       c = colours[v % len(colours)]
       if r == 0:
         variants.append(Line2D([], [], color=c, label=clabel or "all"))
-      for ax, mkeys in zip(axes[r], panels):
+      for p_i, (ax, mkeys) in enumerate(zip(axes[r], panels)):
         for j, key in enumerate(mkeys):
           g = sub.groupby("step")[key]
           steps = np.asarray(list(g.groups.keys()))
           ax.plot(steps, g.mean().values, "-" if j == 0 else "--", color=c)
           ax.fill_between(steps, g.min().values, g.max().values, color=c, alpha=0.2, lw=0)
-    for ax, mkeys in zip(axes[r], panels):
+          means.setdefault((p_i, j), []).append(g.mean().values)
+    for p_i, (ax, mkeys) in enumerate(zip(axes[r], panels)):
+      notes = [coincide_note(means[(p_i, j)], [g[0] for g in groups]) for j in range(len(mkeys))]
+      every_panel_same.append(len(groups) > 1 and all(n.startswith("all ") for n in notes))
+      gaps.append(max(_gap(means[(p_i, j)]) for j in range(len(mkeys))))
+      if len(mkeys) == 2:  # say which line style a note is about
+        notes = [f"{('solid', 'dashed')[j]}: {n}" if n else "" for j, n in enumerate(notes)]
+      panel_notes[ax] = "; ".join(n for n in notes if n)
       if len(mkeys) == 2 and mkeys[0].startswith("id_") and mkeys[1].startswith("ood_"):
         name = metric_label("risk", loss)
         title = "ID (solid) and OOD (dashed) risk"
       else:
         name = " / ".join(metric_label(k, loss) for k in mkeys)
         title = name.split(":")[0]
-      ax.set_ylabel(name, fontsize=8)
+      ax.set_ylabel(_wrapped(name), fontsize=8)
       ax.set_xlabel("training step", fontsize=8)
       ax.set_title(title + (f"\n{flabel}" if flabel else ""), fontsize=9)
       ax.tick_params(labelsize=7)
+  same_everywhere = bool(every_panel_same) and all(every_panel_same)
+  if not same_everywhere:  # the panels where some variants coincide say which
+    for ax, note in panel_notes.items():
+      ax.set_title(_with_note(ax.get_title(), note), fontsize=9)
   n = _seeds(df)
   extra = [Line2D([], [], color="k", ls="-", label="ID"),
            Line2D([], [], color="k", ls="--", label="OOD")] if any(
                len(p) == 2 for p in panels) else []
   extra.append(Patch(color="k", alpha=0.2, label=f"band: min–max over {n} seed(s)"))
   _outside_legend(fig, variants + extra, title=", ".join(colour) or None)
-  _suptitle(fig, f"Training curves, mean over {n} seed(s)", setting)
+  head = f"Training curves, mean over {n} seed(s)"
+  if same_everywhere:
+    head += (f". The {len(variants)} {', '.join(colour)} variants coincide in every panel "
+             f"(largest gap {max(gaps):.2g}): their lines lie on top of each other")
+  _suptitle(fig, head, setting)
   return io.save_figure(fig, path)
 
 
@@ -205,11 +279,12 @@ def by_category(df, x, path, metrics=("bg_corr", "bg_signed"), setting=""):
       ax.plot(np.arange(len(cats)), init.values, "k_", ms=20, mew=2)
       ax.set_xticks(np.arange(len(cats)), [str(k) for k in cats], rotation=20, fontsize=8)
       ax.set_xlabel(x, fontsize=8)
-      ax.set_ylabel(metric_label(m), fontsize=8)
+      ax.set_ylabel(_wrapped(metric_label(m)), fontsize=8)
       ax.set_title(metric_label(m).split(":")[0] + (f"\n{flabel}" if flabel else ""), fontsize=9)
       ax.tick_params(labelsize=7)
   _outside_legend(fig, [Patch(color="tab:blue", label="end of training (mean)"),
-                        Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std"),
+                        Line2D([], [], color="k", marker="|", ls="",
+                               label=f"error bar: ± std over {_seeds(df)} seeds"),
                         Line2D([], [], color="k", marker="_", ms=12, mew=2, ls="",
                                label="initialisation (mean)")])
   _suptitle(fig, f"Final metrics by {x}, {_seeds(df)} seed(s)", setting)
@@ -228,25 +303,35 @@ def versus(df, x, path, metrics=("id_risk", "ood_risk"), loss=None, setting="",
                            layout="constrained")
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   handles = []
+  markers = "osD^vP"
   for r, (flabel, _, fsub) in enumerate(rows):
     ax = axes[r, 0]
-    for v, (label, _, sub) in enumerate(_group(fsub, colour)):
+    groups = _group(fsub, colour)
+    for v, (label, _, sub) in enumerate(groups):
       c = colours[v % len(colours)]
+      mk = markers[v % len(markers)]
       if r == 0:
-        handles.append(Line2D([], [], color=c, marker="o", label=label or "all"))
+        handles.append(Line2D([], [], color=c, marker=mk, mfc="none", label=label or "all"))
       for j, m in enumerate(metrics):
         g = sub.groupby(x)[m]
-        ax.errorbar(g.mean().index, g.mean().values, yerr=g.std(ddof=0).values, marker="o",
-                    capsize=2, color=c, ls="-" if j == 0 else "--")
+        # open markers of a size that decreases with the variant, so that a variant drawn
+        # over another one leaves it visible
+        ax.errorbar(g.mean().index, g.mean().values, yerr=g.std(ddof=0).values, marker=mk,
+                    ms=7 - 1.5 * (v % 3), mfc="none", capsize=2, color=c,
+                    ls="-" if j == 0 else "--", lw=1.2)
+    lines = [sub.groupby(x)[m].mean().values for _, _, sub in groups for m in metrics]
+    names = [f"{label or 'all'} {metric_label(m, loss).split(' (')[0]}"
+             for label, _, _ in groups for m in metrics]
+    note = coincide_note(lines, names).replace("curves", "lines")
+    ax.set_title(_with_note(flabel, note, 75).strip("\n"), fontsize=9)
     ax.set_xlabel(xlabel or x, fontsize=8)
     risks = all(m.endswith("_risk") for m in metrics)
     ax.set_ylabel(metric_label("risk", loss) if risks else
                   " / ".join(metric_label(m, loss) for m in metrics), fontsize=8)
-    if flabel:
-      ax.set_title(flabel, fontsize=9)
   styles = [Line2D([], [], color="k", ls="-" if j == 0 else "--",
                    label=metric_label(m, loss).split(" (")[0]) for j, m in enumerate(metrics)]
-  styles.append(Line2D([], [], color="k", marker="|", ls="", label="error bar: ± std"))
+  styles.append(Line2D([], [], color="k", marker="|", ls="",
+                       label=f"error bar: ± std over {_seeds(df)} seeds"))
   _outside_legend(fig, handles + styles, title=", ".join(colour) or None)
   _suptitle(fig, f"Final risk against {xlabel or x}, {_seeds(df)} seed(s)", setting)
   return io.save_figure(fig, path)

@@ -5,9 +5,12 @@ into one DataFrame row per configuration and log step, with one column per swept
 by its last component: ``train.lr`` becomes ``lr``). :func:`write_outputs` writes it as
 ``results.csv``, the arrays as ``trajectories.npz``, the final-step table of
 :func:`summary_table` as ``summary.md`` and the figures of :mod:`featcon.theory.plots`, each
-file atomically.
+file atomically, and :func:`write_tensorboard` the logged metrics of each configuration as
+TensorBoard scalars.
 """
 import os
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -77,7 +80,9 @@ SUMMARY_NOTE = ("`ood_risk`/`ood_error`: fresh OOD samples; `train_ood_risk`: th
 def summary_table(df, metrics=("id_risk", "ood_risk", "train_ood_risk", "id_error", "ood_error",
                                "core_corr", "bg_corr", "bg_signed", "asym_frac",
                                "sp_align", "bg_signed_clean")):
-  """Final-step metrics per configuration, mean +- std over seeds (a DataFrame)."""
+  """Final-step metrics per configuration, mean ± std over seeds (a DataFrame of strings); a
+  row of one seed shows that seed's value alone (a standard deviation of one value says
+  nothing)."""
   last = df[df["step"] == df["step"].max()] if "step" in df else df
   keys = [c for c in df.attrs.get("swept", []) if c != "seed" and c in last.columns]
   metrics = [m for m in metrics if m in last.columns and last[m].notna().any()]
@@ -88,9 +93,63 @@ def summary_table(df, metrics=("id_risk", "ood_risk", "train_ood_risk", "id_erro
   mean, std, count = g.mean(), g.std(ddof=0), g.size()
   out = mean.copy().astype(object)
   for m in metrics:
-    out[m] = [f"{a:.4f} ± {b:.4f}" for a, b in zip(mean[m], std[m])]
+    out[m] = [f"{a:.4f}" if c == 1 else f"{a:.4f} ± {b:.4f}"
+              for a, b, c in zip(mean[m], std[m], count.values)]
   out.insert(0, "seeds", count.values)
   return out.reset_index()
+
+
+TENSORBOARD_DIR = "tensorboard"
+_RUN_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9=.,_+-]")
+
+
+def run_name(config_id, swept):
+  """The TensorBoard run of configuration ``config_id``: its index (4 digits, so runs sort in
+  the sweep's order) and its axis values, ``0003_activation=relu,width=8,seed=1``."""
+  label = ",".join(f"{k}={v}" for k, v in swept.items()) or "all"
+  return f"{int(config_id):04d}_" + _RUN_NAME_UNSAFE.sub("_", label)
+
+
+def write_tensorboard(workdir, df):
+  """Writes every configuration's logged metrics as TensorBoard scalars: one run per
+  configuration (``<workdir>/tensorboard/<run_name>``, its axis values in the name), one scalar
+  tag per metric of the tidy table (``id_risk``, ``ood_risk``, ``core_corr``, ``bg_corr``, ...,
+  the names of docs/theory.md, "What to measure") at each logged training step; NaN values
+  (after a divergence, or a metric a setting lacks) are left out. The folder is rebuilt whole
+  on each call (a resumed sweep does not append a second copy of its points): written as
+  ``tensorboard.tmp`` and renamed. View with ``tensorboard --logdir <workdir>/tensorboard``.
+
+  Returns:
+    the folder written.
+  """
+  swept = [c for c in df.attrs.get("swept", []) if c in df.columns]
+  skip = {"config_id", "step", "diverged_step", *swept}
+  metrics = [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])]
+  root = os.path.join(workdir, TENSORBOARD_DIR)
+  tmp = root + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  for cid, sub in df.groupby("config_id", sort=True):
+    first = sub.iloc[0]
+    writer = io.MetricsWriter(None, tb_dir=os.path.join(
+        tmp, run_name(cid, {c: first[c] for c in swept})))
+    values = sub[metrics].to_numpy(np.float64)
+    for step, row in zip(sub["step"].to_numpy(), values):
+      writer.write({"step": int(step),
+                    **{m: float(v) for m, v in zip(metrics, row) if np.isfinite(v)}})
+    writer.close()
+  shutil.rmtree(root, ignore_errors=True)
+  os.replace(tmp, root)
+  return root
+
+
+def seed_note(seeds):
+  """What the summary table's cells are, given its ``seeds`` column."""
+  seeds = [int(n) for n in seeds]
+  if all(n == 1 for n in seeds):
+    return "one seed per row: its value."
+  if any(n == 1 for n in seeds):
+    return "mean ± std over seeds (std with ddof 0); rows of one seed: its value."
+  return "mean ± std over seeds (std with ddof 0)."
 
 
 def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=print):
@@ -107,17 +166,19 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
   versions = io.versions()
   total = sum(t["wall_s"] for t in timings.values())
   md = ["# Sweep summary", "",
-        f"{len(all_metrics)} configurations, final step {int(df['step'].max())}; mean ± std over "
-        "seeds. " + SUMMARY_NOTE, "", markdown_table(table),
+        f"{len(all_metrics)} configurations, final step {int(df['step'].max())}; "
+        + seed_note(table["seeds"]) + " " + SUMMARY_NOTE, "", markdown_table(table),
         "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
   io.atomic_write(os.path.join(workdir, "summary.md"), lambda f: f.write("\n".join(md)))
   # matplotlib is imported here, not with featcon (0.7 s of `import featcon` otherwise).
   from featcon.theory import plots  # pylint: disable=g-import-not-at-top
   figs = plots.sweep_figures(df, all_metrics, expanded, workdir)
+  write_tensorboard(workdir, df)
   log("\n" + table.to_string(index=False))
-  log(f"\nwrote {workdir}/results.csv, trajectories.npz, summary.md and "
-      f"{len(figs)} figure(s): {', '.join(os.path.basename(f) for f in figs)}")
+  log(f"\nwrote {workdir}/results.csv, trajectories.npz, summary.md, "
+      f"{len(figs)} figure(s) ({', '.join(os.path.basename(f) for f in figs)}) and "
+      f"{TENSORBOARD_DIR}/ (TensorBoard scalars of each configuration)")
 
 
 def metric_keys(all_metrics):

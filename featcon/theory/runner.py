@@ -223,10 +223,32 @@ def run_groups(groups, limits=Limits(), *, progress=True, group_dir=None, log=la
     metrics, div, timing = run_group(group, limits, progress=progress, desc=desc,
                                      chunk_prefix=path, log=log, program=program,
                                      while_running=compile_ahead(g_i + 1))
-    log(f"{desc}: {timing['wall_s']:.1f}s (compile {timing['compile_s']:.1f}s"
-        f"{' ahead' if timing['compiled_ahead'] else ''}, "
-        f"{timing['chunks']} chunk(s) of {timing['chunk']})")
+    log(f"{desc}: {timing_line(timing)}")
     yield group, metrics, div, timing
+
+
+def seconds(s):
+  """``s`` seconds for a log line: ``12.3 s``, ``0.42 s`` or ``37 ms``."""
+  if s >= 10:
+    return f"{s:.1f} s"
+  return f"{s:.2f} s" if s >= 0.1 else f"{1000 * s:.0f} ms"
+
+
+def timing_line(timing):
+  """What :func:`run_group`'s ``timing`` measured, in words: the group's compile (in this call,
+  or ahead, while the previous group trained) and the time from dispatching its first chunk to
+  having its results, which also holds the next group's compile when that ran meanwhile (the
+  devices train while the host compiles, so the two overlap)."""
+  own_compile = 0.0 if timing.get("compiled_ahead") else timing["compile_s"]
+  run_s = max(timing["wall_s"] - own_compile, 0.0)
+  compiled = ("compiled ahead" if timing.get("compiled_ahead") else "compiled") + \
+      f" in {seconds(timing['compile_s'])}"
+  if timing.get("ahead_s"):
+    trained = (f"trained in {seconds(run_s)} while the next group compiled "
+               f"({seconds(timing['ahead_s'])} of it)")
+  else:
+    trained = f"trained in {seconds(run_s)}"
+  return f"{compiled}, {trained}; {timing['chunks']} chunk(s) of {timing['chunk']}"
 
 
 def _load_group(path, log):

@@ -88,11 +88,11 @@ def run(config, workdir=None, progress=None, log=print, axes=None, pinned=()):
   for group in groups:
     program.check_memory(group.static, limits.budget_gb, "sweep.memory_budget_gb")
   program.compiler_options()  # a bad $FEATCON_THEORY_XLA_OPT_LEVEL fails before any work
-  distributed.warn_if_one_cpu_device()
+  note = distributed.one_cpu_device_note()
   if not distributed.is_main():
     log = lambda s: None  # pylint: disable=unnecessary-lambda-assignment
   log(f"sweep: {len(resolved)} configurations in {len(groups)} compiled group(s) on "
-      f"{jax.device_count()} {jax.default_backend()} device(s)")
+      f"{jax.device_count()} {jax.default_backend()} device(s)" + (f" ({note})" if note else ""))
   group_dir = None
   if workdir:
     _check_workdir(workdir, plan.record, len(resolved))

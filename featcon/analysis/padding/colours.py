@@ -30,6 +30,25 @@ def family_names():
           + [MEAN, UNPADDED])
 
 
+def describe(name, jitter=None):
+  """A family in words, for figure rows and legends: ``'red'`` → ``'red (150, 50, 50) ± 0.15
+  per channel'``, ``'red_fixed'`` → ``'red (150, 50, 50), fixed'``, ``'mean'`` → ``'the
+  data's mean colour'``, ``'none'`` → ``'no border (unpadded)'``."""
+  if name == UNPADDED:
+    return "no border (unpadded)"
+  if name == MEAN:
+    return "border in the data's mean colour"
+  base = base_family(name)
+  if base not in COLOUR_FAMILIES:
+    return name
+  rgb = ", ".join(str(int(v)) for v in COLOUR_FAMILIES[base])
+  _, jittered = parse_family(name)
+  if jittered:
+    spread = f" ± {jitter:g} per channel" if jitter is not None else ", jittered"
+    return f"{base} ({rgb}){spread}"
+  return f"{base} ({rgb}), fixed"
+
+
 def base_family(name):
   """The family without its '_fixed' suffix: 'red_fixed' → 'red', 'red' → 'red'."""
   return name[:-len(FIXED)] if name.endswith(FIXED) else name

@@ -251,16 +251,22 @@ def plot_experiment(cfg, data, runs, workdir):
   of each condition) and `padding_inputs.png` (six test images under each test family)."""
   conds = list(dict.fromkeys(r.condition for r in runs))
   first = {c: next(r for r in runs if r.condition == c) for c in conds}
+  seed = first[conds[0]].seed
   plots.filters(
-      {"init": nets.first_conv_kernel(first[conds[0]].init_params),
-       **{c: nets.first_conv_kernel(r.params) for c, r in first.items()}},
-      os.path.join(workdir, "padding_filters.png"))
+      {"initialisation": nets.first_conv_kernel(first[conds[0]].init_params),
+       **{f"trained on {c}:\n{colours.describe(c, cfg.jitter)}": nets.first_conv_kernel(r.params)
+          for c, r in first.items()}},
+      os.path.join(workdir, "padding_filters.png"),
+      title=f"First-layer filters of the seed-{seed} models, one row per training border "
+      "(RGB, each filter scaled to [0, 1])")
   x = jnp.asarray(data.test_x[:6])
-  examples = {f: data.inputs(x, colours.sample_colours(jax.random.PRNGKey(0), x.shape[0], f,
-                                                       cfg.jitter, data.mean_rgb),
-                             f == colours.UNPADDED)
+  examples = {f"{f}:\n{colours.describe(f, cfg.jitter)}":
+              data.inputs(x, colours.sample_colours(jax.random.PRNGKey(0), x.shape[0], f,
+                                                    cfg.jitter, data.mean_rgb),
+                          f == colours.UNPADDED)
               for f in cfg.test_families}
-  plots.image_grid(examples, os.path.join(workdir, "padding_inputs.png"))
+  plots.image_grid(examples, os.path.join(workdir, "padding_inputs.png"),
+                   title="The first six test images under each test border family")
 
 
 def run_experiment(cfg, workdir, glyphs=None, labels=None, plot=True, data=None):
