@@ -153,7 +153,7 @@ def baseline_points(config, id_sets, ood_sets, train_ds, val_ds) -> list[dict]:
 
 METRIC_NAMES = {"accuracy": "top-1 accuracy (fraction of correct predictions)",
                 "macro_f1": "macro-averaged F1 over the classes present"}
-ER_DEFINITION = ("effective robustness ER = OOD - sigmoid(a logit(ID) + b), with logit(p) = "
+ER_DEFINITION = ("ER = OOD - sigmoid(a logit(ID) + b), with logit(p) = "
                  "ln(p / (1 - p)) and (a, b) the least-squares fit of logit(OOD) = "
                  "a logit(ID) + b over the baseline models (Taori et al. 2020)")
 
