@@ -27,7 +27,8 @@ def _read(name):
   return nbformat.read(os.path.join(ROOT, "docs", "notebooks", name), as_version=4)
 
 
-def _check_fresh_execution(name):
+def _check_fresh_execution(name, tmp_path, monkeypatch):
+  monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel's tempfile.mkdtemp() lands here
   saved = _read(name)
   fresh = notebooks.execute(os.path.join(ROOT, "docs", "notebooks", name))
   diffs = notebooks.differences(saved, fresh, *notebooks.tolerances(saved))
@@ -37,13 +38,14 @@ def _check_fresh_execution(name):
   assert LAST_LINE[name] in notebooks.cell_texts(fresh)[-1]
 
 
-def test_quickstart_outputs_are_its_own():
-  _check_fresh_execution("quickstart.ipynb")
+def test_quickstart_outputs_are_its_own(tmp_path, monkeypatch):
+  _check_fresh_execution("quickstart.ipynb", tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_deep_stage_outputs_are_its_own():
-  _check_fresh_execution("deep_stage.ipynb")
+def test_deep_stage_outputs_are_its_own(tmp_path, monkeypatch):
+  _check_fresh_execution("deep_stage.ipynb", tmp_path, monkeypatch)
+  assert any(d.startswith("featcon_digits_") for d in os.listdir(tmp_path))
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
