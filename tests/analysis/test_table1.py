@@ -1,6 +1,9 @@
 """The Table 1 experiment's definitions (featcon/analysis/table1.py) on hand-made results: shift
 groups, the standard-model line and effective robustness, the fair test, uninformative sets,
 the fit to the teacher; and its config errors, raised before any work."""
+import json
+import os
+
 import numpy as np
 import pytest
 
@@ -111,6 +114,17 @@ def test_summary_groups_line_effective_robustness_and_fair_test():
       f["reason"] and "s0" not in f["reason"]
   md = table1.markdown(s)
   assert "NOT FAIR" in md and f"| {J} (uninformative) | held_out |" in md
+  # The caption: the ID set, the OOD sets in their groups, the probe, the seeds, the ER formula.
+  assert md.startswith(f"ID: fmnist_grass:test. OOD (all shifts): the mean over 3 sets; "
+                       f"covered (its background kind or corruption is in the teacher's "
+                       f"fine-tuning data): {P}, {F}; held out: {J}.\nProbe: ridge (")
+  assert "Seeds: the `seeds` column (1 or 2 per row)" in md
+  assert "ER = OOD - sigmoid(a logit(ID) + b)" in md
+  s["config"] = {"data": {"probe_train": "fmnist_grass:train", "probe_val": "fmnist_grass:val"},
+                 "probe": {"representation": "layer3"}, "experiment": {"seeds": "0,1"}}
+  assert ("frozen `layer3` features, trained on fmnist_grass:train and selected on "
+          "fmnist_grass:val") in table1.markdown(s)
+  assert "(experiment seeds 0,1; 1 or 2 per row)" in table1.markdown(s)
   assert "| student | 1 | 1.000 ± 0.000 | 2.000 ± 0.000 | 0.500 ± 0.000 |" in md
 
 
@@ -132,3 +146,14 @@ def test_fit_stats_against_sklearn_r2():
   np.testing.assert_allclose(f["mse"], np.mean((s - t) ** 2))
   np.testing.assert_allclose(f["mse_of_teacher_mean"], np.mean(t.var(axis=0)))
   assert table1.fit_stats(t, t.mean(0) + 0 * t)["r2"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_docs_summary_md_is_the_markdown_of_its_summary_json():
+  """docs/results/real_experiment/summary.md is what markdown() writes for the summary.json
+  beside it (the experiment's own print-out, caption included)."""
+  d = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__)))), "docs", "results", "real_experiment")
+  with open(os.path.join(d, "summary.json")) as f:
+    summary = json.load(f)
+  with open(os.path.join(d, "summary.md")) as f:
+    assert f.read() == table1.markdown(summary) + "\n"

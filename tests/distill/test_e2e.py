@@ -47,6 +47,14 @@ def _check_results(workdir, models=("teacher", "student")):
     assert 0 <= r["id"] <= 1 and 0 <= r["ood"] <= 1 and "effective_robustness" in r
   assert len(res["baseline_fit"]) == 2 and "jax" in res["versions"]
   assert os.path.getsize(os.path.join(workdir, "scatter.png")) > 1000
+  # results.md: the caption (sets, seed, probes, the formula with the fit used), then the table.
+  with open(os.path.join(workdir, "results.md")) as f:
+    md = f.read()
+  assert md == res["caption"] + "\n\n" + res["table_md"] + "\n"
+  ids = [s.rsplit(":", 1)[0] for s in res["eval_sets"] if s.endswith(":id")]
+  assert md.startswith(f"ID: {', '.join(ids)}. OOD: ") and "Seeds: 1 (seed 0;" in md
+  a, b = res["baseline_fit"]
+  assert f"(a, b) = ({a:.4f}, {b:+.4f}) from {len(res['baseline'])} baseline models" in md
   for stage in ("distill", "linear_probe", "evaluate"):
     with open(os.path.join(workdir, f"{stage}_config.json")) as f:
       assert "versions" in json.load(f)
