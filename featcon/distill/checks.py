@@ -144,8 +144,8 @@ def check_fields(config, stage: str) -> None:
     if not rule.ok(value):
       raise ConfigError(f"config.{field}={value!r} is not allowed; allowed: {rule.allowed}")
   if _get(config, "teacher.source") == "pretrain" and _get(config, "teacher.pretrain.steps") == 0:
-    raise ConfigError("config.teacher.pretrain.steps=0 is not allowed with "
-                      "config.teacher.source='pretrain'; allowed: an integer >= 1")
+    raise ConfigError("config.teacher.pretrain.steps=0 is not allowed; allowed: an integer "
+                      ">= 1 when config.teacher.source='pretrain'")
   stop = _get(config, "distill.stop_after")
   steps = _get(config, "distill.steps")
   if stop is not _ABSENT and steps is not _ABSENT and stop > steps:

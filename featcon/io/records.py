@@ -139,18 +139,20 @@ def check_stamp(path: str, recorded, current: dict, *, what: str, fix: str,
     the differences (empty, or allowed by ``allow_changes``).
 
   Raises:
-    ConfigMismatchError: naming ``path``, each differing field with both values, and ``fix``.
+    ConfigMismatchError: one line naming ``path``, each differing field with both values
+      (:func:`describe_diff`), and ``fix``.
   """
   diff = stamp_diff(recorded, current)
   if diff and not allow_changes:
-    raise ConfigMismatchError(f"{path!r} holds {what} made under other settings:\n"
-                              f"{format_diff(diff)}\n{fix}")
+    raise ConfigMismatchError(f"{path!r} holds {what} made under other settings "
+                              f"({describe_diff(diff)}); {fix}")
   return diff
 
 
-def describe_diff(diff, limit: int = 4) -> str:
-  """The differences of :func:`stamp_diff` on one line (the first ``limit`` fields)."""
-  parts = [f"{k}: {o!r} -> {n!r}" for k, o, n in diff[:limit]]
+def describe_diff(diff, limit: int = 6) -> str:
+  """The differences of :func:`stamp_diff` on one line (the first ``limit`` fields):
+  ``field: old (recorded) -> new (now); ...``."""
+  parts = [f"{k}: {o!r} (recorded) -> {n!r} (now)" for k, o, n in diff[:limit]]
   more = f" and {len(diff) - limit} more" if len(diff) > limit else ""
   return "; ".join(parts) + more
 

@@ -16,6 +16,7 @@ from featcon import progress as progress_lib
 from featcon import distributed
 from featcon import training as train_lib
 from featcon.data import Loader, registry
+from featcon.version import __version__
 
 
 def _pool(x):
@@ -77,10 +78,10 @@ def features_stamp(encoder_digest: str, ds: registry.Dataset, config,
                    representation: str) -> dict:
   """The provenance stamp (:func:`featcon.io.stamp`) of a feature cache: the encoder's weights
   (:func:`variables_digest`), the data set, its split and size, the representation and the
-  image size."""
+  image size, and the featcon version (the extraction code)."""
   return io.stamp({"encoder": encoder_digest, "data": f"{ds.name}:{ds.split}",
                    "examples": len(ds.source), "representation": representation,
-                   "image_size": int(config.data.image_size)})
+                   "image_size": int(config.data.image_size), "featcon": __version__})
 
 
 def cached_features(module, variables, ds, config, cache_dir: str,

@@ -33,6 +33,7 @@ from featcon.theory import config as config_lib
 from featcon.theory import metrics as metrics_lib
 from featcon.theory import program
 from featcon.theory import schema
+from featcon.version import __version__
 
 _SWEEP_KEYS = tuple(f.name.split(".", 1)[1] for f in schema.SWEEP_FIELDS)
 
@@ -334,11 +335,12 @@ def make_groups(resolved, share_training=True):
 def group_stamp(configs) -> dict:
   """The provenance stamp (:func:`featcon.io.stamp`) of a group's results: every field of its
   resolved configurations, in the group's order (``configs``, the number of them; a field with
-  one value in the group as that value, a field that varies as the list of its values). A
+  one value in the group as that value, a field that varies as the list of its values), and the
+  featcon version (the simulator's code). A
   finished group or chunk file is reused only under an equal stamp, so results are never read
   back for configurations that did not make them, whatever the workdir's record says."""
   flats = [io.flatten(c) for c in configs]
-  fields = {"configs": len(flats)}
+  fields = {"configs": len(flats), "featcon": __version__}
   for k in sorted({k for f in flats for k in f}):
     values = [f.get(k) for f in flats]
     fields[k] = values[0] if all(v == values[0] for v in values) else values
