@@ -125,6 +125,41 @@ def _get(config, dotted: str):
 _ABSENT = object()
 
 
+def check_table(config, table, prefix: str = "config.") -> None:
+  """Checks every ``(field, rule)`` of ``table`` that ``config`` has; raises
+  :class:`featcon.errors.ConfigError` ``<prefix><field>=<value> is not allowed; allowed: ...``
+  for the first bad one."""
+  for field, rule in table:
+    value = _get(config, field)
+    if value is not _ABSENT and not rule.ok(value):
+      raise ConfigError(f"{prefix}{field}={value!r} is not allowed; allowed: {rule.allowed}")
+
+
+def ints(lo: int) -> Rule:
+  """A non-empty tuple or list of integers >= ``lo``."""
+  one = _int(lo)
+  return Rule(lambda v: isinstance(v, (tuple, list)) and bool(v) and all(one.ok(x) for x in v),
+              f"a non-empty tuple of integers >= {lo}")
+
+
+def fraction(open_hi: bool = True) -> Rule:
+  """A number in (0, 1) (or (0, 1])."""
+  return Rule(lambda v: _real(0.0, open_lo=True).ok(v) and (v < 1 if open_hi else v <= 1),
+              "a number in (0, 1)" if open_hi else "a number in (0, 1]")
+
+
+def choice(*allowed: str) -> Rule:
+  return _choice(*allowed)
+
+
+def boolean() -> Rule:
+  return _bool()
+
+
+def real(lo: float, open_lo: bool = False) -> Rule:
+  return _real(lo, open_lo)
+
+
 def check_fields(config, stage: str) -> None:
   """Checks every field of :data:`FIELDS` that ``stage`` (or an earlier stage whose outputs it
   reads or makes) depends on; ``real_experiment`` runs every stage.
@@ -135,14 +170,7 @@ def check_fields(config, stage: str) -> None:
   """
   last = len(_STAGE_ORDER) if stage not in _STAGE_ORDER else _STAGE_ORDER.index(stage) + 1
   read = set(_STAGE_ORDER[:last])
-  for field, rule, first in FIELDS:
-    if first not in read:
-      continue
-    value = _get(config, field)
-    if value is _ABSENT:
-      continue
-    if not rule.ok(value):
-      raise ConfigError(f"config.{field}={value!r} is not allowed; allowed: {rule.allowed}")
+  check_table(config, [(field, rule) for field, rule, first in FIELDS if first in read])
   if _get(config, "teacher.source") == "pretrain" and _get(config, "teacher.pretrain.steps") == 0:
     raise ConfigError("config.teacher.pretrain.steps=0 is not allowed; allowed: an integer "
                       ">= 1 when config.teacher.source='pretrain'")

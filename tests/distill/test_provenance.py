@@ -6,6 +6,7 @@ before any work; an error or Ctrl-C stops the background threads and keeps the l
 checkpoint."""
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -304,3 +305,25 @@ def test_distillation_fault_injection(tmp_path):
       np.testing.assert_array_equal(a, b)
   print(f"fault injection: {outcomes}")  # the counts docs/reliability.md reports
   assert sum(outcomes.values()) == 4
+
+
+ANALYZE_BAD = [("holdout", 1.5), ("batch_size", 0), ("density_threshold", math.nan),
+               ("selectivity_mode", "max"), ("data.n_per_domain", 0),
+               ("padding.learning_rate", -1.0), ("padding.widths", (8, 0)), ("padding.seeds", ())]
+
+
+@pytest.mark.parametrize("field,value", ANALYZE_BAD, ids=[f"{f}={v}" for f, v in ANALYZE_BAD])
+def test_analyze_fields_checked_before_any_work(tmp_path, field, value):
+  from configs import analyze  # pylint: disable=g-import-not-at-top
+  from featcon.analysis import experiment  # pylint: disable=g-import-not-at-top
+  c = analyze.get_config("smoke")
+  *sections, leaf = field.split(".")
+  node = c
+  for s in sections:
+    node = node[s]
+  with node.ignore_type():
+    node[leaf] = value
+  wd = str(tmp_path / "a")
+  with pytest.raises(ConfigError, match=rf"config\.{re.escape(field)}=.* is not allowed; allowed:"):
+    experiment.run(c, wd)
+  assert not os.path.exists(wd)
