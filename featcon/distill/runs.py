@@ -215,5 +215,6 @@ def model_variables(config, workdir: str, which: str) -> tuple[Any, dict]:
         module, variables, lambda: refs.open_dataset(config, config.data.distill_train,
                                                      "config.data.distill_train",
                                                      limit=config.data.distill_limit),
-        config, os.path.join(workdir, "student"))
+        config, os.path.join(workdir, "student"),
+        data_ref=f"{config.data.distill_train}|{config.data.distill_limit}")
   raise ValueError(f"model={which!r} is not allowed; allowed: teacher, student")

@@ -128,5 +128,6 @@ def distill(config, workdir: str, mesh=None, allow_changes: bool = False) -> dic
   variables = train_lib.load_variables(ckpt, stamp=None if allow_changes else student_stamp)
   if dc.stop_after >= 0 and dc.stop_after < dc.steps:
     return variables  # not finished: recalibrate once training is complete
-  return batchnorm.maybe_recalibrated(student, variables, lambda: ds, config,
-                                      os.path.join(workdir, "student"))
+  return batchnorm.maybe_recalibrated(
+      student, variables, lambda: ds, config, os.path.join(workdir, "student"),
+      data_ref=f"{config.data.distill_train}|{config.data.distill_limit}")

@@ -78,4 +78,4 @@ def recalibrated(config, workdir: str, module, variables: dict) -> dict:
                         config.data.distill_limit))
   return batchnorm.maybe_recalibrated(
       module, variables, lambda: refs.open_dataset(config, ref, field, limit=limit), config,
-      os.path.join(workdir, "teacher"))
+      os.path.join(workdir, "teacher"), data_ref=f"{ref}|{limit}")

@@ -4,7 +4,6 @@ pixels that the baseline "standard models" read.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
 import jax
@@ -54,15 +53,7 @@ def extract_features(module, variables, ds: registry.Dataset, config,
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
 
 
-def variables_digest(variables) -> str:
-  """SHA-1 over the paths, shapes, dtypes and bytes of every array of ``variables`` (the
-  identity of an encoder's weights, whatever file or training made them)."""
-  h = hashlib.sha1()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(variables))[0]:
-    a = np.ascontiguousarray(np.asarray(leaf))
-    h.update(f"{jax.tree_util.keystr(path)}|{a.shape}|{a.dtype}|".encode())
-    h.update(a.tobytes())
-  return h.hexdigest()
+variables_digest = io.tree_digest  # the identity of an encoder's weights
 
 
 def feature_dim(module, variables, image_size: int, representation: str = "embedding") -> int:

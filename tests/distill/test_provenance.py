@@ -327,3 +327,32 @@ def test_analyze_fields_checked_before_any_work(tmp_path, field, value):
   with pytest.raises(ConfigError, match=rf"config\.{re.escape(field)}=.* is not allowed; allowed:"):
     experiment.run(c, wd)
   assert not os.path.exists(wd)
+
+
+def test_recalibration_cache_checked_and_stamped(tmp_path):
+  from featcon.distill import batchnorm  # pylint: disable=g-import-not-at-top
+  ds, config, variables, _, _ = _setup(n=8)
+  config.distill = {"bn_recalibration": 8, "batch_size": 4}
+  d = str(tmp_path)
+  first = batchnorm.maybe_recalibrated(Enc(), variables, lambda: ds, config, d, data_ref="toy")
+  path = batchnorm.cache_path(d, config)
+  z = io.load_npz(path)
+  stamp = io.read_stamp(z)
+  assert stamp is not None and first["batch_stats"]["bn"]["mean"].shape == (3,)
+  cases = {"nan": ({"bn/mean": np.full(3, np.nan, np.float32), "bn/var": z["bn/var"]},
+                   "non-finite"),
+           "shape": ({"bn/mean": np.zeros(4, np.float32), "bn/var": z["bn/var"]}, r"shape \(4,\)"),
+           "missing": ({"bn/mean": z["bn/mean"]}, r"lacks the array 'bn/var'")}
+  for what, (arrays, reason) in cases.items():
+    np.savez(path, **arrays, **{io.STAMP_KEY: io.stamp_array(stamp)})
+    with pytest.warns(RuntimeWarning, match=reason):
+      again = batchnorm.maybe_recalibrated(Enc(), variables, lambda: ds, config, d,
+                                           data_ref="toy")
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=what)
+  # Statistics cached for other weights or another data set are not reused.
+  with pytest.warns(RuntimeWarning, match=r"other settings \(data: 'toy' \(recorded\)"):
+    batchnorm.maybe_recalibrated(Enc(), variables, lambda: ds, config, d, data_ref="other")
+  other = jax.tree.map(lambda a: a * 2.0, variables)
+  with pytest.warns(RuntimeWarning, match=r"other settings \(variables:"):
+    batchnorm.maybe_recalibrated(Enc(), other, lambda: ds, config, d, data_ref="other")
