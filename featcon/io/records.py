@@ -160,9 +160,10 @@ def describe_diff(diff, limit: int = 6) -> str:
 def load_checked_cache(path: str, spec: dict, stamp: dict | None = None,
                        what: str = "cache") -> dict[str, np.ndarray] | None:
   """A cache file's arrays when it is readable, holds every array of ``spec`` with the expected
-  shape, dtype and finiteness (:func:`featcon.io.files.check_arrays`) and, with ``stamp``, the same provenance
-  stamp (:func:`stamp`); otherwise None, with a warning naming the file and
-  the reason, the file removed, so that the caller recomputes it."""
+  shape, dtype and finiteness (:func:`featcon.io.files.check_arrays`) and, with ``stamp``, the
+  same provenance stamp (:func:`stamp`); otherwise None, with a warning naming the file and
+  the reason, the file removed, so that the caller recomputes it. None too when there is no
+  file."""
   if not os.path.exists(path):
     return None
   try:

@@ -214,7 +214,8 @@ def run_groups(groups, limits=Limits(), *, progress=True, group_dir=None, log=la
 
   for g_i, group in enumerate(groups):
     path, desc = paths[g_i], descs[g_i]
-    done = _load_group(path, group, log) if path and distributed.agree(os.path.exists(path + ".json")) else None
+    done = _load_group(path, group, log) \
+        if path and distributed.agree(os.path.exists(path + ".json")) else None
     if done is not None:
       metrics, div, timing = done
       log(f"{desc}: done earlier, skipped")
@@ -247,7 +248,8 @@ def _load_chunk(path, group, n):
                                  what="sweep chunk")
   if arrays is None:
     return None
-  bad = sorted(k for k, v in arrays.items() if k not in _META_KEYS and (v.ndim == 0 or len(v) != n))
+  bad = sorted(k for k, v in arrays.items()
+               if k not in _META_KEYS and (v.ndim == 0 or len(v) != n))
   if bad:
     warnings.warn(f"sweep chunk: {path!r}: array {bad[0]!r} has shape {arrays[bad[0]].shape}, "
                   f"expected {n} rows; it is recomputed", RuntimeWarning, stacklevel=2)
