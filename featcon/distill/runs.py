@@ -122,7 +122,12 @@ def write_run_info(workdir: str, config, stage: str, previous: dict | None = Non
   determine the stage's results), package versions, encoder backends, and the ``history`` of
   earlier records that continued under other settings."""
   backends = {m: models.encoder_backend(m) for m in {config.model.teacher, config.model.student}}
-  history = list((previous or {}).get("history", []))
+  history = (previous or {}).get("history", [])
+  if not isinstance(history, list):
+    raise io.CorruptFileError(f"{record_path(workdir, stage)!r}: its 'history' is not a list; "
+                              "delete it (and the outputs next to it) and rerun, or use a new "
+                              "workdir")
+  history = list(history)
   if previous and changes:
     history.append({k: v for k, v in previous.items() if k != "history"})
   extra = {"encoder_backend": backends, "fingerprint": io.fingerprint(config, result_ignore(stage)),
