@@ -156,6 +156,10 @@ def checkpoint_stamp(ckpt_dir: str) -> tuple[int | None, Any]:
     step = mngr.latest_step()
     if step is None:
       return None, None
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    # Reading the step metadata makes orbax warn that the item it does not restore exists.
+    absl_log.setLevel(logging.ERROR)
     try:
       custom = mngr.metadata(step).custom_metadata or {}
     except Exception as e:  # pylint: disable=broad-except
@@ -163,6 +167,8 @@ def checkpoint_stamp(ckpt_dir: str) -> tuple[int | None, Any]:
                             f"({_one_line(e)}); delete {os.path.join(ckpt_dir, str(step))!r} to "
                             f"resume from the checkpoint before it, or {ckpt_dir!r} to start "
                             "over") from e
+    finally:
+      absl_log.setLevel(level)
     return int(step), custom.get(STAMP_METADATA)
   finally:
     mngr.close()
@@ -171,13 +177,21 @@ def checkpoint_stamp(ckpt_dir: str) -> tuple[int | None, Any]:
 def check_checkpoint(ckpt_dir: str, stamp: dict | None, *, allow_changes: bool = False,
                      fix: str = "") -> int | None:
   """Refuses to resume from or read the latest checkpoint under ``ckpt_dir`` when the
-  provenance stamp saved with it (:func:`featcon.io.stamp`) differs from ``stamp``, naming the
-  checkpoint folder and step and each differing field (a checkpoint saved without a stamp
-  differs in ``<stamp>``). Cheap: reads orbax's metadata, not the arrays. Returns the latest
+  provenance stamp saved with it (:func:`featcon.io.stamp`) differs from ``stamp``
+  (:class:`featcon.io.ConfigMismatchError` naming the checkpoint folder and step and each
+  differing field), or it has none (:class:`featcon.checkpoints.CheckpointError`: its metadata
+  is missing or damaged). Cheap: reads orbax's metadata, not the arrays. Returns the latest
   step (None: no checkpoint)."""
   step, stored = checkpoint_stamp(ckpt_dir)
   if step is None or stamp is None:
     return step
+  if stored is None and not allow_changes:
+    step_dir = os.path.join(ckpt_dir, str(step))
+    raise CheckpointError(
+        f"checkpoint {ckpt_dir!r} step {step} carries no provenance stamp (its metadata file "
+        f"is missing or damaged, or an older featcon wrote it), so the config that made it is "
+        f"unknown; delete {step_dir!r} to resume from the checkpoint before it, or "
+        f"{ckpt_dir!r} to start over")
   io.check_stamp(os.path.join(ckpt_dir, str(step)), stored, stamp,
                  what=f"a checkpoint (step {step})", allow_changes=allow_changes,
                  fix=fix or f"use the settings it was made with, a new --workdir, or delete "
