@@ -356,3 +356,35 @@ def test_recalibration_cache_checked_and_stamped(tmp_path):
   other = jax.tree.map(lambda a: a * 2.0, variables)
   with pytest.warns(RuntimeWarning, match=r"other settings \(variables:"):
     batchnorm.maybe_recalibrated(Enc(), other, lambda: ds, config, d, data_ref="other")
+
+
+def test_probe_stage_reuses_its_own_probes_and_evaluate_checks_their_stamps(tmp_path,
+                                                                            monkeypatch):
+  """distill -> linear_probe -> evaluate in process: a rerun of linear_probe reuses every probe
+  (their stamps match), the evaluation reads them, and a probe trained under other probe
+  settings is refused by the evaluation even when linear_probe_config.json is gone."""
+  from featcon.probe import linear  # pylint: disable=g-import-not-at-top
+  wd = str(tmp_path)
+  c = _config()
+  c.probe.models = "student"
+  c.eval.baseline = "none"
+  for stage, run in (("distill", distill.distill), ("linear_probe", stages.train_probes),
+                     ("evaluate", stages.evaluate)):
+    distill.start_stage(c, wd, stage)
+    out = run(c, wd)
+  assert {r["probe"] for r in out["rows"]} == {"adamw", "ridge"}
+  assert out["stamp"]["fields"]["probe.lr"] == c.probe.lr
+  def no_training(*a, **k):
+    raise AssertionError("a probe was retrained")
+  monkeypatch.setattr(linear, "ridge_probe", no_training)
+  monkeypatch.setattr(linear, "train_linear_probe", no_training)
+  again = stages.train_probes(c, wd)
+  assert set(again) == {"student_adamw", "student_ridge"}
+  assert stages.evaluate(c, wd)["rows"] == out["rows"]
+  os.remove(os.path.join(wd, "linear_probe_config.json"))
+  other = _config()
+  other.probe.models, other.eval.baseline = "student", "none"
+  other.probe.lr = 0.5
+  with pytest.raises(io.ConfigMismatchError, match=r"student_adamw\.json' holds a probe made "
+                     r"under other settings.*probe\.lr.*experiments\.linear_probe"):
+    stages.evaluate(other, wd)
