@@ -4,6 +4,7 @@ pixels that the baseline "standard models" read.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import jax
@@ -43,12 +44,14 @@ def extract_features(module, variables, ds: registry.Dataset, config,
   loader = Loader(ds.source, bs, config.data.image_size, workers=config.data.workers)
   bar = progress_lib.Bar(-(-len(ds.source) // bs) if hasattr(ds.source, "__len__") else None,
                          f"features {ds.name}:{ds.split}", True, unit="batch")
-  for batch in loader.eval_iter(sharding=batch_sh):
-    valid, feat, label = distributed.gather((batch["valid"], fwd(variables, batch["image"]),
-                                             batch["label"]))
-    feats.append(feat[valid])
-    labels.append(label[valid])
-    bar()
+  # closing: an error or Ctrl-C stops the prefetch thread before the exception propagates
+  with contextlib.closing(loader.eval_iter(sharding=batch_sh)) as batches:
+    for batch in batches:
+      valid, feat, label = distributed.gather((batch["valid"], fwd(variables, batch["image"]),
+                                               batch["label"]))
+      feats.append(feat[valid])
+      labels.append(label[valid])
+      bar()
   bar.close()
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
 
