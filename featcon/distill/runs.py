@@ -112,7 +112,7 @@ def check_stage(config, workdir: str, stage: str, allow_changes: bool = False):
     if fixed:
       raise io.ConfigMismatchError(
           f"{record_path(workdir, stage)!r}: a distillation cannot be resumed with another "
-          f"architecture or image size:\n{io.format_diff(fixed)}\nuse a new --workdir")
+          f"architecture or image size ({io.describe_diff(fixed)}); use a new --workdir")
   return rec, diff
 
 

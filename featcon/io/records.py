@@ -79,8 +79,8 @@ def check_workdir(record_path: str, config, *, ignore=(), allow_changes: bool = 
     allowed by ``allow_changes``).
 
   Raises:
-    ConfigMismatchError: naming each differing field with both values, unless
-      ``allow_changes``.
+    ConfigMismatchError: one line naming each differing field with both values
+      (:func:`describe_diff`), unless ``allow_changes``.
     CorruptFileError: when the record cannot be read (naming the file and the fix).
   """
   if not os.path.exists(record_path):
@@ -94,7 +94,7 @@ def check_workdir(record_path: str, config, *, ignore=(), allow_changes: bool = 
   if diff and not allow_changes:
     raise ConfigMismatchError(
         f"{record_path!r} records {what} made under a different config; the fields that "
-        f"determine them differ:\n{format_diff(diff)}\n"
+        f"determine them differ: {describe_diff(diff, limit=20)}; "
         + (fix or "use the recorded values, a new workdir, or delete the old one"))
   return record, diff
 
