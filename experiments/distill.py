@@ -22,7 +22,7 @@ def main(argv):
   distributed.initialize()
   logging.set_verbosity(logging.INFO)
   distill.start_stage(_CONFIG.value, _WORKDIR.value, "distill", _ALLOW_CHANGE.value)
-  distill.distill(_CONFIG.value, _WORKDIR.value)
+  distill.distill(_CONFIG.value, _WORKDIR.value, allow_changes=_ALLOW_CHANGE.value)
 
 
 def run():

@@ -23,8 +23,10 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from featcon import distributed
+from featcon import io
 from featcon.io.metrics import MetricsWriter  # the metric stream of fit (also featcon.io)
 from featcon import progress as progress_lib
+from featcon.checkpoints import CheckpointError
 
 log = logging.getLogger("featcon")
 
@@ -96,30 +98,107 @@ def checkpoint_manager(ckpt_dir: str, max_to_keep: int = 2) -> ocp.CheckpointMan
                                            enable_async_checkpointing=False))
 
 
+STAMP_METADATA = "featcon_stamp"  # the key of a checkpoint's provenance in orbax's metadata
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+  text = (str(e).strip().splitlines() or [""])[0]
+  return f"{type(e).__name__}: {text[:limit]}"
+
+
+def checkpoint_stamp(ckpt_dir: str) -> tuple[int | None, Any]:
+  """``(latest step, the provenance stamp saved with it)`` of the checkpoints under
+  ``ckpt_dir``: ``(None, None)`` when there is none; the stamp is None for a checkpoint saved
+  without one."""
+  if not os.path.isdir(ckpt_dir):
+    return None, None
+  mngr = checkpoint_manager(ckpt_dir)
+  try:
+    step = mngr.latest_step()
+    if step is None:
+      return None, None
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    # Reading the step metadata makes orbax warn that the item it does not restore exists.
+    absl_log.setLevel(logging.ERROR)
+    try:
+      custom = mngr.metadata(step).custom_metadata or {}
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"checkpoint {ckpt_dir!r} step {step}: its metadata cannot be read "
+                            f"({_one_line(e)}); delete {os.path.join(ckpt_dir, str(step))!r} to "
+                            f"resume from the checkpoint before it, or {ckpt_dir!r} to start "
+                            "over") from e
+    finally:
+      absl_log.setLevel(level)
+    return int(step), custom.get(STAMP_METADATA)
+  finally:
+    mngr.close()
+
+
+def check_checkpoint(ckpt_dir: str, stamp: dict | None, *, allow_changes: bool = False,
+                     fix: str = "") -> int | None:
+  """Refuses to resume from or read the latest checkpoint under ``ckpt_dir`` when the
+  provenance stamp saved with it (:func:`featcon.io.stamp`) differs from ``stamp``
+  (:class:`featcon.io.ConfigMismatchError` naming the checkpoint folder and step and each
+  differing field), or it has none (:class:`featcon.checkpoints.CheckpointError`: its metadata
+  is missing or damaged). Cheap: reads orbax's metadata, not the arrays. Returns the latest
+  step (None: no checkpoint)."""
+  step, stored = checkpoint_stamp(ckpt_dir)
+  if step is None or stamp is None:
+    return step
+  if stored is None and not allow_changes:
+    step_dir = os.path.join(ckpt_dir, str(step))
+    raise CheckpointError(
+        f"checkpoint {ckpt_dir!r} step {step} carries no provenance stamp (its metadata file "
+        f"is missing or damaged, or an older featcon wrote it), so the config that made it is "
+        f"unknown; delete {step_dir!r} to resume from the checkpoint before it, or "
+        f"{ckpt_dir!r} to start over")
+  io.check_stamp(os.path.join(ckpt_dir, str(step)), stored, stamp,
+                 what=f"a checkpoint (step {step})", allow_changes=allow_changes,
+                 fix=fix or f"use the settings it was made with, a new --workdir, or delete "
+                 f"{ckpt_dir!r} to start over")
+  return step
+
+
 def restore_latest(ckpt_dir: str, like: dict | None = None,
-                   sharding=None) -> tuple[dict, int] | None:
-  """The latest checkpoint under ``ckpt_dir`` (into ``like``'s structure if given), or None."""
+                   sharding=None, stamp: dict | None = None,
+                   allow_changes: bool = False) -> tuple[dict, int] | None:
+  """The latest checkpoint under ``ckpt_dir`` (into ``like``'s structure if given), or None.
+
+  With ``stamp``, a checkpoint saved under another provenance stamp is refused
+  (:func:`check_checkpoint`). An orbax error (a missing or truncated file of the checkpoint)
+  is re-raised as a :class:`featcon.checkpoints.CheckpointError` naming the folder and the step,
+  with orbax's error as its cause."""
   if not os.path.isdir(ckpt_dir):
     return None
+  if stamp is not None:
+    check_checkpoint(ckpt_dir, stamp, allow_changes=allow_changes)
   mngr = checkpoint_manager(ckpt_dir)
   step = mngr.latest_step()
-  if step is None:
+  try:
+    if step is None:
+      return None
+    try:
+      if like is None:
+        state = mngr.restore(step, args=ocp.args.StandardRestore())
+      else:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype,
+                                                               sharding=sharding), like)
+        state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"checkpoint {ckpt_dir!r} step {step} cannot be restored ({_one_line(e)}); delete "
+          f"{os.path.join(ckpt_dir, str(step))!r} to resume from the checkpoint before it, or "
+          f"{ckpt_dir!r} to start over") from e
+  finally:
     mngr.close()
-    return None
-  if like is None:
-    state = mngr.restore(step, args=ocp.args.StandardRestore())
-  else:
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype,
-                                                           sharding=sharding), like)
-    state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
-  mngr.close()
   return state, int(step)
 
 
 def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_steps: int,
         ckpt_dir: str, metrics_path: str, mesh: Mesh, checkpoint_every: int = 500,
         log_every: int = 50, stop_after: int = -1, name: str = "train", consts=(),
-        progress: bool = True) -> dict:
+        progress: bool = True, stamp: dict | None = None, allow_changes: bool = False) -> dict:
   """Run ``state, metrics = step_fn(state, batch, *consts)`` until ``total_steps``, resuming.
 
   Args:
@@ -139,6 +218,11 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
       replicated, passed as jit arguments rather than baked in as constants.
     progress: a progress bar (tqdm) over the steps, started after the first step so that its
       rate and ETA leave out compiling, and a closing summary line on stderr.
+    stamp: the provenance stamp (:func:`featcon.io.stamp`) of what determines the training;
+      saved in every checkpoint's orbax metadata, and a checkpoint with another stamp is not
+      resumed from (:func:`check_checkpoint`) unless ``allow_changes``.
+    allow_changes: resume from a checkpoint made under another stamp (its later checkpoints
+      carry ``stamp``).
   Returns:
     The final state (restored from the final checkpoint when training was already complete).
   Raises:
@@ -147,7 +231,7 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
   repl, _ = shardings(mesh)
   state = jax.device_put(state, repl)
   start = 0
-  restored = restore_latest(ckpt_dir, state, repl)
+  restored = restore_latest(ckpt_dir, state, repl, stamp=stamp, allow_changes=allow_changes)
   if restored is not None:
     state, start = restored
     log.info("%s: resumed from step %d (%s)", name, start, ckpt_dir)
@@ -161,8 +245,10 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
   t0, last_t, last_step = time.time(), time.time(), start
   step = start
   first_s, loss = None, float("nan")
+  custom = {STAMP_METADATA: stamp} if stamp is not None else None
+  it = batches(start)
   try:
-    for batch in batches(start):
+    for batch in it:
       state, metrics = jstep(state, batch, *consts)
       step += 1
       loss = float(metrics["loss"])
@@ -186,13 +272,18 @@ def fit(state: dict, step_fn: Callable, batches: Callable[[int], Any], *, total_
                    total_steps, loss, rate, eta)
         last_t, last_step = now, step
       if step % checkpoint_every == 0 or step == total_steps or step == stop_after:
-        mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+        mngr.save(step, args=ocp.args.StandardSave(state), force=True, custom_metadata=custom)
       if step == stop_after:
         log.info("%s: stopping after step %d (stop_after)", name, step)
         break
       if step >= total_steps:
         break
   finally:
+    # An error or Ctrl-C stops the background work first (the batch-prefetch thread, the
+    # TensorBoard writer, orbax): the last finished checkpoint stays as it is, and the process
+    # exits with the error's own message.
+    if hasattr(it, "close"):
+      it.close()
     bar.close()
     writer.close()
     mngr.wait_until_finished()
@@ -262,9 +353,10 @@ def batch_stream(loader, mesh, total_steps):
   return lambda start: loader.train_iter(start, total_steps, sharding=batch_sh)
 
 
-def load_variables(ckpt_dir: str, subtree: str | None = None) -> dict:
-  """``{"params", ["batch_stats"]}`` of the latest checkpoint in ``ckpt_dir``."""
-  restored = restore_latest(ckpt_dir)
+def load_variables(ckpt_dir: str, subtree: str | None = None, stamp: dict | None = None) -> dict:
+  """``{"params", ["batch_stats"]}`` of the latest checkpoint in ``ckpt_dir`` (with ``stamp``:
+  refused when it was saved under another provenance stamp, :func:`check_checkpoint`)."""
+  restored = restore_latest(ckpt_dir, stamp=stamp)
   if restored is None:
     raise FileNotFoundError(f"no checkpoint under {ckpt_dir!r}: run the stage that writes it "
                             "(e.g. `python -m experiments.distill`) with the same --config and --workdir first")

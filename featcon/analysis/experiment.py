@@ -20,8 +20,10 @@ from featcon import io
 from featcon import progress as progress_lib
 from featcon.analysis import datasets
 from featcon.analysis import encoders
+from featcon.analysis import metrics
 from featcon.analysis import padding
 from featcon.analysis import suite
+from featcon.distill import checks
 
 PARTS = ("encoders", "padding")
 PADDING_MODELS = {"black": "control", "red": "padded"}   # condition → encoder label
@@ -91,11 +93,32 @@ def check_normalization(encs, data):
           "configs/analyze.py:real does), or use a data source with that normalisation")
 
 
+# Every numeric and choice field of configs/analyze.py (names, layers and data sources are
+# checked against the encoders and registries below).
+FIELDS = (
+    ("seed", checks.COUNT), ("batch_size", checks.POSITIVE_INT),
+    ("analyse_padding_models", checks.boolean()),
+    ("selectivity_mode", checks.choice(*metrics.SELECTIVITY_MODES)),
+    ("density_threshold", checks.real(0.0)), ("holdout", checks.fraction()),
+    ("probe_l2", checks.real(0.0)), ("cam_head", checks.choice("probe", "identity")),
+    ("cam_examples", checks.POSITIVE_INT), ("cam_mass_examples", checks.COUNT),
+    ("data.seed", checks.COUNT), ("data.n_per_domain", checks.POSITIVE_INT),
+    ("data.n_shift", checks.COUNT), ("data.size", checks.POSITIVE_INT),
+    ("data.pad", checks.COUNT), ("data.jitter", checks.real(0.0)),
+    ("padding.n_train", checks.COUNT), ("padding.widths", checks.ints(1)),
+    ("padding.blocks", checks.POSITIVE_INT), ("padding.steps", checks.POSITIVE_INT),
+    ("padding.batch_size", checks.POSITIVE_INT), ("padding.learning_rate", checks.LR),
+    ("padding.weight_decay", checks.real(0.0)), ("padding.flip", checks.boolean()),
+    ("padding.jitter", checks.real(0.0)), ("padding.seeds", checks.ints(0)),
+)
+
+
 def run(cfg, workdir):
   """Runs the configured parts into `workdir`; returns {part: results}.
 
-  Every config value is checked before any long run.
+  Every config value is checked before any long run (:data:`FIELDS`, then the names).
   """
+  checks.check_table(cfg, FIELDS)
   parts = [p for p in cfg.run.split(",") if p]
   for p in parts:
     if p not in PARTS:

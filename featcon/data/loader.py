@@ -137,7 +137,8 @@ def _prefetch(batches, sharding, size: int, global_rows: int = 0):
     except BaseException as e:  # pylint: disable=broad-except
       put(e)
 
-  threading.Thread(target=worker, daemon=True).start()
+  thread = threading.Thread(target=worker, daemon=True)
+  thread.start()
   try:
     while True:
       item = q.get()
@@ -147,4 +148,9 @@ def _prefetch(batches, sharding, size: int, global_rows: int = 0):
         raise item
       yield item
   finally:
+    # The consumer stopped (finished, an error, Ctrl-C, the iterator closed): end the thread
+    # before returning, so that no batch is being built or put on a device while the
+    # interpreter shuts down (a fatal abort inside XLA otherwise).
     stop.set()
+    if thread is not threading.current_thread():
+      thread.join(timeout=60)

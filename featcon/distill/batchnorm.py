@@ -110,12 +110,25 @@ def cache_path(directory: str, config) -> str:
   return os.path.join(directory, f"batch_stats_recalibrated_n{int(config.distill.get('bn_recalibration', 0))}.npz")
 
 
-def maybe_recalibrated(module, variables: dict, open_ds, config, directory: str) -> dict:
+def recalibration_stamp(variables: dict, config, data_ref: str) -> dict:
+  """The provenance stamp (:func:`featcon.io.stamp`) of a recalibration cache: the digest of the
+  network's variables (:func:`featcon.io.tree_digest`), the data set reference, the number of
+  images, the batch size and the image size."""
+  return io.stamp({"variables": io.tree_digest(variables), "data": data_ref,
+                   "images": int(config.distill.get("bn_recalibration", 0)),
+                   "batch_size": int(config.distill.batch_size),
+                   "image_size": int(config.data.image_size)})
+
+
+def maybe_recalibrated(module, variables: dict, open_ds, config, directory: str,
+                       data_ref: str = "") -> dict:
   """``variables`` with BatchNorm statistics recalibrated on the first
   ``config.distill.bn_recalibration`` images of ``open_ds()`` (batches of
   ``config.distill.batch_size``), cached in ``directory`` (:func:`cache_path`; written
-  atomically, a corrupt file is recomputed); ``variables`` unchanged when that field is 0 or the
-  module has no BatchNorm statistics."""
+  atomically with its provenance stamp, :func:`recalibration_stamp` of ``data_ref``; a corrupt
+  file, one whose statistics do not have the network's shapes or are not finite, or one of
+  other variables or settings is recomputed with a warning); ``variables`` unchanged when that
+  field is 0 or the module has no BatchNorm statistics."""
   n = int(config.distill.get("bn_recalibration", 0))
   if n < 0:
     raise ValueError(f"config.distill.bn_recalibration={n} is not allowed; allowed: 0 (keep the "
@@ -123,18 +136,22 @@ def maybe_recalibrated(module, variables: dict, open_ds, config, directory: str)
   if not n or "batch_stats" not in variables:
     return variables
   path = cache_path(directory, config)
-  z = io.load_cache_npz(path) if os.path.exists(path) else None
+  stamp = recalibration_stamp(variables, config, data_ref)
+  spec = {"/".join(k): (np.shape(v), "f", True)
+          for k, v in traverse_util.flatten_dict(variables["batch_stats"]).items()}
+  z = io.load_checked_cache(path, spec, stamp=stamp, what="recalibrated BatchNorm statistics")
   if z is None:
     ds = open_ds()
     batches = image_batches(ds, config.data.image_size, config.distill.batch_size, n,
                             config.data.workers)
     new = recalibrate_batch_stats(module, variables, batches)["batch_stats"]
     flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(new).items()}
-    io.atomic_write(path, lambda fh: np.savez(fh, **flat), binary=True)
+    io.atomic_write(path, lambda fh: np.savez(fh, **flat, **{io.STAMP_KEY: io.stamp_array(stamp)}),
+                    binary=True)
     log.info("BatchNorm statistics recalibrated on %d images of %s:%s -> %s", n, ds.name,
              ds.split, path)
   else:
-    flat = {k: z[k] for k in z}
+    flat = {k: z[k] for k in spec}
   stats = traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v)
                                         for k, v in flat.items()})
   return dict(variables, batch_stats=stats)

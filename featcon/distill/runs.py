@@ -14,26 +14,16 @@ from typing import Any
 
 from featcon import io
 from featcon import models
+from featcon.errors import ConfigError, WorkdirError
 from featcon import training as train_lib
 from featcon.data import refs
-from featcon.distill import batchnorm, finetune
+from featcon.distill import batchnorm, checks, finetune, stamps
 from featcon.distill import teacher as teacher_lib
 
 
-# Options that change how a stage runs, not its results: they may differ between runs on one
-# workdir. ``num_devices``: data-parallel training gives the same results on any device count up
-# to the order of floating-point reductions (tests/distill/test_train.py); ``data.workers``:
-# decoding threads, the batch order is fixed by the seed; checkpoint and log intervals and the
-# simulated preemption ``distill.stop_after``; the batch size of frozen-feature extraction
-# (eval mode: every example is computed alone).
-RESULT_INVARIANT = ("num_devices", "data.workers", "distill.checkpoint_every",
-                    "distill.log_every", "distill.stop_after", "probe.feature_batch_size")
-# Config sections each stage's results do not depend on (later stages' settings).
-# ``real_experiment`` (experiments/real_experiment.py) runs every stage: its root record
-# depends on every section but the experiment's own (which jobs run and how the summary reads;
-# each job has its own fingerprint, featcon/analysis/table1.py) and the reported probe.
-LATER_SECTIONS = {"distill": ("probe", "eval"), "linear_probe": ("eval",), "evaluate": (),
-                  "real_experiment": ("experiment", "probe.primary")}
+RESULT_INVARIANT = stamps.RESULT_INVARIANT
+LATER_SECTIONS = stamps.LATER_SECTIONS
+result_ignore = stamps.result_ignore
 # The stage whose recorded config a stage checks before reading its outputs.
 UPSTREAM = {"linear_probe": "distill", "evaluate": "linear_probe"}
 # Fields a resumed distillation cannot change even when asked to (the checkpoint's structure).
@@ -43,32 +33,24 @@ TEACHER_SOURCES = ("pretrain", "checkpoint", "finetune", "random")
 PROBE_MODELS = ("teacher", "student")
 
 
-def result_ignore(stage: str) -> tuple[str, ...]:
-  """The config fields that do not determine the results of ``stage``."""
-  if stage not in LATER_SECTIONS:
-    raise ValueError(f"stage={stage!r} is not allowed; allowed: {', '.join(LATER_SECTIONS)}")
-  return RESULT_INVARIANT + LATER_SECTIONS[stage]
-
-
 def record_path(workdir: str, stage: str) -> str:
   """``workdir/<stage>_config.json``."""
   return os.path.join(workdir, f"{stage}_config.json")
 
 
 def validate_config(config, stage: str) -> None:
-  """Checks every name a stage reads (encoders, teacher source, data references, probed
-  models) before any work; raises ValueError naming the field, the value and what is allowed."""
+  """Checks every numeric and choice field (:func:`featcon.distill.checks.check_fields`) and
+  every name a stage reads (encoders, teacher source, data references, probed models) before
+  any work; raises :class:`featcon.errors.ConfigError` naming the field, the value and what is
+  allowed."""
+  checks.check_fields(config, stage)
   names = models.encoder_names()
   for field in ("model.teacher", "model.student"):
     v = config.model[field.split(".")[1]]
     if v not in names:
-      raise ValueError(f"config.{field}={v!r} is not allowed; allowed: {', '.join(names)}")
-  n_recal = config.distill.get("bn_recalibration", 0)
-  if not isinstance(n_recal, int) or n_recal < 0:
-    raise ValueError(f"config.distill.bn_recalibration={n_recal!r} is not allowed; allowed: 0 "
-                     "(keep the running statistics) or a positive number of images")
+      raise ConfigError(f"config.{field}={v!r} is not allowed; allowed: {', '.join(names)}")
   if config.teacher.source not in TEACHER_SOURCES:
-    raise ValueError(f"config.teacher.source={config.teacher.source!r} is not allowed; "
+    raise ConfigError(f"config.teacher.source={config.teacher.source!r} is not allowed; "
                      f"allowed: {', '.join(TEACHER_SOURCES)}")
   fields = ["data.distill_train"]
   if config.teacher.source in ("pretrain", "finetune"):
@@ -80,14 +62,14 @@ def validate_config(config, stage: str) -> None:
     probed = [m.strip() for m in config.probe.models.split(",") if m.strip()]
     bad = [m for m in probed if m not in PROBE_MODELS]
     if bad or not probed:
-      raise ValueError(f"config.probe.models={config.probe.models!r} is not allowed; allowed: "
+      raise ConfigError(f"config.probe.models={config.probe.models!r} is not allowed; allowed: "
                        f"a comma-separated subset of {', '.join(PROBE_MODELS)}")
   for field in fields:
     section, key = field.split(".")
     ref = config[section][key]
     parts = [r for r in ref.split(",") if r.strip()]
     if not parts:
-      raise ValueError(f"config.{field}={ref!r} is empty; allowed: 'name:split' "
+      raise ConfigError(f"config.{field}={ref!r} is empty; allowed: 'name:split' "
                        "(comma-separated for several)")
     for r in parts:
       refs.parse_ref(r, f"config.{field}")
@@ -130,7 +112,7 @@ def check_stage(config, workdir: str, stage: str, allow_changes: bool = False):
     if fixed:
       raise io.ConfigMismatchError(
           f"{record_path(workdir, stage)!r}: a distillation cannot be resumed with another "
-          f"architecture or image size:\n{io.format_diff(fixed)}\nuse a new --workdir")
+          f"architecture or image size ({io.describe_diff(fixed)}); use a new --workdir")
   return rec, diff
 
 
@@ -140,7 +122,12 @@ def write_run_info(workdir: str, config, stage: str, previous: dict | None = Non
   determine the stage's results), package versions, encoder backends, and the ``history`` of
   earlier records that continued under other settings."""
   backends = {m: models.encoder_backend(m) for m in {config.model.teacher, config.model.student}}
-  history = list((previous or {}).get("history", []))
+  history = (previous or {}).get("history", [])
+  if not isinstance(history, list):
+    raise io.CorruptFileError(f"{record_path(workdir, stage)!r}: its 'history' is not a list; "
+                              "delete it (and the outputs next to it) and rerun, or use a new "
+                              "workdir")
+  history = list(history)
   if previous and changes:
     history.append({k: v for k, v in previous.items() if k != "history"})
   extra = {"encoder_backend": backends, "fingerprint": io.fingerprint(config, result_ignore(stage)),
@@ -149,13 +136,54 @@ def write_run_info(workdir: str, config, stage: str, previous: dict | None = Non
   return io.write_run_info(workdir, config, stage, extra)
 
 
+def _probed(config) -> list[str]:
+  return [m.strip() for m in config.probe.models.split(",") if m.strip()]
+
+
+def require_outputs(config, workdir: str, stage: str) -> None:
+  """Refuses a workdir that lacks what ``stage`` reads (a :class:`featcon.errors.WorkdirError`
+  naming the folder and the command that makes it), and a distilled student whose checkpoint
+  was made under another config (:func:`featcon.training.check_checkpoint`), before any work.
+
+  - ``linear_probe`` and ``evaluate`` probing the student need its checkpoints
+    (``experiments.distill``);
+  - ``evaluate`` needs every probe (``probes/<model>_<kind>.npz`` and ``.json``,
+    ``experiments.linear_probe``).
+  """
+  if stage not in ("linear_probe", "evaluate"):
+    return
+  same = "with the same --config, overrides and --workdir"
+  if "student" in _probed(config):
+    ckpt = os.path.join(workdir, "student", "checkpoints")
+    step = train_lib.check_checkpoint(
+        ckpt, stamps.student(config),
+        fix=f"run {stage} with the --config and overrides the distillation was run with, or "
+        "rerun `python -m experiments.distill` in a new --workdir")
+    if step is None:
+      raise WorkdirError(f"{workdir!r} holds no distilled student (no checkpoint under "
+                         f"{ckpt!r}); run `python -m experiments.distill` {same} first")
+    if step < config.distill.steps:
+      raise WorkdirError(f"{ckpt!r}: the distillation stopped at step {step} of "
+                         f"{config.distill.steps}; rerun `python -m experiments.distill` {same} "
+                         "to finish it first")
+  if stage == "evaluate":
+    missing = [os.path.join("probes", f"{m}_{k}{ext}") for m in _probed(config)
+               for k in ("adamw", "ridge") for ext in (".npz", ".json")
+               if not os.path.exists(os.path.join(workdir, "probes", f"{m}_{k}{ext}"))]
+    if missing:
+      raise WorkdirError(f"{workdir!r} lacks the trained probes {', '.join(missing)}; run "
+                         f"`python -m experiments.linear_probe` {same} first")
+
+
 def start_stage(config, workdir: str, stage: str, allow_changes: bool = False) -> dict:
   """What every entry point does first: logging, the compilation cache, validation of the
-  config (:func:`validate_config`) and of the workdir (:func:`check_stage`), then the run info
+  config (:func:`validate_config`), of the earlier stages' outputs (:func:`require_outputs`)
+  and of the workdir (:func:`check_stage`), then the run info
   on disk (written only after both checks pass). A probe stage continuing under other settings
   drops its cached probes (they were made under the old ones)."""
   logging.getLogger("featcon").setLevel(logging.INFO)
   validate_config(config, stage)
+  require_outputs(config, workdir, stage)
   previous, changes = check_stage(config, workdir, stage, allow_changes)
   if changes:
     logging.getLogger("featcon").warning("%s: continuing with changed settings:\n%s", stage,
@@ -175,19 +203,23 @@ def model_variables(config, workdir: str, which: str) -> tuple[Any, dict]:
   if which == "teacher":
     module = models.make_encoder(config.model.teacher, **config.model.overrides)
     ckpt = os.path.join(workdir, "teacher", "checkpoints")
-    done = train_lib.restore_latest(ckpt) if config.teacher.source == "pretrain" else None
-    if done is not None and done[1] >= config.teacher.pretrain.steps:
+    stamp = stamps.teacher(config)
+    step = train_lib.check_checkpoint(ckpt, stamp) if config.teacher.source == "pretrain" \
+        else None
+    if step is not None and step >= config.teacher.pretrain.steps:
       return module, teacher_lib.recalibrated(config, workdir, module, train_lib.load_variables(
-          os.path.join(workdir, "teacher", "checkpoints"), "encoder"))
+          ckpt, "encoder", stamp=stamp))
     # Released weights, a random init, or a pre-training not run yet (a probe-only run of a
     # supervised row: it is trained here).
     return module, teacher_lib.teacher_variables(config, workdir)
   if which == "student":
     module = models.make_encoder(config.model.student, **config.model.student_overrides)
-    variables = train_lib.load_variables(os.path.join(workdir, "student", "checkpoints"))
+    variables = train_lib.load_variables(os.path.join(workdir, "student", "checkpoints"),
+                                         stamp=stamps.student(config))
     return module, batchnorm.maybe_recalibrated(
         module, variables, lambda: refs.open_dataset(config, config.data.distill_train,
                                                      "config.data.distill_train",
                                                      limit=config.data.distill_limit),
-        config, os.path.join(workdir, "student"))
+        config, os.path.join(workdir, "student"),
+        data_ref=f"{config.data.distill_train}|{config.data.distill_limit}")
   raise ValueError(f"model={which!r} is not allowed; allowed: teacher, student")

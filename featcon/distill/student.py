@@ -19,6 +19,7 @@ from featcon import training as train_lib
 from featcon.data import refs
 from featcon.distill import batchnorm
 from featcon.distill import runs
+from featcon.distill import stamps
 from featcon.distill import targets as targets_lib
 from featcon.distill import teacher as teacher_lib
 
@@ -73,18 +74,30 @@ def cached_distill_step(student, tx):
   return step
 
 
-def distill(config, workdir: str, mesh=None) -> dict:
+def distill(config, workdir: str, mesh=None, allow_changes: bool = False) -> dict:
   """Representation distillation (Section 2): returns the student's variables (BatchNorm
   statistics recalibrated on the distillation images when ``config.distill.bn_recalibration``,
-  :mod:`featcon.distill.batchnorm`)."""
-  runs.validate_config(config, "distill")  # every name, before the teacher is pre-trained
+  :mod:`featcon.distill.batchnorm`).
+
+  The student's (and a pre-trained teacher's) checkpoints carry the provenance stamp of the
+  fields they depend on (:mod:`featcon.distill.stamps`); a checkpoint under ``workdir`` made
+  under another stamp is refused before any work, naming the checkpoint and each differing
+  field, unless ``allow_changes`` (``--allow_config_change``: training continues from it with
+  the new settings)."""
+  runs.validate_config(config, "distill")  # every field, before the teacher is pre-trained
+  ckpt = os.path.join(workdir, "student", "checkpoints")
+  student_stamp = stamps.student(config)
+  train_lib.check_checkpoint(ckpt, student_stamp, allow_changes=allow_changes)
+  if config.teacher.source == "pretrain":
+    train_lib.check_checkpoint(os.path.join(workdir, "teacher", "checkpoints"),
+                               stamps.teacher(config), allow_changes=allow_changes)
   dc = config.distill
   if dc.get("cached_targets", False) and dc.block_weight:
     raise ValueError(f"config.distill.block_weight={dc.block_weight} is not allowed with "
                      "config.distill.cached_targets=True; allowed: 0 (only the final "
                      "representation is cached)")
   mesh = mesh or train_lib.make_mesh(config.num_devices)
-  teacher_vars = teacher_lib.teacher_variables(config, workdir, mesh)
+  teacher_vars = teacher_lib.teacher_variables(config, workdir, mesh, allow_changes)
   teacher = models.make_encoder(config.model.teacher, **config.model.overrides)
   student = models.make_encoder(config.model.student, **config.model.student_overrides)
   svars = train_lib.init_variables(student, config.data.image_size, config.seed)
@@ -107,17 +120,18 @@ def distill(config, workdir: str, mesh=None) -> dict:
   else:
     loader = refs.train_loader(config, ds, dc.batch_size, config.seed)
     step, consts = distill_step(teacher, student, tx, dc.block_weight), (teacher_vars,)
-  ckpt = os.path.join(workdir, "student", "checkpoints")
   train_lib.fit(train_lib.new_state(params, svars.get("batch_stats"), tx), step,
                 train_lib.batch_stream(loader, mesh, dc.steps), total_steps=dc.steps, ckpt_dir=ckpt,
                 metrics_path=os.path.join(workdir, "student", "metrics.jsonl"), mesh=mesh,
                 checkpoint_every=dc.checkpoint_every, log_every=dc.log_every,
-                stop_after=dc.stop_after, name="distill", consts=consts)
-  variables = train_lib.load_variables(ckpt)
+                stop_after=dc.stop_after, name="distill", consts=consts, stamp=student_stamp,
+                allow_changes=allow_changes)
+  variables = train_lib.load_variables(ckpt, stamp=None if allow_changes else student_stamp)
   if dc.stop_after >= 0 and dc.stop_after < dc.steps:
     return variables  # not finished: recalibrate once training is complete
-  variables = batchnorm.maybe_recalibrated(student, variables, lambda: ds, config,
-                                           os.path.join(workdir, "student"))
+  variables = batchnorm.maybe_recalibrated(
+      student, variables, lambda: ds, config, os.path.join(workdir, "student"),
+      data_ref=f"{config.data.distill_train}|{config.data.distill_limit}")
   progress_lib.stage(f"distill: wrote {workdir}/student/ (checkpoints/, metrics.jsonl, "
                      "tensorboard/); next: python -m experiments.linear_probe with the same "
                      "--config and --workdir")

@@ -15,11 +15,9 @@ fingerprint differs is never read.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 
-import jax
 import numpy as np
 
 from featcon import io
@@ -29,14 +27,7 @@ from featcon.probe import features
 log = logging.getLogger("featcon")
 
 
-def variables_digest(variables) -> str:
-  """SHA-1 over the paths, shapes, dtypes and bytes of every array of ``variables``."""
-  h = hashlib.sha1()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(variables))[0]:
-    a = np.ascontiguousarray(np.asarray(leaf))
-    h.update(f"{jax.tree_util.keystr(path)}|{a.shape}|{a.dtype}|".encode())
-    h.update(a.tobytes())
-  return h.hexdigest()
+variables_digest = features.variables_digest  # the identity of the teacher's weights
 
 
 def targets_fingerprint(teacher_digest: str, data_ref: str, limit: int, image_size: int,

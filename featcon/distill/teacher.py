@@ -8,10 +8,10 @@ import os
 from featcon import models
 from featcon import training as train_lib
 from featcon.data import refs
-from featcon.distill import batchnorm, classifier, finetune
+from featcon.distill import batchnorm, classifier, finetune, stamps
 
 
-def teacher_variables(config, workdir: str, mesh=None) -> dict:
+def teacher_variables(config, workdir: str, mesh=None, allow_changes: bool = False) -> dict:
   """The frozen teacher's variables, per ``config.teacher.source``:
 
   - "checkpoint": released pre-trained weights (the paper's CLIP teachers), via the CLIP port;
@@ -23,6 +23,10 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
     corruptions, BatchNorm recalibrated (:mod:`featcon.distill.finetune`), shared by every run
     that names the same ``config.teacher.finetune.dir``;
   - "random": a frozen random initialisation (smoke tests, the random-init probe row).
+
+  A pre-training's checkpoints carry the teacher's provenance stamp
+  (:func:`featcon.distill.stamps.teacher`); one made under another is not resumed from or read
+  (unless ``allow_changes``).
 
   With ``config.distill.bn_recalibration`` the BatchNorm statistics of a "pretrain" or "random"
   teacher are recalibrated (:mod:`featcon.distill.batchnorm`) on its training images
@@ -55,8 +59,10 @@ def teacher_variables(config, workdir: str, mesh=None) -> dict:
                 train_lib.batch_stream(loader, mesh, pc.steps), total_steps=pc.steps, ckpt_dir=ckpt,
                 metrics_path=os.path.join(workdir, "teacher", "metrics.jsonl"), mesh=mesh,
                 checkpoint_every=config.distill.checkpoint_every,
-                log_every=config.distill.log_every, name="teacher")
-  return recalibrated(config, workdir, module, train_lib.load_variables(ckpt, subtree="encoder"))
+                log_every=config.distill.log_every, name="teacher", stamp=stamps.teacher(config),
+                allow_changes=allow_changes)
+  return recalibrated(config, workdir, module, train_lib.load_variables(
+      ckpt, subtree="encoder", stamp=None if allow_changes else stamps.teacher(config)))
 
 
 def recalibrated(config, workdir: str, module, variables: dict) -> dict:
@@ -72,4 +78,4 @@ def recalibrated(config, workdir: str, module, variables: dict) -> dict:
                         config.data.distill_limit))
   return batchnorm.maybe_recalibrated(
       module, variables, lambda: refs.open_dataset(config, ref, field, limit=limit), config,
-      os.path.join(workdir, "teacher"))
+      os.path.join(workdir, "teacher"), data_ref=f"{ref}|{limit}")

@@ -110,3 +110,59 @@ def load_cache_npz(path: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarra
     except FileNotFoundError:
       pass
     return None
+
+
+STAMP_KEY = "__stamp"
+
+
+def stamp_array(stamp: dict) -> np.ndarray:
+  """A provenance stamp (:func:`featcon.io.records.stamp`) as the 0-d string array that an
+  ``.npz`` file stores under :data:`STAMP_KEY` (read back without pickle)."""
+  return np.asarray(json.dumps(stamp, sort_keys=True, default=str))
+
+
+def read_stamp(arrays: dict):
+  """The stamp stored in a loaded ``.npz`` (:func:`stamp_array`), or None when it has none or
+  it cannot be parsed."""
+  raw = arrays.get(STAMP_KEY)
+  if raw is None or raw.ndim != 0 or raw.dtype.kind != "U":
+    return None
+  try:
+    return json.loads(str(raw))
+  except json.JSONDecodeError:
+    return None
+
+
+def check_arrays(path: str, arrays: dict, spec: dict, fix: str) -> None:
+  """Checks the arrays read from ``path`` against what the reader expects.
+
+  Args:
+    path: the file (named in the error).
+    arrays: ``{name: array}`` as loaded.
+    spec: ``{name: (shape, dtype, finite)}``: ``shape`` a tuple whose entries are ints or None
+      (any size), or None for any shape; ``dtype`` a numpy dtype, a dtype kind character
+      (``"f"``, ``"i"``, ...) or None; ``finite`` whether every value must be finite.
+    fix: what to do about a bad file (named in the error).
+
+  Raises:
+    CorruptFileError: naming the file, the array, what it holds and what was expected.
+  """
+  for name, (shape, dtype, finite) in spec.items():
+    if name not in arrays:
+      raise CorruptFileError(f"{path!r} lacks the array {name!r}; {fix}")
+    a = arrays[name]
+    if shape is not None and (a.ndim != len(shape) or any(
+        s is not None and s != n for s, n in zip(shape, a.shape))):
+      want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+      raise CorruptFileError(f"{path!r}: array {name!r} has shape {a.shape}, expected {want}; "
+                             f"{fix}")
+    if dtype is not None:
+      ok = a.dtype.kind == dtype if isinstance(dtype, str) and len(dtype) == 1 \
+          else a.dtype == np.dtype(dtype)
+      if not ok:
+        raise CorruptFileError(f"{path!r}: array {name!r} has dtype {a.dtype}, expected "
+                               f"{dtype}; {fix}")
+    if finite and a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+      bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+      raise CorruptFileError(f"{path!r}: array {name!r} holds {bad} non-finite value(s); {fix}")
+

@@ -1,7 +1,8 @@
-"""Provenance: the versions of the packages and devices behind a result, and the run record of
-a stage (:func:`write_run_info`)."""
+"""Provenance: the versions of the packages and devices behind a result, the run record of a
+stage (:func:`write_run_info`), and the identity of a tree of arrays (:func:`tree_digest`)."""
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -42,3 +43,14 @@ def write_run_info(workdir: str, config, stage: str, extra: dict | None = None) 
   info.update(extra or {})
   write_json(os.path.join(workdir, f"{stage}_config.json"), info, indent=2, sort_keys=True)
   return info
+
+
+def tree_digest(tree) -> str:
+  """SHA-1 over the paths, shapes, dtypes and bytes of every array of a pytree (the identity of
+  an encoder's weights, whatever file or training made them)."""
+  h = hashlib.sha1()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{jax.tree_util.keystr(path)}|{a.shape}|{a.dtype}|".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()

@@ -7,9 +7,11 @@ import fnmatch
 import hashlib
 import json
 import os
+import warnings
 from typing import Any
 
 from featcon.errors import FeatconError
+from featcon.io import files
 from featcon.io.files import CorruptFileError, read_json
 
 
@@ -77,21 +79,106 @@ def check_workdir(record_path: str, config, *, ignore=(), allow_changes: bool = 
     allowed by ``allow_changes``).
 
   Raises:
-    ConfigMismatchError: naming each differing field with both values, unless
-      ``allow_changes``.
+    ConfigMismatchError: one line naming each differing field with both values
+      (:func:`describe_diff`), unless ``allow_changes``.
     CorruptFileError: when the record cannot be read (naming the file and the fix).
   """
   if not os.path.exists(record_path):
     return None, []
   record = read_json(record_path, fix="delete it (and the outputs next to it) and rerun, or "
                      "use a new workdir")
-  if not isinstance(record, dict) or "config" not in record:
-    raise CorruptFileError(f"{record_path!r} holds no 'config' entry; delete it (and the "
+  if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+    raise CorruptFileError(f"{record_path!r} holds no 'config' object; delete it (and the "
                            "outputs next to it) and rerun, or use a new workdir")
   diff = config_diff(record["config"], config, ignore)
   if diff and not allow_changes:
     raise ConfigMismatchError(
         f"{record_path!r} records {what} made under a different config; the fields that "
-        f"determine them differ:\n{format_diff(diff)}\n"
+        f"determine them differ: {describe_diff(diff, limit=20)}; "
         + (fix or "use the recorded values, a new workdir, or delete the old one"))
   return record, diff
+
+
+# ---- provenance of one artifact ----------------------------------------------------------------
+# Every finished unit of work (a sweep group or chunk, a distillation checkpoint, a feature cache,
+# a probe, a results file) carries the stamp of what made it: the fields and inputs that
+# determine it and their fingerprint. It is reused only when the stamp equals the current run's,
+# so neither a deleted or damaged workdir record nor a renamed file can make old results pass
+# for new ones.
+
+def stamp(fields) -> dict:
+  """The provenance stamp of an artifact: ``{"fingerprint": SHA-1, "fields": {dotted: value}}``.
+
+  ``fields`` is a (nested) dict or ConfigDict of exactly what determines the artifact (config
+  fields and inputs such as the data set, its split or the digest of an encoder's weights); the
+  fingerprint is :func:`fingerprint` of it, so two stamps are equal exactly when every field is.
+  """
+  flat = flatten(fields)
+  return {"fingerprint": fingerprint(flat), "fields": flat}
+
+
+def stamp_diff(recorded, current: dict) -> list[tuple[str, Any, Any]]:
+  """``[(field, recorded value, current value)]`` between a stored stamp (any JSON value read
+  from a file: a missing or malformed stamp differs in the field ``"<stamp>"``) and
+  ``current`` (a :func:`stamp`); empty when they match."""
+  if (not isinstance(recorded, dict) or not isinstance(recorded.get("fields"), dict)
+      or not isinstance(recorded.get("fingerprint"), str)):
+    return [("<stamp>", _MISSING if recorded is None else "malformed", current["fingerprint"])]
+  if recorded["fingerprint"] == current["fingerprint"]:
+    return []
+  diff = config_diff(recorded["fields"], current["fields"])
+  return diff or [("<fingerprint>", recorded["fingerprint"], current["fingerprint"])]
+
+
+def check_stamp(path: str, recorded, current: dict, *, what: str, fix: str,
+                allow_changes: bool = False) -> list[tuple[str, Any, Any]]:
+  """Refuses to reuse the artifact ``path`` whose stored stamp ``recorded`` differs from
+  ``current`` (:func:`stamp_diff`).
+
+  Returns:
+    the differences (empty, or allowed by ``allow_changes``).
+
+  Raises:
+    ConfigMismatchError: one line naming ``path``, each differing field with both values
+      (:func:`describe_diff`), and ``fix``.
+  """
+  diff = stamp_diff(recorded, current)
+  if diff and not allow_changes:
+    raise ConfigMismatchError(f"{path!r} holds {what} made under other settings "
+                              f"({describe_diff(diff)}); {fix}")
+  return diff
+
+
+def describe_diff(diff, limit: int = 6) -> str:
+  """The differences of :func:`stamp_diff` on one line (the first ``limit`` fields):
+  ``field: old (recorded) -> new (now); ...``."""
+  parts = [f"{k}: {o!r} (recorded) -> {n!r} (now)" for k, o, n in diff[:limit]]
+  more = f" and {len(diff) - limit} more" if len(diff) > limit else ""
+  return "; ".join(parts) + more
+
+
+def load_checked_cache(path: str, spec: dict, stamp: dict | None = None,
+                       what: str = "cache") -> dict[str, np.ndarray] | None:
+  """A cache file's arrays when it is readable, holds every array of ``spec`` with the expected
+  shape, dtype and finiteness (:func:`featcon.io.files.check_arrays`) and, with ``stamp``, the
+  same provenance stamp (:func:`stamp`); otherwise None, with a warning naming the file and
+  the reason, the file removed, so that the caller recomputes it. None too when there is no
+  file."""
+  if not os.path.exists(path):
+    return None
+  try:
+    arrays = files.load_npz(path, fix="it is recomputed")
+    files.check_arrays(path, arrays, spec, "it is recomputed")
+    if stamp is not None:
+      diff = stamp_diff(files.read_stamp(arrays), stamp)
+      if diff:
+        raise CorruptFileError(f"{path!r} was made under other settings "
+                               f"({describe_diff(diff)}); it is recomputed")
+  except CorruptFileError as e:
+    warnings.warn(f"{what}: {e}", RuntimeWarning, stacklevel=2)
+    try:
+      os.remove(path)
+    except FileNotFoundError:
+      pass
+    return None
+  return arrays

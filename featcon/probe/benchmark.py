@@ -103,6 +103,8 @@ def run_benchmark(get_config: Callable, root: str, models: Sequence[str],
     raise ValueError(f"models={list(models)}, seeds={list(seeds)}: need at least one of each")
   os.makedirs(root, exist_ok=True)
   jobs = [_job(get_config, model, int(seed), root) for seed in seeds for model in models]
+  for job in jobs:  # every field of every run, before the first one starts
+    runs_lib.validate_config(job.config, "evaluate")
   tables = [""]
 
   def on_result(done, seconds):

@@ -4,6 +4,7 @@ pixels that the baseline "standard models" read.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import jax
@@ -15,6 +16,7 @@ from featcon import progress as progress_lib
 from featcon import distributed
 from featcon import training as train_lib
 from featcon.data import Loader, registry
+from featcon.version import __version__
 
 
 def _pool(x):
@@ -42,26 +44,63 @@ def extract_features(module, variables, ds: registry.Dataset, config,
   loader = Loader(ds.source, bs, config.data.image_size, workers=config.data.workers)
   bar = progress_lib.Bar(-(-len(ds.source) // bs) if hasattr(ds.source, "__len__") else None,
                          f"features {ds.name}:{ds.split}", True, unit="batch")
-  for batch in loader.eval_iter(sharding=batch_sh):
-    valid, feat, label = distributed.gather((batch["valid"], fwd(variables, batch["image"]),
-                                             batch["label"]))
-    feats.append(feat[valid])
-    labels.append(label[valid])
-    bar()
+  # closing: an error or Ctrl-C stops the prefetch thread before the exception propagates
+  with contextlib.closing(loader.eval_iter(sharding=batch_sh)) as batches:
+    for batch in batches:
+      valid, feat, label = distributed.gather((batch["valid"], fwd(variables, batch["image"]),
+                                               batch["label"]))
+      feats.append(feat[valid])
+      labels.append(label[valid])
+      bar()
   bar.close()
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
 
 
+variables_digest = io.tree_digest  # the identity of an encoder's weights
+
+
+def feature_dim(module, variables, image_size: int, representation: str = "embedding") -> int:
+  """The width D of :func:`extract_features`' rows, by abstract evaluation (nothing runs)."""
+  x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+  def fwd(v, x):
+    emb, inter = module.apply(v, x, train=False)
+    return emb if representation == "embedding" else _pool(inter[representation])
+  return int(jax.eval_shape(fwd, variables, x).shape[-1])
+
+
+def features_stamp(encoder_digest: str, ds: registry.Dataset, config,
+                   representation: str) -> dict:
+  """The provenance stamp (:func:`featcon.io.stamp`) of a feature cache: the encoder's weights
+  (:func:`variables_digest`), the data set, its split and size, the representation and the
+  image size, and the featcon version (the extraction code)."""
+  return io.stamp({"encoder": encoder_digest, "data": f"{ds.name}:{ds.split}",
+                   "examples": len(ds.source), "representation": representation,
+                   "image_size": int(config.data.image_size), "featcon": __version__})
+
+
 def cached_features(module, variables, ds, config, cache_dir: str,
-                    representation: str = "embedding"):
+                    representation: str = "embedding", encoder_digest: str | None = None):
   """extract_features, cached as ``cache_dir/<name>_<split>_n<size>_<representation>.npz``
-  (written atomically; a corrupt file is recomputed with a warning)."""
+  (written atomically, with its provenance stamp, :func:`features_stamp`).
+
+  A cached file is read only when its stamp equals the current one and its arrays are what
+  this encoder gives: ``features`` float32 (N, D) and finite (D by :func:`feature_dim`),
+  ``labels`` integer (N,); otherwise it is recomputed, with a warning naming the file and the
+  reason. ``encoder_digest`` (:func:`variables_digest` of ``variables``) may be passed to
+  avoid hashing the weights once per data set."""
   path = os.path.join(cache_dir, f"{ds.name}_{ds.split}_n{len(ds.source)}_{representation}.npz")
-  z = io.load_cache_npz(path, keys=("features", "labels")) if os.path.exists(path) else None
+  digest = encoder_digest or variables_digest(variables)
+  stamp = features_stamp(digest, ds, config, representation)
+  n = len(ds.source)
+  dim = feature_dim(module, variables, config.data.image_size, representation)
+  z = io.load_checked_cache(path, {"features": ((n, dim), np.float32, True),
+                                   "labels": ((n,), "i", False)}, stamp=stamp,
+                            what="cached features")
   if z is not None:
     return z["features"], z["labels"]
   f, y = extract_features(module, variables, ds, config, representation)
-  io.atomic_write(path, lambda fh: np.savez(fh, features=f, labels=y), binary=True)
+  io.atomic_write(path, lambda fh: np.savez(fh, features=f, labels=y, **{
+      io.STAMP_KEY: io.stamp_array(stamp)}), binary=True)
   return f, y
 
 

@@ -56,9 +56,12 @@ def finished(job: Job) -> dict | None:
   if not (os.path.exists(rec) and os.path.exists(res)):
     return None
   try:
-    if io.read_json(rec).get("fingerprint") != job.fingerprint():
+    record, results = io.read_json(rec), io.read_json(res)
+    if not isinstance(record, dict) or record.get("fingerprint") != job.fingerprint():
       return None
-    return io.read_json(res)
+    if not isinstance(results, dict):
+      raise io.CorruptFileError(f"{res!r} holds no results object")
+    return results
   except io.CorruptFileError as e:
     log.warning("%s: %s; rerunning it", job.key, e)
     return None
@@ -105,7 +108,7 @@ def run_jobs(jobs: Sequence[Job], on_result: Callable[[dict, dict], Any] | None 
       try:
         seconds[job.key + ":recorded"] = io.read_json(
             os.path.join(job.workdir, JOB_RECORD)).get("seconds")
-      except io.CorruptFileError:
+      except (io.CorruptFileError, AttributeError):
         pass
     if on_result is not None:
       on_result(results, seconds)

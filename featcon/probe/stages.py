@@ -35,10 +35,21 @@ def _models(config) -> list[str]:
 
 
 def _features_fn(config, workdir, model):
+  """``(ds -> (features, labels)), encoder digest`` of the frozen ``model`` of a run."""
   module, variables = runs.model_variables(config, workdir, model)
   cache = os.path.join(workdir, "features", model)
   rep = config.probe.representation
-  return lambda ds: features.cached_features(module, variables, ds, config, cache, rep)
+  digest = features.variables_digest(variables)
+  return (lambda ds: features.cached_features(module, variables, ds, config, cache, rep,
+                                              encoder_digest=digest)), digest
+
+
+def probe_stamp(config, model: str, kind: str, encoder_digest: str) -> dict:
+  """The provenance stamp (:func:`featcon.io.stamp`) of a trained probe: every field the probe
+  stage depends on, the probed model and probe kind, and the digest of the encoder's weights
+  (:func:`featcon.probe.features.variables_digest`) whose features it was trained on."""
+  return io.stamp({"config": io.result_fields(config, runs.result_ignore("linear_probe")),
+                   "model": model, "kind": kind, "encoder": encoder_digest})
 
 
 def _lambdas(config):
@@ -53,11 +64,12 @@ def train_probes(config, workdir: str) -> dict:
   out_dir = os.path.join(workdir, "probes")
   summary = {}
   for model in _models(config):
-    feats = _features_fn(config, workdir, model)
+    feats, digest = _features_fn(config, workdir, model)
     (xt, yt), (xv, yv) = feats(train_ds), feats(val_ds)
     for kind in PROBE_KINDS:
       path = os.path.join(out_dir, f"{model}_{kind}")
-      done = _cached_probe(path)
+      stamp = probe_stamp(config, model, kind, digest)
+      done = _cached_probe(path, stamp, xt.shape[1], train_ds.num_classes)
       if distributed.agree(done is not None) and done is not None:  # process 0 decides
         summary[f"{model}_{kind}"] = done
         continue
@@ -75,7 +87,8 @@ def train_probes(config, workdir: str) -> dict:
           writer.write({"stage": f"probe_{model}_{kind}", "step": epoch, "val_accuracy": acc})
         writer.close()
       probe.to_npz(path + ".npz")
-      io.write_json(path + ".json", probe.selected, indent=1)  # written last: marks it done
+      # written last: marks it done
+      io.write_json(path + ".json", dict(probe.selected, stamp=stamp), indent=1)
       summary[f"{model}_{kind}"] = probe.selected
       log.info("probe %s/%s: %s", model, kind, selection_text(probe.selected))
   progress_lib.stage(f"linear_probe: {len(summary)} probes in {out_dir}: "
@@ -94,29 +107,56 @@ def selection_text(selected: dict) -> str:
   return f"epoch {selected['epoch']} of {epochs}, {acc}"
 
 
-def _cached_probe(path: str):
-  """The selection of a probe trained earlier, or None when there is none or its files are
-  corrupt (then removed with a warning: the probe is retrained)."""
+def _probe_spec(dim: int, num_classes: int) -> dict:
+  return {"kernel": ((dim, num_classes), "f", True), "bias": ((num_classes,), "f", True),
+          "kind": ((), None, False)}
+
+
+def _cached_probe(path: str, stamp: dict, dim: int, num_classes: int):
+  """The selection of a probe trained earlier, or None when there is none, its files are
+  corrupt or not the shape of this probe, or it was trained under another provenance stamp
+  (:func:`probe_stamp`); then its files are removed with a warning naming the reason, and the
+  probe is retrained."""
   if not os.path.exists(path + ".json"):
     return None
   try:
-    io.load_npz(path + ".npz", keys=("kernel", "bias", "kind"))
-    return io.read_json(path + ".json")
+    arrays = io.load_npz(path + ".npz", keys=("kernel", "bias", "kind"), fix="it is retrained")
+    io.check_arrays(path + ".npz", arrays, _probe_spec(dim, num_classes), "it is retrained")
+    selected = io.read_json(path + ".json", fix="it is retrained")
+    if not isinstance(selected, dict):
+      raise io.CorruptFileError(f"{path + '.json'!r} holds no object; it is retrained")
+    diff = io.stamp_diff(selected.pop("stamp", None), stamp)
+    if diff:
+      raise io.CorruptFileError(f"{path + '.json'!r} was trained under other settings "
+                                f"({io.describe_diff(diff)}); it is retrained")
+    return selected
   except (io.CorruptFileError, FileNotFoundError) as e:
-    log.warning("probe %s cannot be read (%s); retraining it", path, e)
+    log.warning("probe %s cannot be reused (%s); retraining it", path, e)
     for ext in (".json", ".npz"):
       if os.path.exists(path + ext):
         os.remove(path + ext)
     return None
 
 
-def _load_probe(path: str) -> linear.LinearProbe:
+_PROBE_FIX = ("delete it and its .json and rerun `python -m experiments.linear_probe` with the "
+              "same --config and --workdir")
+
+
+def _load_probe(path: str, stamp: dict, dim: int, num_classes: int) -> linear.LinearProbe:
+  """A trained probe for the evaluation: refused (naming the file, what is wrong and
+  ``experiments.linear_probe``) when missing, corrupt, of another shape, or trained under
+  another provenance stamp than the evaluation's config and encoder give."""
   if not os.path.exists(path):
     raise FileNotFoundError(f"no probe at {path!r}: run `python -m experiments.linear_probe` "
                             "with the same --config and --workdir first")
-  z = io.load_npz(path, keys=("kernel", "bias", "kind"),
-                  fix="delete it and its .json and rerun `python -m experiments.linear_probe` "
-                  "with the same --config and --workdir")
+  z = io.load_npz(path, keys=("kernel", "bias", "kind"), fix=_PROBE_FIX)
+  io.check_arrays(path, z, _probe_spec(dim, num_classes), _PROBE_FIX)
+  record = path[:-len(".npz")] + ".json"
+  selected = io.read_json(record, fix=_PROBE_FIX) if os.path.exists(record) else None
+  stored = selected.get("stamp") if isinstance(selected, dict) else None
+  io.check_stamp(record, stored, stamp, what="a probe",
+                 fix="rerun `python -m experiments.linear_probe` with the --config and "
+                 "overrides of this evaluation and the same --workdir")
   return linear.LinearProbe(z["kernel"], z["bias"], str(z["kind"]), {})
 
 
@@ -218,11 +258,14 @@ def evaluate(config, workdir: str) -> dict:
                      "and one ood set")
   metric = _metric(config)
   rows = []
+  probe_train = refs.open_dataset(config, config.data.probe_train, "config.data.probe_train")
   for model in _models(config):
-    feats = _features_fn(config, workdir, model)
+    feats, digest = _features_fn(config, workdir, model)
     fx = {r: feats(ds) for r, ds in sets.items()}
+    dim = next(iter(fx.values()))[0].shape[1]
     for kind in PROBE_KINDS:
-      probe = _load_probe(os.path.join(workdir, "probes", f"{model}_{kind}.npz"))
+      probe = _load_probe(os.path.join(workdir, "probes", f"{model}_{kind}.npz"),
+                          probe_stamp(config, model, kind, digest), dim, probe_train.num_classes)
       accs = {f"{r[0]}:{r[1]}": metric(linear.predict(probe, fx[r][0]), fx[r][1],
                                        sets[r].class_groups) for r in eval_refs}
       rows.append({"label": f"{model} ({config.model.teacher if model == 'teacher' else config.model.student}) {kind}",
@@ -230,7 +273,7 @@ def evaluate(config, workdir: str) -> dict:
                    "id": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in eval_refs if r[2] == "id"])),
                    "ood": float(np.mean([accs[f"{r[0]}:{r[1]}"] for r in eval_refs if r[2] == "ood"])),
                    "per_set": accs})
-  train_ds = refs.open_dataset(config, config.data.probe_train, "config.data.probe_train")
+  train_ds = probe_train
   val_ds = refs.open_dataset(config, config.data.probe_val, "config.data.probe_val")
   base = baseline_points(config, id_sets, ood_sets, train_ds, val_ds)
   fit = None
@@ -254,6 +297,7 @@ def evaluate(config, workdir: str) -> dict:
              "table_md": table, "caption": text,
              "eval_sets": [":".join(r) for r in eval_refs],
              "config": json.loads(config.to_json_best_effort()),
+             "stamp": io.stamp(io.result_fields(config, runs.result_ignore("evaluate"))),
              "versions": io.versions()}
   io.write_json(os.path.join(workdir, "results.json"), results, indent=1, sort_keys=True)
   io.atomic_write(os.path.join(workdir, "results.md"),

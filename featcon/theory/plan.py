@@ -26,11 +26,14 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import ml_collections
 import numpy as np
 
+from featcon import io
+from featcon.errors import ConfigError
 from featcon.theory import axes as axes_lib
 from featcon.theory import config as config_lib
 from featcon.theory import metrics as metrics_lib
 from featcon.theory import program
 from featcon.theory import schema
+from featcon.version import __version__
 
 _SWEEP_KEYS = tuple(f.name.split(".", 1)[1] for f in schema.SWEEP_FIELDS)
 
@@ -175,8 +178,28 @@ def make_plan(config, axes=None, pinned=()):
   return _expand(base, declared, zipped, options)
 
 
+def count_points(declared, zipped) -> int:
+  """The number of configurations the axes ``declared`` (``{field: [values]}``) with the
+  ``sweep.zip`` groups ``zipped`` expand to (a zip group counts once, by its length), computed
+  without expanding them."""
+  in_zip = {f for g in zipped for f in g}
+  n = 1
+  for group in zipped:
+    n *= len(declared.get(group[0], [None]))
+  for f, values in declared.items():
+    if f not in in_zip:
+      n *= len(values)
+  return n
+
+
 def _expand(base, declared, zipped, options):
   """The product of the axes ``declared`` over the scalar config ``base`` (a nested dict)."""
+  n = count_points(declared, zipped)
+  if n > options["max_configs"]:
+    sizes = ", ".join(f"{f}: {len(v)}" for f, v in sorted(declared.items()))
+    raise ConfigError(f"the sweep expands to {n} configurations ({sizes}), more than "
+                      f"sweep.max_configs={options['max_configs']}; allowed: at most that many "
+                      "(raise --config.sweep.max_configs to run it, or use fewer axis values)")
   groups, in_zip = [], set()
   for group in zipped:
     for f in group:
@@ -229,6 +252,7 @@ class Group:
   indices: list
   dyns: program.Dynamic  # stacked along axis 0
   members: Optional[list] = None
+  stamp: Optional[dict] = None  # provenance of its results (:func:`group_stamp`)
 
   @property
   def key(self):
@@ -303,8 +327,24 @@ def make_groups(resolved, share_training=True):
     stacked = program.Dynamic(*[np.stack(xs) for xs in zip(*dyns)])
     indices = [i for t in trains for i, _, _ in t]
     members = [[i for i, _, _ in t] for t in trains] if n_shifts else None
-    groups.append(Group(static, indices, stacked, members))
+    groups.append(Group(static, indices, stacked, members,
+                        group_stamp([resolved[i] for i in indices])))
   return groups
+
+
+def group_stamp(configs) -> dict:
+  """The provenance stamp (:func:`featcon.io.stamp`) of a group's results: every field of its
+  resolved configurations, in the group's order (``configs``, the number of them; a field with
+  one value in the group as that value, a field that varies as the list of its values), and the
+  featcon version (the simulator's code). A
+  finished group or chunk file is reused only under an equal stamp, so results are never read
+  back for configurations that did not make them, whatever the workdir's record says."""
+  flats = [io.flatten(c) for c in configs]
+  fields = {"configs": len(flats), "featcon": __version__}
+  for k in sorted({k for f in flats for k in f}):
+    values = [f.get(k) for f in flats]
+    fields[k] = values[0] if all(v == values[0] for v in values) else values
+  return io.stamp(fields)
 
 
 def chunk_size(static, n_configs, budget_gb, n_devices=1,

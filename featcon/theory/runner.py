@@ -11,6 +11,7 @@ import math
 import os
 import time
 import types
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -152,10 +153,12 @@ def run_group(group, limits=Limits(), *, progress=True, desc="group", chunk_pref
   for c in range(n_chunks):
     keep = (c * size + np.arange(size)) < n
     cpath = f"{chunk_prefix}.chunk{size}-{c}.npz" if chunk_prefix else None
-    z = io.load_cache_npz(cpath, keys=("__diverged",)) if cpath and distributed.agree(os.path.exists(cpath)) \
-        else None  # a corrupt chunk is only a cache: warned about, removed and recomputed
+    # A chunk is only a cache: a corrupt one, or one made for other configurations (its
+    # provenance stamp differs from the group's), is warned about, removed and recomputed.
+    z = _load_chunk(cpath, group, int(keep.sum())) \
+        if cpath and distributed.agree(os.path.exists(cpath)) else None
     if z is not None:
-      outs.append({k: v for k, v in z.items() if k != "__diverged"})
+      outs.append({k: v for k, v in z.items() if k not in _META_KEYS})
       divs.append(z["__diverged"])
       done_before += group.static.n_logs
       continue
@@ -173,8 +176,8 @@ def run_group(group, limits=Limits(), *, progress=True, desc="group", chunk_pref
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
     divs.append(np.asarray(div)[keep])
     if cpath and distributed.is_main():
-      io.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **outs[-1]),
-                      binary=True)
+      io.atomic_write(cpath, lambda f: np.savez(f, __diverged=divs[-1], **_stamp_of(group),
+                                                **outs[-1]), binary=True)
   if program is not None:
     program.bar.close()
   metrics = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
@@ -211,7 +214,8 @@ def run_groups(groups, limits=Limits(), *, progress=True, group_dir=None, log=la
 
   for g_i, group in enumerate(groups):
     path, desc = paths[g_i], descs[g_i]
-    done = _load_group(path, log) if path and distributed.agree(os.path.exists(path + ".json")) else None
+    done = _load_group(path, group, log) \
+        if path and distributed.agree(os.path.exists(path + ".json")) else None
     if done is not None:
       metrics, div, timing = done
       log(f"{desc}: done earlier, skipped")
@@ -251,17 +255,55 @@ def timing_line(timing):
   return f"{compiled}, {trained}; {timing['chunks']} chunk(s) of {timing['chunk']}"
 
 
-def _load_group(path, log):
-  """(metrics, diverged, timing) of a finished group, or None when its files are corrupt (then
-  removed, with a warning: the group is recomputed)."""
+_META_KEYS = ("__diverged", io.STAMP_KEY)
+
+
+def _stamp_of(group):
+  """The ``.npz`` entry of a group's provenance stamp (none for a group made without one)."""
+  return {io.STAMP_KEY: io.stamp_array(group.stamp)} if group.stamp is not None else {}
+
+
+def _load_chunk(path, group, n):
+  """A finished chunk's arrays (``n`` trainings), or None (with a warning; the file removed) when
+  it is unreadable, holds arrays of another length, or carries another stamp than the group."""
+  arrays = io.load_checked_cache(path, {"__diverged": ((n,), "i", False)}, stamp=group.stamp,
+                                 what="sweep chunk")
+  if arrays is None:
+    return None
+  bad = sorted(k for k, v in arrays.items()
+               if k not in _META_KEYS and (v.ndim == 0 or len(v) != n))
+  if bad:
+    warnings.warn(f"sweep chunk: {path!r}: array {bad[0]!r} has shape {arrays[bad[0]].shape}, "
+                  f"expected {n} rows; it is recomputed", RuntimeWarning, stacklevel=2)
+    os.remove(path)
+    return None
+  return arrays
+
+
+def _load_group(path, group, log):
+  """(metrics, diverged, timing) of a finished group, or None when its files are unreadable,
+  malformed, or carry another provenance stamp than ``group`` (then removed, with a warning
+  naming the file and the reason: the group is recomputed)."""
+  n = len(group.indices)
   try:
     z = io.load_npz(path + ".npz", keys=("__diverged",))
     info = io.read_json(path + ".json")
-    timing = info["timing"]
-  except (io.CorruptFileError, FileNotFoundError, KeyError, TypeError) as e:
-    log(f"warning: finished group {path!r} cannot be read ({e}); recomputing the group")
+    if not isinstance(info, dict) or not isinstance(info.get("timing"), dict):
+      raise io.CorruptFileError(f"{path + '.json'!r} holds no 'timing' object")
+    for name, stored in ((".json", info.get("stamp")), (".npz", io.read_stamp(z))):
+      diff = io.stamp_diff(stored, group.stamp) if group.stamp is not None else []
+      if diff:
+        raise io.CorruptFileError(f"{path + name!r} holds results of other configurations "
+                                  f"({io.describe_diff(diff)})")
+    io.check_arrays(path + ".npz", z, {"__diverged": ((n,), "i", False)}, "it is recomputed")
+    for k, v in z.items():
+      if k not in _META_KEYS and (v.ndim == 0 or len(v) != n):
+        raise io.CorruptFileError(f"{path + '.npz'!r}: array {k!r} has shape {v.shape}, "
+                                  f"expected {n} rows")
+  except (io.CorruptFileError, FileNotFoundError) as e:
+    log(f"warning: finished group {path!r} cannot be reused ({e}); recomputing the group")
     for ext in (".json", ".npz"):
       if os.path.exists(path + ext):
         os.remove(path + ext)
     return None
-  return {k: v for k, v in z.items() if k != "__diverged"}, z["__diverged"], timing
+  return {k: v for k, v in z.items() if k not in _META_KEYS}, z["__diverged"], info["timing"]

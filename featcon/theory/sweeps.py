@@ -34,11 +34,14 @@ RESULT_INVARIANT = schema.RESULT_INVARIANT
 
 
 def _save_group(group_dir, group, metrics, div, timing):
-  """Writes a finished group (``<key>.npz``, ``<key>.json``) and removes its chunk files."""
+  """Writes a finished group (``<key>.npz``, ``<key>.json``, both with the group's provenance
+  stamp, :func:`featcon.theory.plan.group_stamp`) and removes its chunk files."""
   path = os.path.join(group_dir, group.key)
-  io.atomic_write(path + ".npz", lambda f: np.savez(f, __diverged=div, **metrics), binary=True)
+  stamp = {io.STAMP_KEY: io.stamp_array(group.stamp)} if group.stamp is not None else {}
+  io.atomic_write(path + ".npz", lambda f: np.savez(f, __diverged=div, **stamp, **metrics),
+                  binary=True)
   info = {"static": dataclasses.asdict(group.static), "indices": group.indices,
-          "timing": timing}
+          "timing": timing, "stamp": group.stamp}
   io.write_json(path + ".json", info, default=str)
   for f in os.listdir(group_dir):
     if f.startswith(group.key + ".chunk"):

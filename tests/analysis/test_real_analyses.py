@@ -16,6 +16,7 @@ for _m in ("sklearn", "skimage", "PIL"):
 from configs import analyze as analyze_config  # pylint: disable=g-import-not-at-top
 from configs.distill import real_experiment  # pylint: disable=g-import-not-at-top
 from featcon import distill  # pylint: disable=g-import-not-at-top
+from featcon import io  # pylint: disable=g-import-not-at-top
 from featcon import models  # pylint: disable=g-import-not-at-top
 from featcon import training  # pylint: disable=g-import-not-at-top
 from featcon.analysis import datasets  # pylint: disable=g-import-not-at-top
@@ -27,7 +28,7 @@ from featcon.analysis import representation  # pylint: disable=g-import-not-at-t
 from featcon.analysis import suite  # pylint: disable=g-import-not-at-top
 from featcon.data import Loader, real, refs, registry  # pylint: disable=g-import-not-at-top
 from featcon.data.sources import DatasetNotPreparedError  # pylint: disable=g-import-not-at-top
-from featcon.distill import batchnorm  # pylint: disable=g-import-not-at-top
+from featcon.distill import batchnorm, stamps  # pylint: disable=g-import-not-at-top
 from featcon.models import efficientnet  # pylint: disable=g-import-not-at-top
 
 
@@ -125,12 +126,16 @@ def _fake_real_run(wd):
   mngr = training.checkpoint_manager(os.path.join(wd, "student", "checkpoints"))
   mngr.save(cfg.distill.steps, args=ocp.args.StandardSave(
       {"step": jnp.asarray(cfg.distill.steps), "params": variables["params"],
-       "batch_stats": variables["batch_stats"]}))
+       "batch_stats": variables["batch_stats"]}),
+      custom_metadata={training.STAMP_METADATA: stamps.student(cfg)})
   mngr.wait_until_finished()
   mngr.close()
   recal = jax.tree.map(lambda v: np.asarray(v) + 0.25, variables["batch_stats"])
   flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(recal).items()}
-  np.savez(batchnorm.cache_path(os.path.join(wd, "student"), cfg), **flat)
+  stamp = batchnorm.recalibration_stamp(
+      variables, cfg, f"{cfg.data.distill_train}|{cfg.data.distill_limit}")
+  np.savez(batchnorm.cache_path(os.path.join(wd, "student"), cfg), **flat,
+           **{io.STAMP_KEY: io.stamp_array(stamp)})
   distill.write_run_info(wd, cfg, "real_experiment")
   return cfg, module, variables, recal
 

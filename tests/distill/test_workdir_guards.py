@@ -80,6 +80,7 @@ def test_probe_and_evaluate_check_the_earlier_stage(tmp_path):
   wd = str(tmp_path)
   c = _config(lr=1e-2)
   distill.start_stage(c, wd, "distill")
+  distill.distill(c, wd)
   # The probe stage run without the distillation's overrides: refused, naming the field.
   with pytest.raises(io.ConfigMismatchError, match=r"distill\.lr: 0\.01 \(recorded\) -> 0\.003"):
     distill.start_stage(_config(), wd, "linear_probe")
@@ -99,6 +100,9 @@ def test_probe_and_evaluate_check_the_earlier_stage(tmp_path):
   assert not os.listdir(os.path.join(wd, "probes"))  # stale probes dropped: retrained
   # The evaluation checks the probe stage's record; eval settings may differ.
   c2.eval.baseline = "none"
+  for name in ("teacher_adamw", "teacher_ridge", "student_adamw", "student_ridge"):
+    for ext in (".npz", ".json"):
+      open(os.path.join(wd, "probes", name + ext), "w").close()
   info = distill.start_stage(c2, wd, "evaluate")
   assert info["config"]["probe"]["lr"] == 0.1
   c3 = _config()
@@ -152,8 +156,9 @@ def test_corrupt_feature_cache_recomputed_and_probe_named(tmp_path):
   io.atomic_write(path, lambda f: np.savez(f, kernel=np.ones((300, 10)), bias=np.ones(10),
                                            kind="ridge"), binary=True)
   _truncate(path)
+  stamp = io.stamp({"probe": 1})
   with pytest.raises(io.CorruptFileError, match=r"p\.npz.*experiments\.linear_probe"):
-    stages._load_probe(path)
+    stages._load_probe(path, stamp, 300, 10)
   io.write_json(str(tmp_path / "p.json"), {"lambda": 1.0})
-  assert stages._cached_probe(str(tmp_path / "p")) is None  # retrained
+  assert stages._cached_probe(str(tmp_path / "p"), stamp, 300, 10) is None  # retrained
   assert not os.path.exists(path)

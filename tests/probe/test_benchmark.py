@@ -46,6 +46,7 @@ def test_benchmark_runs_through_the_orchestrator_and_reuses_finished_runs(tmp_pa
     return ml_collections.ConfigDict({"seed": 0, "model": {"teacher": "tiny-rn",
                                                             "student": model}})
   monkeypatch.setattr(benchmark.runs_lib, "start_stage", lambda c, wd, s: None)
+  monkeypatch.setattr(benchmark.runs_lib, "validate_config", lambda c, s: None)
   monkeypatch.setattr(benchmark.student, "distill", lambda c, wd: calls.append((c.seed, wd)))
   monkeypatch.setattr(benchmark.stages, "train_probes", lambda c, wd: None)
   monkeypatch.setattr(benchmark.stages, "evaluate",
