@@ -55,13 +55,15 @@ def _linear_init(g, m, d):
 
 
 def _sample(g, n, k_core, k_bg, balanced=False):
-  """Def. 3.1: labels, core ``y u`` and background ``u`` with ``u ~ U[0, 1]``."""
+  """Def. 3.1: labels, core ``y u`` and background ``u`` with ``u ~ U[0, 1]`` (on ``g``'s
+  device)."""
+  dev = g.device
   if balanced:
-    y = torch.where(torch.arange(n) < n // 2, 1.0, -1.0)
+    y = torch.where(torch.arange(n, device=dev) < n // 2, 1.0, -1.0)
   else:
-    y = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, -1.0)
-  z = torch.cat([y[:, None] * torch.rand(n, k_core, generator=g),
-                 torch.rand(n, k_bg, generator=g)], 1)
+    y = torch.where(torch.rand(n, generator=g, device=dev) < 0.5, 1.0, -1.0)
+  z = torch.cat([y[:, None] * torch.rand(n, k_core, generator=g, device=dev),
+                 torch.rand(n, k_bg, generator=g, device=dev)], 1)
   return z, y
 
 
@@ -91,9 +93,10 @@ def online_batch(g, batch, k_core, k_bg, seeds=None):
   from one draw."""
   if seeds is None:
     return _sample(g, batch, k_core, k_bg)
-  y = torch.where(torch.rand(seeds, batch, generator=g) < 0.5, 1.0, -1.0)
-  z = torch.cat([y[..., None] * torch.rand(seeds, batch, k_core, generator=g),
-                 torch.rand(seeds, batch, k_bg, generator=g)], 2)
+  dev = g.device
+  y = torch.where(torch.rand(seeds, batch, generator=g, device=dev) < 0.5, 1.0, -1.0)
+  z = torch.cat([y[..., None] * torch.rand(seeds, batch, k_core, generator=g, device=dev),
+                 torch.rand(seeds, batch, k_bg, generator=g, device=dev)], 2)
   return z, y
 
 
@@ -193,11 +196,13 @@ class Batched:
     batch: the online batch size; ``shared_generator``: draw every seed's online batch from one
       generator in one call (the fast way) instead of from each seed's own generator (the eager
       loop's numbers, for the check).
+    device: where the tensors live and the steps run (``"cuda"`` on a GPU; the problems are
+      drawn on the CPU and copied; online batches come from a generator on ``device``).
   """
 
   def __init__(self, probs, configs, *, coords="feature", grads="hand", matmul="aten",
                compile=False, lr=1e-3, momentum=0.9, weight_decay=1e-3, batch=32,
-               shared_generator=True, generator_seed=12345):
+               shared_generator=True, generator_seed=12345, device="cpu"):
     for name, v, allowed in (("coords", coords, COORDS), ("grads", grads, GRADS),
                              ("matmul", matmul, MATMULS)):
       if v not in allowed:
@@ -206,6 +211,17 @@ class Batched:
       raise ValueError("grads='autograd' with matmul='onednn': oneDNN's inner product "
                        "(torch.ops.mkldnn._linear_pointwise) has no backward; allowed: "
                        "grads='hand' with 'onednn', or matmul='aten' with 'autograd'")
+    dev = torch.device(device)
+    if dev.type != "cpu":
+      if matmul == "onednn":
+        raise ValueError(f"matmul='onednn' on device={device!r}; allowed: 'aten' (oneDNN is "
+                         "PyTorch's CPU backend)")
+      if not shared_generator:
+        raise ValueError(f"shared_generator=False on device={device!r}; allowed: True (the "
+                         "per-seed generators of the check are CPU generators)")
+      move = lambda v: v.to(dev) if isinstance(v, torch.Tensor) else v
+      probs = [{k: move(v) for k, v in p.items()} for p in probs]
+    self.device = dev
     self.workload = probs[0]["workload"]
     self.coords, self.grads, self.matmul = coords, grads, matmul
     self.S, self.C = len(probs), len(configs)
@@ -222,14 +238,14 @@ class Batched:
       self.x = to_net(torch.stack([p["z"] for p in probs]))             # (S, n, D)
       self.y = torch.stack([p["y"] for p in probs])                     # (S, n)
       self.xo = to_net(torch.stack([p["zo"] for p in probs]))
-      relu = torch.tensor([a == "relu" for a in configs])
-      lrs = torch.full((self.C,), float(lr))
+      relu = torch.tensor([a == "relu" for a in configs], device=dev)
+      lrs = torch.full((self.C,), float(lr), device=dev)
     else:
-      relu = torch.ones(self.C, dtype=torch.bool)
-      lrs = torch.tensor([float(v) for v in configs], dtype=torch.float32)
+      relu = torch.ones(self.C, dtype=torch.bool, device=dev)
+      lrs = torch.tensor([float(v) for v in configs], dtype=torch.float32, device=dev)
       self.gens = [self._copy_gen(p["gen"]) for p in probs]
-      self.shared_gen = torch.Generator().manual_seed(generator_seed) if shared_generator \
-          else None
+      self.shared_gen = (torch.Generator(device=dev).manual_seed(generator_seed)
+                         if shared_generator else None)
     self.xe = to_net(torch.stack([p["ze"] for p in probs]))
     self.ye = torch.stack([p["ye"] for p in probs])
     # Kernel layout (S, D, C m): configuration j of a seed owns columns j m ... (j + 1) m.
@@ -237,7 +253,7 @@ class Batched:
     self.Wt = w0.transpose(1, 2).repeat(1, 1, self.C).contiguous()
     self.b = torch.stack([p["b0"] for p in probs])[:, None, :].repeat(1, 1, self.C).contiguous()
     self.c = torch.stack([p["c"] for p in probs])[:, None, None]          # (S, 1, 1)
-    self.a = output_weights(self.m).repeat(self.C).view(self.C, self.m)   # (C, m)
+    self.a = output_weights(self.m).to(dev).repeat(self.C).view(self.C, self.m)  # (C, m)
     self.relu = relu[:, None].expand(self.C, self.m).reshape(-1)          # (C m,)
     self.lr = lrs[:, None].expand(self.C, self.m).reshape(-1)             # (C m,)
     self.buf_W = torch.zeros_like(self.Wt) if self.momentum else None
@@ -269,7 +285,7 @@ class Batched:
     if self.workload == "fig8":
       return self.x, self.y
     if not advance:
-      z = torch.rand(self.S, self.batch, self.k_core + self.k_bg)
+      z = torch.rand(self.S, self.batch, self.k_core + self.k_bg, device=self.device)
       return self.to_net(z), torch.where(z[..., 0] < 0.5, 1.0, -1.0)
     if self.shared_gen is not None:
       z, y = online_batch(self.shared_gen, self.batch, self.k_core, self.k_bg, seeds=self.S)
@@ -333,6 +349,8 @@ class Batched:
             Wt=self.Wt, b=self.b, buf_W=self.buf_W, buf_b=self.buf_b, x=x, y=y)
         if (t + 1) % log_every == 0:
           log.append([r.clone() for r in self.risks()])
+    if self.device.type == "cuda":
+      torch.cuda.synchronize()
     return log
 
   def hidden(self, s, j):
