@@ -25,7 +25,6 @@ linear shortcut and is left out of its count) by the roofline: the best 2048^2 f
 measured in this run among JAX's ``jnp.dot``, ``torch.mm`` (MKL) and oneDNN's inner product.
 ``uptime``'s load average is recorded before and after each part.
 """
-import json
 import os
 import tempfile
 import time
@@ -39,6 +38,7 @@ from absl import app, flags
 import featcon
 from benchmarks import torch_theory as tt
 from benchmarks.common import K, N_FIG8, workload_config
+from featcon import io
 from featcon import jax_cache
 from featcon.theory import plan
 
@@ -240,12 +240,11 @@ def main(argv):
         flush=True)
   for w in FLAGS.workloads:
     workload_part(w, res)
-  res["load_end"] = load()
-  res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-  if FLAGS.out:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-      json.dump(res, f, indent=2, default=str)
+    res["load_end"] = load()
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    if FLAGS.out:  # after each workload, so a stopped run keeps the finished ones
+      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+      io.write_json(FLAGS.out, res, indent=2, default=str)
 
 
 if __name__ == "__main__":
