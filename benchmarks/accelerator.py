@@ -10,7 +10,10 @@ Parts (``--parts``, all by default):
 * theory: the Figure 8 and online workloads of ``benchmarks/theory_vs_torch.py`` at full size
   (20,000 steps) and a 4,096-configuration online sweep (``benchmarks/scaling.py``), each as
   configuration-steps per second and the fraction of the float32 peak its training matmuls
-  reach (steady state: compile time taken out);
+  reach (steady state: compile time taken out); then the batched PyTorch baseline of both
+  workloads (``benchmarks/torch_theory.py``, input space and feature coordinates,
+  ``torch.compile``, 2,000 steps) on the same GPU when torch has CUDA, with the same two
+  numbers and featcon's rate over it;
 * clip: RN50 and ViT-B/16 forward at batch 256 in float32 and bfloat16, featcon (jit) and
   open_clip (PyTorch, eval, same weights, same device when torch sees a GPU), images/s;
 * distill: one representation-distillation step (RN50 teacher and student, batch 256, AdamW),
@@ -98,6 +101,43 @@ def theory(reduced, peak_f32):
       out[name]["matmul_flops"] /= 2
       out[name]["fraction_of_f32_peak"] /= 2
   return out
+
+
+def theory_torch(reduced, peak_f32, featcon_rates):
+  """The batched PyTorch baseline (``benchmarks/torch_theory.py``) of the fig8 and online
+  workloads on the same device, in input space and in feature coordinates (hand-written
+  gradients; ``torch.compile`` where it builds): configuration-steps/s, fraction of the float32
+  peak, and featcon's rate over it (``featcon_rates``: :func:`theory`'s results)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_theory as tt  # pylint: disable=g-import-not-at-top
+  dev = "cuda" if torch.cuda.is_available() else "cpu"
+  steps = 200 if reduced else 2000
+  n_eval = 256 if reduced else N_EVAL
+  sizes = {"fig8": (2 if reduced else 8, ("relu", "identity")),
+           "online": (1 if reduced else 8, tuple(float(x) for x in np.geomspace(1e-3, 1e-1, 8)))}
+  rows = []
+  for workload, (seeds, configs) in sizes.items():
+    probs = [tt.problem(workload, s, n_eval=n_eval) for s in range(seeds)]
+    for coords in tt.COORDS:
+      t = time.perf_counter()
+      b = tt.Batched(probs, configs, coords=coords, grads="hand", compile=not reduced,
+                     device=dev)
+      setup_s = time.perf_counter() - t
+      b.run(5, log_every=10 ** 9)
+      t = time.perf_counter()
+      b.run(steps)
+      run_s = time.perf_counter() - t
+      rate = seeds * len(configs) * steps / run_s
+      flops = b.flops_per_step() * steps / run_s
+      row = {"workload": workload, "coords": coords, "configs": seeds * len(configs),
+             "steps": steps, "device": dev, "setup_s": setup_s, "compiled": b.compiled,
+             "compile_error": b.compile_error, "config_steps_per_s": rate,
+             "matmul_flops": flops, "fraction_of_f32_peak": flops / peak_f32}
+      if workload in featcon_rates:
+        row["featcon_over_torch"] = featcon_rates[workload]["config_steps_per_s"] / rate
+      rows.append(row)
+  return rows
 
 
 def clip_forward(reduced):
@@ -208,6 +248,18 @@ def markdown(res):
                    f"{v['compile_s']:.1f} | {v['config_steps_per_s']:.3g} | "
                    f"{v['matmul_flops'] / 1e12:.3f} | {100 * v['fraction_of_f32_peak']:.1f} % |")
     lines.append("")
+  if "theory_torch" in res:
+    lines += ["Batched PyTorch baseline (benchmarks/torch_theory.py, hand-written gradients):", "",
+              "| workload | coordinates | configs × steps | device | compiled | config-steps/s | "
+              "matmul TFLOP/s | of f32 peak | featcon / PyTorch |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["theory_torch"]:
+      ratio = f"{r['featcon_over_torch']:.2f}×" if "featcon_over_torch" in r else "–"
+      lines.append(f"| {r['workload']} | {r['coords']} | {r['configs']} × {r['steps']} | "
+                   f"{r['device']} | {'yes' if r['compiled'] else 'no'} | "
+                   f"{r['config_steps_per_s']:.3g} | {r['matmul_flops'] / 1e12:.3f} | "
+                   f"{100 * r['fraction_of_f32_peak']:.1f} % | {ratio} |")
+    lines.append("")
   if "clip" in res:
     lines += ["| model | dtype | batch | featcon images/s | open_clip images/s | speedup | "
               "compile (s) |", "|---|---|---|---|---|---|---|"]
@@ -246,6 +298,7 @@ def main(argv):
     res["peak"] = pk
   if "theory" in FLAGS.parts:
     res["theory"] = theory(FLAGS.reduced, pk["peak_f32_flops"])
+    res["theory_torch"] = theory_torch(FLAGS.reduced, pk["peak_f32_flops"], res["theory"])
   if "clip" in FLAGS.parts:
     res["clip"] = clip_forward(FLAGS.reduced)
   if "distill" in FLAGS.parts:

@@ -1,19 +1,32 @@
-r"""featcon's jitted, vmapped sweeps against a plain PyTorch eager loop, side by side in one run.
+r"""featcon's sweeps against PyTorch, side by side in one process: the eager loop of the public
+script and the strongest batched PyTorch implementation (``benchmarks/torch_theory.py``).
 
-  python -m benchmarks.theory_vs_torch                         # the full workloads
-  python -m benchmarks.theory_vs_torch --steps=2000 --seeds=4  # a quick look
+  python -m benchmarks.theory_vs_torch --out=runs/theory_vs_torch.json       # 20,000 steps
+  python -m benchmarks.theory_vs_torch --steps=2000 --reps=1 --select_steps=20  # a quick look
 
-Workloads (same for both, same machine, same process):
-* fig8: the public script's fixed set (n = 1000, d = m = 256, K_core = K_bg = 32, hinge,
-  momentum SGD 0.9, lr 1e-3, weight decay 1e-3, frozen +-1/m output, the script's biases: hidden
-  trained, output frozen at its initial value), seeds x {relu, identity},
-  ID/OOD risk measured every 1000 steps (PyTorch: nn.Linear, torch.optim.SGD, full batch).
-* online: batch 32, width 512, fresh batch each step, 64 configurations (seeds x lrs).
-Timings are end to end (featcon's compile included). Also reported: featcon's compile time per
-group, the achieved FLOP/s of the training matmuls in steady state (the ReLU group of fig8; the
-identity group runs the linear shortcut), and this machine's measured matmul peak (JAX, f32).
+Workloads (``benchmarks/common.py``): ``fig8`` (the public script's fixed set, n = 1000,
+d = m = 256, K = 64, hinge, momentum SGD, seeds x {relu, identity}) and ``online`` (batch 32,
+width 512, a fresh batch each step, seeds x 8 learning rates). For each workload, in this order:
+
+1. *selection*: every batched PyTorch variant (``coords`` x ``grads`` x ``matmul`` x
+   ``torch.compile``) trains ``--select_steps`` steps after a warm-up; the fastest variant in
+   each coordinate system (input space, feature coordinates) is the baseline of step 2;
+2. ``--reps`` rounds, alternating: featcon end to end (``featcon.sweep``: sampling, compile,
+   training, measurements; JAX's persistent compilation cache in a fresh folder, so round 1
+   compiles and round 2 reloads), then the best feature-coordinate and input-space PyTorch
+   variants for ``--steps`` steps (their set-up and ``torch.compile`` included);
+3. the eager loop (``nn.Linear``, autograd, ``torch.optim.SGD``) for ``--eager_configs``
+   configurations x ``--eager_steps`` steps, scaled to all configurations and ``--steps``.
+
+Every implementation's *fraction of the roofline* divides its training matmuls' FLOP/s
+(forward and weight gradient, 2 x 2 n D m per configuration-step; D = K = 64 in feature
+coordinates, d = 256 in input space; featcon's Figure-8 identity group runs the rank-one
+linear shortcut and is left out of its count) by the roofline: the best 2048^2 float32 matmul
+measured in this run among JAX's ``jnp.dot``, ``torch.mm`` (MKL) and oneDNN's inner product.
+``uptime``'s load average is recorded before and after each part.
 """
-import json
+import os
+import tempfile
 import time
 
 import jax
@@ -23,173 +36,215 @@ import torch
 from absl import app, flags
 
 import featcon
-from benchmarks.common import K, N_EVAL, N_FIG8, workload_config
+from benchmarks import torch_theory as tt
+from benchmarks.common import K, N_FIG8, workload_config
+from featcon import io
+from featcon import jax_cache
 from featcon.theory import plan
 
 flags.DEFINE_integer("steps", 20000, "training steps per configuration")
 flags.DEFINE_integer("seeds", 8, "seeds per activation in the fig8 workload")
-flags.DEFINE_integer("online_configs", 64, "configurations in the online workload")
-flags.DEFINE_integer("torch_configs", 2, "if > 0, time only this many PyTorch configurations "
-                     "and scale linearly (each is independent and equally costly); 0: all")
+flags.DEFINE_integer("online_configs", 64, "configurations in the online workload (8 per seed)")
+flags.DEFINE_integer("reps", 2, "alternating rounds of featcon and the best PyTorch variants")
+flags.DEFINE_integer("select_steps", 200, "steps each batched PyTorch variant is timed for "
+                     "when choosing the best (after 5 warm-up steps)")
+flags.DEFINE_integer("eager_steps", 1000, "steps the eager loop is timed for (per step, scaled)")
+flags.DEFINE_integer("eager_configs", 2, "configurations the eager loop is timed for (scaled)")
 flags.DEFINE_list("workloads", ["fig8", "online"], "which workloads to run")
+flags.DEFINE_bool("torch_compile", True, "include torch.compile variants")
 flags.DEFINE_string("out", "", "optional JSON file for the numbers")
 flags.DEFINE_integer("cpu_devices", 0, "CPU devices featcon shards its configurations over "
-                     "(featcon.use_all_cpu_cores): 0 = one per core, as the entry points do; "
-                     "PyTorch is unaffected")
+                     "(featcon.use_all_cpu_cores): 0 = one per core, as the entry points do")
 FLAGS = flags.FLAGS
 
-D, N = 256, N_FIG8
+N_LR = 8
 
 
-def _torch_problem(seed, g):
-  m = torch.linalg.qr(torch.randn(D, K, generator=g))[0]
-  return m
+def load():
+  """The 1-, 5- and 15-minute load averages (``uptime``)."""
+  return [round(x, 2) for x in os.getloadavg()]
 
 
-def torch_fig8(seed, activation, steps, log_every=1000):
-  g = torch.Generator().manual_seed(seed)
-  mdict = _torch_problem(seed, g)
-  y = torch.where(torch.arange(N) < N // 2, 1.0, -1.0)
-  z = torch.cat([y[:, None] * torch.rand(N, 32, generator=g), torch.rand(N, 32, generator=g)], 1)
-  x = z @ mdict.T
-  ye = torch.where(torch.rand(N_EVAL, generator=g) < 0.5, 1.0, -1.0)
-  ze = torch.cat([ye[:, None] * torch.rand(N_EVAL, 32, generator=g),
-                  torch.rand(N_EVAL, 32, generator=g)], 1)
-  xe = ze @ mdict.T
-  xo = torch.cat([ze[:, :32], torch.rand(N_EVAL, 32, generator=g) - 1], 1) @ mdict.T
-  hidden = torch.nn.Linear(D, 256)  # the public script's layers: biases at PyTorch's init,
-  out = torch.nn.Linear(256, 1)     # the hidden one trained, the output layer frozen
-  out.requires_grad_(False)
-  with torch.no_grad():
-    out.weight.copy_(torch.where(torch.arange(256) < 128, 1.0, -1.0)[None] / 256)
-  act = torch.nn.ReLU() if activation == "relu" else torch.nn.Identity()
-  net = lambda v: out(act(hidden(v)))[:, 0]
-  opt = torch.optim.SGD(hidden.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-3)
-  log = []
-  for t in range(steps):
-    opt.zero_grad()
-    loss = torch.clamp(1 - y * net(x), min=0).mean()
-    loss.backward()
-    opt.step()
-    if (t + 1) % log_every == 0:
-      with torch.no_grad():
-        log.append((torch.clamp(1 - ye * net(xe), min=0).mean().item(),
-                    torch.clamp(1 - ye * net(xo), min=0).mean().item()))
-  return log
-
-
-def torch_online(seed, lr, steps, log_every=1000):
-  g = torch.Generator().manual_seed(seed)
-  mdict = _torch_problem(seed, g)
-  hidden = torch.nn.Linear(D, 512)
-  out = torch.nn.Linear(512, 1)
-  out.requires_grad_(False)
-  with torch.no_grad():
-    out.weight.copy_(torch.where(torch.arange(512) < 256, 1.0, -1.0)[None] / 512)
-  opt = torch.optim.SGD(hidden.parameters(), lr=lr, weight_decay=1e-3)
-  ye = torch.where(torch.rand(N_EVAL, generator=g) < 0.5, 1.0, -1.0)
-  xe = torch.cat([ye[:, None] * torch.rand(N_EVAL, 32, generator=g),
-                  torch.rand(N_EVAL, 32, generator=g)], 1) @ mdict.T
-  for t in range(steps):
-    y = torch.where(torch.rand(32, generator=g) < 0.5, 1.0, -1.0)
-    x = torch.cat([y[:, None] * torch.rand(32, 32, generator=g),
-                   torch.rand(32, 32, generator=g)], 1) @ mdict.T
-    opt.zero_grad()
-    loss = torch.clamp(1 - y * out(torch.relu(hidden(x)))[:, 0], min=0).mean()
-    loss.backward()
-    opt.step()
-    if (t + 1) % log_every == 0:
-      with torch.no_grad():
-        torch.clamp(1 - ye * out(torch.relu(hidden(xe)))[:, 0], min=0).mean().item()
-
-
-def matmul_peak():
-  a = jnp.ones((2048, 2048), jnp.float32)
+def jax_peak(n=2048, reps=10):
+  """The best float32 ``n x n`` matmul FLOP/s of ``jax.jit(jnp.dot)``."""
+  a = jnp.ones((n, n), jnp.float32)
   f = jax.jit(lambda a: a @ a)
   f(a).block_until_ready()
-  t = time.perf_counter()
-  for _ in range(10):
+  best = float("inf")
+  for _ in range(reps):
+    t = time.perf_counter()
     f(a).block_until_ready()
-  return 10 * 2 * 2048 ** 3 / (time.perf_counter() - t)
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
+def _featcon_flops(workload, steps, n_cfg):
+  """featcon's training-matmul FLOPs (feature coordinates, K = 64)."""
+  if workload == "fig8":   # the ReLU group only: seeds configurations
+    return n_cfg // 2 * steps * 2 * (2 * N_FIG8 * K * 256)
+  return n_cfg * steps * 2 * (2 * 32 * K * 512)
+
+
+def run_featcon(workload, steps):
+  """featcon end to end, with its compile and steady-state training times."""
+  cfg = workload_config(workload, steps, FLAGS.seeds, FLAGS.online_configs)
+  t = time.perf_counter()
+  df = featcon.sweep(cfg, progress=False)
+  wall = time.perf_counter() - t
+  timings = df.attrs["timings"]
+  out = {"wall_s": wall, "compile_s": sum(v["compile_s"] for v in timings.values()),
+         "compile_stages_s": [v["compile_stages_s"] for v in timings.values()],
+         "groups": {k: dict(v) for k, v in timings.items()}}
+  groups = plan.make_groups([featcon.resolve_config(c) for _, c in plan.expand(cfg)])
+  if workload == "fig8":
+    (g,) = [timings[g.key] for g in groups if g.static.activations == ("relu",)]
+    n_train = 2 * FLAGS.seeds
+  else:
+    (g,) = timings.values()
+    n_train = g["chunks"] * g["chunk"]  # padded copies train too
+  # wall_s holds the group's compile unless it compiled while the other group trained
+  run_s = g["wall_s"] - (0.0 if g["compiled_ahead"] else g["compile_s"])
+  out["train_s"] = run_s
+  out["flops"] = _featcon_flops(workload, steps, n_train) / run_s
+  return out
+
+
+def _problems(workload):
+  seeds = FLAGS.seeds if workload == "fig8" else FLAGS.online_configs // N_LR
+  return [tt.problem(workload, s) for s in range(seeds)]
+
+
+def _configs(workload):
+  if workload == "fig8":
+    return ("relu", "identity")
+  return tuple(float(x) for x in np.geomspace(1e-3, 1e-1, N_LR))
+
+
+def _variants():
+  out = []
+  for coords in tt.COORDS:
+    for grads in tt.GRADS:
+      for matmul in tt.MATMULS:
+        for comp in ((False, True) if FLAGS.torch_compile else (False,)):
+          if grads == "autograd" and matmul == "onednn":
+            continue  # oneDNN's inner product has no backward
+          if comp and matmul == "onednn":
+            continue  # Inductor cannot lower torch.ops.mkldnn._linear_pointwise here
+          out.append({"coords": coords, "grads": grads, "matmul": matmul, "compile": comp})
+  return out
+
+
+def run_torch(workload, probs, variant, steps, warmup=0):
+  """One batched PyTorch variant: set-up (and compile) seconds, then ``steps`` timed."""
+  t = time.perf_counter()
+  b = tt.Batched(probs, _configs(workload), **variant)
+  setup = time.perf_counter() - t
+  if warmup:
+    b.run(warmup, log_every=10 ** 9)
+  t = time.perf_counter()
+  b.run(steps, log_every=1000)
+  run_s = time.perf_counter() - t
+  return {**variant, "setup_s": setup, "train_s": run_s, "wall_s": setup + run_s,
+          "flops": b.flops_per_step() * steps / run_s, "compile_error": b.compile_error,
+          "compiled": b.compiled}
+
+
+def run_eager(workload, probs, steps):
+  """The eager loop for FLAGS.eager_configs configurations; seconds per configuration-step."""
+  todo = [(s, c) for s in range(len(probs)) for c in _configs(workload)][:FLAGS.eager_configs]
+  t = time.perf_counter()
+  for s, c in todo:
+    if workload == "fig8":
+      tt.eager_fig8(probs[s], c, steps)
+    else:
+      tt.eager_online(probs[s], c, steps)
+  return (time.perf_counter() - t) / (len(todo) * steps)
+
+
+def workload_part(workload, res):
+  steps = FLAGS.steps
+  n_cfg = 2 * FLAGS.seeds if workload == "fig8" else FLAGS.online_configs
+  probs = _problems(workload)
+  part = {"configs": n_cfg, "steps": steps, "load_start": load()}
+  # 1. selection
+  sel = []
+  for v in _variants():
+    r = run_torch(workload, probs, v, FLAGS.select_steps, warmup=5)
+    r["fraction_of_roofline"] = r["flops"] / res["roofline_flops"]
+    sel.append(r)
+    print(f"{workload} select {v}: {1e3 * r['train_s'] / FLAGS.select_steps:.2f} ms/step, "
+          f"{r['flops'] / 1e9:.0f} GFLOP/s"
+          + (f" (compile failed: {r['compile_error']})" if r["compile_error"] else ""),
+          flush=True)
+  part["selection"] = sel
+  part["load_after_selection"] = load()
+  best = {}
+  for coords in tt.COORDS:
+    cands = [r for r in sel if r["coords"] == coords]
+    # the fastest per step (FLOPs differ only between coordinate systems)
+    r = min(cands, key=lambda r: r["train_s"])
+    best[coords] = {k: r[k] for k in ("coords", "grads", "matmul", "compile")}
+  part["best_variants"] = best
+  # 2. alternating rounds
+  rounds = []
+  for rep in range(FLAGS.reps):
+    rnd = {"load_before": load()}
+    rnd["featcon"] = run_featcon(workload, steps)
+    for coords in tt.COORDS:
+      rnd[f"torch_{coords}"] = run_torch(workload, probs, best[coords], steps)
+    rnd["load_after"] = load()
+    for coords in tt.COORDS:
+      rnd[f"ratio_{coords}"] = rnd[f"torch_{coords}"]["wall_s"] / rnd["featcon"]["wall_s"]
+      rnd[f"ratio_{coords}_steady"] = (rnd[f"torch_{coords}"]["train_s"]
+                                       / rnd["featcon"]["train_s"])
+    for name in ("featcon", "torch_input", "torch_feature"):
+      rnd[name]["fraction_of_roofline"] = rnd[name]["flops"] / res["roofline_flops"]
+    rounds.append(rnd)
+    f = rnd["featcon"]
+    print(f"{workload} round {rep + 1}: featcon {f['wall_s']:.1f} s (compile {f['compile_s']:.1f} s,"
+          f" training {f['train_s']:.1f} s, {100 * f['fraction_of_roofline']:.0f} % of roofline);"
+          + "".join(f" torch {c} {rnd[f'torch_{c}']['wall_s']:.1f} s ({rnd[f'ratio_{c}']:.2f}x, "
+                    f"{100 * rnd[f'torch_{c}']['fraction_of_roofline']:.0f} %);"
+                    for c in tt.COORDS) + f" load {rnd['load_after']}", flush=True)
+  part["rounds"] = rounds
+  # 3. the eager loop
+  per_step = run_eager(workload, probs, FLAGS.eager_steps)
+  part["eager_s_per_config_step"] = per_step
+  part["eager_s"] = per_step * n_cfg * steps
+  part["eager_ratio"] = [part["eager_s"] / r["featcon"]["wall_s"] for r in rounds]
+  part["load_end"] = load()
+  print(f"{workload} eager: {part['eager_s']:.0f} s scaled "
+        f"({', '.join(f'{x:.1f}x' for x in part['eager_ratio'])})", flush=True)
+  res[workload] = part
 
 
 def main(argv):
   del argv
+  for w in FLAGS.workloads:
+    if w not in tt.WORKLOADS:
+      raise app.UsageError(f"--workloads={w!r}; allowed: {', '.join(tt.WORKLOADS)}")
   featcon.use_all_cpu_cores(FLAGS.cpu_devices)
   torch.set_num_threads(max(1, torch.get_num_threads()))
-  steps = FLAGS.steps
-  res = {"steps": steps, "jax_devices": jax.device_count(), "versions": featcon.versions(),
-         "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "peak_flops": matmul_peak()}
-  if "fig8" in FLAGS.workloads:
-    _fig8(res, steps)
-  if "online" in FLAGS.workloads:
-    _online(res, steps)
-  for w in ("fig8_relu", "online"):
-    if f"{w}_flops" in res:
-      res[f"{w}_fraction_of_peak"] = res[f"{w}_flops"] / res["peak_flops"]
-  print(json.dumps(res, indent=2))
-  for w in ("fig8", "online"):
-    if f"{w}_speedup" in res:
-      frac = res.get(f"{w}_relu_fraction_of_peak", res.get(f"{w}_fraction_of_peak"))
-      beside = res.get(f"{w}_compile_beside_training_s", 0.0)
-      beside = f", {beside:.1f} s of it beside training" if beside else ""
-      print(f"{w}: featcon {res[f'{w}_featcon_s']:.1f} s (compile {res[f'{w}_compile_s']:.1f} s{beside}), "
-            f"PyTorch {res[f'{w}_torch_s']:.1f} s: {res[f'{w}_speedup']:.1f}x; training matmuls "
-            f"at {100 * frac:.0f} % of the measured {res['peak_flops'] / 1e9:.0f} GFLOP/s peak "
-            f"({res['jax_devices']} JAX device(s))")
-  if FLAGS.out:
-    with open(FLAGS.out, "w") as f:
-      json.dump(res, f, indent=2)
-
-
-def _fig8(res, steps):
-  cfg = workload_config("fig8", steps, FLAGS.seeds, 0)
-  t = time.perf_counter()
-  df = featcon.sweep(cfg)
-  res["fig8_featcon_s"] = time.perf_counter() - t
-  res["fig8_compile_s"] = sum(v["compile_s"] for v in df.attrs["timings"].values())
-  # compiles that ran while another group trained (docs/sweeps.md, "What compiles")
-  res["fig8_compile_beside_training_s"] = sum(
-      v["compile_s"] for v in df.attrs["timings"].values() if v["compiled_ahead"])
-  n_cfg = 2 * FLAGS.seeds
-  # training matmuls of the ReLU group: forward Z P^T and gradient Z^T D, each 2 n K m flops
-  # per step; the identity group runs the linear shortcut (O(nK) per step), so it is left out.
-  groups = plan.make_groups([featcon.resolve_config(c) for _, c in plan.expand(cfg)])
-  (relu,) = [df.attrs["timings"][g.key] for g in groups if g.static.activations == ("relu",)]
-  res["groups"] = {k: dict(v) for k, v in df.attrs["timings"].items()}
-  # wall_s holds the group's compile unless it compiled while the other group trained
-  run_s = relu["wall_s"] - (0.0 if relu["compiled_ahead"] else relu["compile_s"])
-  res["fig8_relu_group_run_s"] = run_s
-  res["fig8_relu_flops"] = FLAGS.seeds * steps * 2 * (2 * N * K * 256) / run_s
-  todo = [(s, a) for a in ("relu", "identity") for s in range(FLAGS.seeds)]
-  if FLAGS.torch_configs:
-    todo = todo[:FLAGS.torch_configs]
-  t = time.perf_counter()
-  for s, a in todo:
-    torch_fig8(s, a, steps)
-  res["fig8_torch_s"] = (time.perf_counter() - t) * n_cfg / len(todo)
-  res["fig8_speedup"] = res["fig8_torch_s"] / res["fig8_featcon_s"]
-
-
-def _online(res, steps):
-  cfg = workload_config("online", steps, 0, FLAGS.online_configs)
-  t = time.perf_counter()
-  df = featcon.sweep(cfg)
-  res["online_featcon_s"] = time.perf_counter() - t
-  res["online_compile_s"] = sum(v["compile_s"] for v in df.attrs["timings"].values())
-  (timing,) = df.attrs["timings"].values()
-  res["online_chunks"] = f"{timing['chunks']} x {timing['chunk']}"
-  # training matmuls (2 x 2 B K m per step and configuration) over the steady-state time
-  res["online_flops"] = (timing["chunks"] * timing["chunk"] * steps * 2 * (2 * 32 * K * 512)
-                         / (timing["wall_s"] - timing["compile_s"]))
-  todo = [(s, lr) for s in range(FLAGS.online_configs // 8) for lr in np.geomspace(1e-3, 1e-1, 8)]
-  if FLAGS.torch_configs:
-    todo = todo[:FLAGS.torch_configs]
-  t = time.perf_counter()
-  for s, lr in todo:
-    torch_online(s, float(lr), steps)
-  res["online_torch_s"] = (time.perf_counter() - t) * FLAGS.online_configs / len(todo)
-  res["online_speedup"] = res["online_torch_s"] / res["online_featcon_s"]
+  cache = tempfile.mkdtemp(prefix="featcon-bench-cache-")
+  jax_cache.enable(cache)  # fresh: round 1 compiles, later rounds reload
+  res = {"flags": {k: FLAGS[k].value for k in ("steps", "seeds", "online_configs", "reps",
+                                               "select_steps", "eager_steps", "eager_configs")},
+         "jax_devices": jax.device_count(), "versions": featcon.versions(),
+         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+         "load_start": load(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+  peaks = {"jax": jax_peak(), **{f"torch_{k}": v for k, v in tt.torch_peak().items()}}
+  res["peaks_flops"] = peaks
+  res["roofline_flops"] = max(peaks.values())
+  print(f"roofline {res['roofline_flops'] / 1e9:.0f} GFLOP/s ("
+        + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items()) + f"), load {load()}",
+        flush=True)
+  for w in FLAGS.workloads:
+    workload_part(w, res)
+    res["load_end"] = load()
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    if FLAGS.out:  # after each workload, so a stopped run keeps the finished ones
+      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+      io.write_json(FLAGS.out, res, indent=2, default=str)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from ml_collections import config_flags
 
 from featcon import cli
 from featcon import distributed
+from featcon import jax_cache
 from featcon.theory import plan as plan_lib
 from featcon.theory import schema
 from featcon.theory import sweeps as sweep_lib
@@ -43,6 +44,10 @@ _AXIS = flags.DEFINE_multi_string(
     "--axis=model.activation=relu,gelu,tanh --axis=seed=0,1,2. Values are typed like the "
     "field's default (int/float/bool/str; tuples as (a,b)).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/theory", "Folder for results (resumable).")
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", "", "Folder of JAX's persistent compilation cache (a rerun of the same "
+    "sweep loads its programs instead of compiling them); empty: $FEATCON_JAX_CACHE or "
+    "~/.cache/featcon/jax; 'off': no cache.")
 distributed.add_flags(cpu_devices=0)
 
 
@@ -67,6 +72,8 @@ def main(argv):
     plan = plan_lib.make_plan(_CONFIG.value, axes=_AXIS.value, pinned=pinned)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+  if _CACHE.value != "off":
+    jax_cache.enable(_CACHE.value or None)
   sweep_lib.run(plan, workdir=_WORKDIR.value, log=lambda s: print(s, flush=True))
 
 

@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from featcon import distributed
 from featcon import io
 from featcon.io.metrics import MetricsWriter  # the metric stream of fit (also featcon.io)
+from featcon import jax_cache
 from featcon import progress as progress_lib
 from featcon.checkpoints import CheckpointError
 
@@ -35,13 +36,7 @@ def enable_compilation_cache(path: str | None = None) -> str:
   """Turns on JAX's persistent compilation cache (``$FEATCON_JAX_CACHE`` or
   ``~/.cache/featcon/jax``): on a 2-core CPU, compiling a tiny encoder's step takes 5-15 s, and
   reruns (resume, seeds, tests) then skip it."""
-  path = path or os.environ.get("FEATCON_JAX_CACHE",
-                                os.path.join(os.path.expanduser("~"), ".cache", "featcon", "jax"))
-  os.makedirs(path, exist_ok=True)
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  return path
+  return jax_cache.enable(path, min_compile_s=0.5)
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:

@@ -33,6 +33,13 @@ def test_reduced_run_writes_json_and_markdown(tmp_path):
     assert w["configs"] == {"fig8": 4, "online": 8, "online_4096": 8}[name]
     assert w["config_steps_per_s"] > 0 and 0 < w["fraction_of_f32_peak"]
     assert f"| {name} | {w['configs']} × {w['steps']} |" in md
+  torch_rows = {(r["workload"], r["coords"]): r for r in res["theory_torch"]}
+  assert set(torch_rows) == {(w, c) for w in ("fig8", "online") for c in ("input", "feature")}
+  for (w, c), r in torch_rows.items():
+    assert r["configs"] == {"fig8": 4, "online": 8}[w] and r["device"] == "cpu"
+    assert r["config_steps_per_s"] > 0 and 0 < r["fraction_of_f32_peak"]
+    assert r["featcon_over_torch"] > 0
+    assert f"| {w} | {c} | {r['configs']} × {r['steps']} | cpu |" in md
   assert [(r["model"], r["dtype"]) for r in res["clip"]] == [
       (m, d) for m in ("tiny-rn", "tiny-vit") for d in ("float32", "bfloat16")]
   assert all(r["featcon_images_per_s"] > 0 and r["open_clip_images_per_s"] > 0

@@ -1,7 +1,12 @@
-"""The sweep runner: compiles each planned group (:mod:`featcon.theory.plan`) as
-``jit(vmap(train))``, runs it in memory-sized chunks sharded over all devices, compiles the next
-group while the current one trains, reports progress and resumes from finished chunks and
-groups.
+"""The sweep runner: compiles each planned group (:mod:`featcon.theory.plan`) as the
+``jit(vmap(...))`` of its training stages (:func:`featcon.theory.train.make_stages`), runs it in
+memory-sized chunks sharded over all devices, compiles the next group while the current one
+trains, reports progress and resumes from finished chunks and groups.
+
+Progress comes from the host: each chunk's log scan advances a few log steps per call
+(:func:`log_calls`), and the bar moves when a call finishes. The programs hold no host
+callback, so JAX's persistent compilation cache (:func:`featcon.jax_cache.enable`) can store
+them and a rerun of the same sweep compiles nothing.
 
 :func:`compile_group` (ahead of time, from abstract arguments), :func:`run_group` (one group,
 chunk by chunk) and :func:`run_groups` (all groups in turn, compile-ahead and resume).
@@ -59,6 +64,24 @@ def _config_sharding(devices):
   return NamedSharding(Mesh(np.asarray(devices), ("config",)), PartitionSpec("config"))
 
 
+def _replicated(devices):
+  return NamedSharding(Mesh(np.asarray(devices), ("config",)), PartitionSpec())
+
+
+# Log steps per call of a group's ``advance`` program: at most this many calls per chunk.
+MAX_CALLS = 8
+
+
+def log_calls(n_logs):
+  """``(log steps per call, calls)`` that cover the ``n_logs + 1`` log steps of a run: at most
+  :data:`MAX_CALLS` calls of equal length, at least 2 log steps each (a scan of one step would
+  be inlined by XLA and compile differently); the last call may run past ``n_logs``
+  (:func:`featcon.theory.train.make_stages` pads it)."""
+  total = n_logs + 1
+  per_call = max(2, math.ceil(total / min(total, MAX_CALLS)))
+  return per_call, math.ceil(total / per_call)
+
+
 def _chunk_args(group, idx, devices):
   """The arguments of a group's program for the trainings ``idx`` (one chunk)."""
   dyn = jax.tree.map(lambda a: a[idx], group.dyns)
@@ -82,34 +105,87 @@ def _abstract_chunk_args(group, size, devices):
 
 
 class Program(NamedTuple):
-  """A group's compiled program and its chunking (:func:`compile_group`)."""
-  compiled: Any
-  compile_s: float
+  """A group's compiled stages and its chunking (:func:`compile_group`)."""
+  start: Any             # (dyn[, M]) -> (ctx, carry), one chunk
+  advance: Any           # (dyn, ctx, carry, idx) -> (carry, metrics), ``per_call`` log steps
+  finish: Any            # (dyn, ctx, carry) -> final
+  compile_s: float       # lowering and compiling all three
   size: int              # trainings per chunk
   n_chunks: int
-  bar: progress_lib.Bar  # the progress bar the program reports to (disabled: no bar)
+  per_call: int          # log steps per call of ``advance`` (:func:`log_calls`)
+  n_calls: int
+  bar: progress_lib.Bar  # the progress bar (disabled: no bar)
+  stage_s: dict          # seconds to lower and compile each stage
 
 
 def compile_group(group, limits=Limits(), *, progress=True, desc="group", log=None):
-  """Compiles ``jit(vmap(train))`` of a group for its chunk shape (:func:`chunking`) from
-  abstract arguments: nothing runs, so it can overlap another group's training
-  (:func:`run`). Returns a :class:`Program`."""
-  # The progress callback is part of the compiled program, which every process must share;
-  # with several processes there is no bar.
-  progress = progress and jax.process_count() == 1
+  """Compiles the ``jit(vmap(...))`` of a group's stages (:func:`featcon.theory.train.make_stages`)
+  for its chunk shape (:func:`chunking`) from abstract arguments: nothing runs, so it can
+  overlap another group's training (:func:`run`). Returns a :class:`Program`."""
   devices = jax.devices()
   size, n_chunks = chunking(group, limits, len(devices))
-  bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc, progress, unit="log")
-  train = theory_train.make_train(group.static, on_log=bar if progress else None)
+  per_call, n_calls = log_calls(group.static.n_logs)
+  bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc,
+                         progress and distributed.is_main(), unit="log")
+  stages = theory_train.make_stages(group.static)
+  options = program_lib.compiler_options()
   if log:
     log(f"compiling {desc} ...")
-  tc = time.perf_counter()
-  lowered = jax.jit(jax.vmap(train)).lower(*_abstract_chunk_args(group, size, devices))
-  compiled = lowered.compile(program_lib.compiler_options())
-  compile_s = time.perf_counter() - tc
+  args = _abstract_chunk_args(group, size, devices)
+  dyn = args[0]
+  sharded = len(devices) > 1
+  out_sh = dict(out_shardings=_config_sharding(devices)) if sharded else {}
+  idx = jax.ShapeDtypeStruct((per_call,), jnp.int32,
+                             sharding=_replicated(devices) if sharded else None)
+  stage_s = {}
+
+  def build(name, fn, abstract, **kw):
+    t = time.perf_counter()
+    compiled = jax.jit(fn, **kw).lower(*abstract).compile(options)
+    stage_s[name] = time.perf_counter() - t
+    return compiled
+
+  start = build("start", jax.vmap(stages.start), args, **out_sh)
+  ctx, carry = jax.eval_shape(jax.vmap(stages.start), *args)
+  if sharded:
+    ctx, carry = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=_config_sharding(devices)),
+        (ctx, carry))
+  # The carry is donated: each call's carry replaces the previous one in place.
+  advance = build("advance", jax.vmap(stages.advance, in_axes=(0, 0, 0, None)),
+                  (dyn, ctx, carry, idx), donate_argnums=2, **out_sh)
+  finish = build("finish", jax.vmap(stages.finish), (dyn, ctx, carry), **out_sh)
+  compile_s = sum(stage_s.values())
   if log:
     log(f"compiled {desc} in {compile_s:.1f}s")
-  return Program(compiled, compile_s, size, n_chunks, bar)
+  return Program(start, advance, finish, compile_s, size, n_chunks, per_call, n_calls, bar,
+                 stage_s)
+
+
+def _run_chunk(group, program, args, devices, after_dispatch):
+  """One chunk through the program: ``start``, ``advance`` call by call (all dispatched at
+  once, JAX runs them in turn), ``finish``; the bar moves as each call's metrics arrive.
+  ``after_dispatch()`` runs once everything is dispatched. Returns the metrics of each call
+  and ``final`` (device arrays)."""
+  n_logs = group.static.n_logs
+  dyn = args[0]
+  ctx, carry = program.start(*args)
+  parts = []
+  for c in range(program.n_calls):
+    idx = np.arange(c * program.per_call, (c + 1) * program.per_call, dtype=np.int32)
+    if len(devices) > 1:
+      idx = distributed.global_array(idx, _replicated(devices))
+    carry, m = program.advance(dyn, ctx, carry, idx)
+    parts.append(m)
+  final = program.finish(dyn, ctx, carry)
+  after_dispatch()
+  done = 0
+  for m in parts:
+    jax.block_until_ready(m)
+    new = min(done + program.per_call, n_logs + 1) - max(done, 1)  # log 0 trains nothing
+    program.bar(n=max(new, 0))
+    done += program.per_call
+  return parts, final
 
 
 def run_group(group, limits=Limits(), *, progress=True, desc="group", chunk_prefix=None,
@@ -167,12 +243,24 @@ def run_group(group, limits=Limits(), *, progress=True, desc="group", chunk_pref
     program.bar.start(initial=done_before)
     idx = np.arange(c * size, (c + 1) * size)
     idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating its last config
-    m, final = program.compiled(*_chunk_args(group, idx, devices))
-    if while_running is not None:
-      ta = time.perf_counter()
-      while_running()
-      ahead_s, while_running = time.perf_counter() - ta, None
-    m, div = distributed.gather((m, final["diverged_step"]))
+    timer = {}
+
+    def after_dispatch():
+      if while_running is not None:
+        ta = time.perf_counter()
+        while_running()
+        timer["ahead_s"] = time.perf_counter() - ta
+
+    parts, final = _run_chunk(group, program, _chunk_args(group, idx, devices), devices,
+                              after_dispatch)
+    if "ahead_s" in timer:
+      ahead_s, while_running = timer["ahead_s"], None
+    parts, div = distributed.gather((parts, final["diverged_step"]))
+    m = {k: np.concatenate([p[k] for p in parts], axis=1)[:, :group.static.n_logs + 1]
+         for k in parts[0]}
+    m["step"] = np.broadcast_to(np.asarray(theory_train.log_steps(group.static)),
+                                (size, group.static.n_logs + 1))
+    m = {k: m[k] for k in sorted(m)}  # the key order of the one-program result
     outs.append({k: np.asarray(v)[keep] for k, v in m.items()})
     divs.append(np.asarray(div)[keep])
     if cpath and distributed.is_main():
@@ -184,6 +272,7 @@ def run_group(group, limits=Limits(), *, progress=True, desc="group", chunk_pref
   metrics, divs = group.per_config(metrics, np.concatenate(divs))
   timing = {"wall_s": time.perf_counter() - t0,
             "compile_s": program.compile_s if program is not None else 0.0,
+            "compile_stages_s": dict(program.stage_s) if program is not None else {},
             "compiled_ahead": compiled_ahead, "ahead_s": ahead_s, "chunk": size,
             "chunks": n_chunks, "configs": len(group.indices), "trainings": n}
   return metrics, divs, timing

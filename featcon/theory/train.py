@@ -134,7 +134,8 @@ def _split_params(static, params):
 
 
 def make_train(static, on_log=None):
-  """Returns ``train(dyn) -> (metrics, final)`` for one static group (not yet jitted).
+  """Returns ``train(dyn) -> (metrics, final)`` for one static group (not yet jitted): the
+  three stages of :func:`make_stages` in one program.
 
   ``on_log``, if given, is called on the host with the log index after each log interval
   (``jax.debug.callback``; once per interval even under ``vmap``) to drive a progress bar.
@@ -149,12 +150,74 @@ def make_train(static, on_log=None):
   The weights are carried in the ``Dense``-kernel layout (:func:`featcon.theory.network.to_kernel`);
   with ``static.linear`` the carried state is ``Q`` of :func:`linear_eligible` instead.
   """
+  stages = make_stages(static, on_log)
+
+  def train(dyn, M=None):
+    ctx, carry = stages.start(dyn, M)
+    carry, out = stages.advance(dyn, ctx, carry, jnp.arange(static.n_logs + 1))
+    out["step"] = log_steps(static)
+    return out, stages.finish(dyn, ctx, carry)
+
+  return train
+
+
+def log_steps(static):
+  """The training step of each log step, ``0, log_every, ..., steps`` (int32)."""
+  return jnp.arange(static.n_logs + 1, dtype=jnp.int32) * static.log_every
+
+
+class Stages(NamedTuple):
+  """A training run as three pure functions (:func:`make_stages`), each ``jit``/``vmap``-able
+  on its own, so that a host loop can advance the log scan a few log steps per call."""
+  start: Any    # (dyn, M=None) -> (ctx, carry): the sampled problem and the initial state
+  advance: Any  # (dyn, ctx, carry, idx) -> (carry, metrics): the log steps idx (unbatched)
+  finish: Any   # (dyn, ctx, carry) -> final
+
+
+def make_stages(static, on_log=None):
+  """The stages of :func:`make_train`'s program (:class:`Stages`).
+
+  ``start`` samples the problem (:func:`make_problem`) and the arrays derived from it once per
+  run (``ctx``) and builds the initial :class:`Carry`; ``advance`` runs the log steps ``idx``
+  (a vector of consecutive log indices, the same for every configuration): log step 0
+  measures the initial network, log step ``i`` in 1 ... ``n_logs`` trains the ``i``-th
+  interval of ``log_every`` steps and measures, an index above ``n_logs`` (padding of a last,
+  shorter call) neither trains nor changes the carry; ``finish`` returns ``final``
+  (:func:`make_train`). ``advance`` over ``idx = 0 ... n_logs`` in one call, or over
+  consecutive pieces of it in several calls, computes the same numbers: the carry and the
+  context are all the state there is. ``on_log`` as for :func:`make_train` (a host callback
+  in ``advance``; a program with one is not stored by JAX's persistent compilation cache).
+  """
   sigma = network.switch_activation(static.activations, static.leaky_slope)
   loss_fn = losses.loss_fn(static.loss)
   feature = static.path == "feature"
 
-  def train(dyn, M=None):
+  def context(dyn, M):
+    """The problem and what the run derives from it before training (linear shortcut's
+    ``A``, ``A^T A``, ``A^T [W_0 | b_0]``; the oracle projection)."""
     prob = make_problem(static, dyn, M)
+    mask = (jnp.arange(static.width) < dyn.width).astype(jnp.float32)
+    ctx = {"prob": prob}
+    _, frozen = _split_params(static, network.to_kernel(prob.params0))
+    if static.linear:
+      # [W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t (linear_eligible): train Q from zero.
+      amat = frozen["a"].reshape(static.width, -1) * mask[:, None]   # A (m, o), masked rows 0
+      ctx["gram"] = amat.T @ amat                                      # A^T A (o, o)
+      w0aug = prob.params0["W"]
+      if static.bias:
+        w0aug = jnp.concatenate([w0aug, prob.params0["b"][:, None]], axis=1)
+      ctx["w0aug"] = w0aug
+      ctx["y0"] = amat.T @ w0aug                           # A^T [W_0 | b_0] (o, D [+ 1])
+    if static.oracle_projection:
+      core_basis = prob.basis[:, :static.k_core]
+      ctx["core_proj"] = core_basis @ core_basis.T
+    return ctx
+
+  def build(dyn, ctx):
+    """The run's step, measurement and log-step functions over ``ctx``."""
+    prob = ctx["prob"]
+    if feature:  # an unbatched constant, as in make_problem (start does not return it)
+      prob = prob._replace(basis=jnp.eye(static.k, dtype=jnp.float32))
     mask = (jnp.arange(static.width) < dyn.width).astype(jnp.float32)
     act = lambda u: sigma(u, dyn.act_index)
     opt = optim.make(static.optimizer, lr=dyn.lr, weight_decay=dyn.weight_decay,
@@ -163,20 +226,15 @@ def make_train(static, on_log=None):
                      warmup_steps=static.warmup_steps, use_momentum=static.use_momentum)
     step_mask = mask if static.masked else None
     lr_fn = optim.schedule(static.lr_schedule, dyn.lr, static.steps, static.warmup_steps)
-    trainable, frozen = _split_params(static, network.to_kernel(prob.params0))
+    # start's ctx holds no initial W: the carry has it (make_train's one program, too, only
+    # keeps the kernel layout alive, so XLA computes it the same way in both).
+    kernel = network.to_kernel(prob.params0) if "W" in prob.params0 else prob.params0
+    trainable, frozen = _split_params(static, kernel)
     if static.linear:
-      # [W_t | b_t] = alpha_t [W_0 | b_0] + A Q_t (linear_eligible): train Q from zero.
       amat = frozen["a"].reshape(static.width, -1) * mask[:, None]   # A (m, o), masked rows 0
-      gram = amat.T @ amat                                             # A^T A (o, o)
-      w0aug = prob.params0["W"]
-      if static.bias:
-        w0aug = jnp.concatenate([w0aug, prob.params0["b"][:, None]], axis=1)
-      y0 = amat.T @ w0aug                                  # A^T [W_0 | b_0] (o, D [+ 1])
+      gram, w0aug, y0 = ctx["gram"], ctx["w0aug"], ctx["y0"]
       trainable = {"Q": jnp.zeros_like(y0)}
-    core_proj = None
-    if static.oracle_projection:
-      core_basis = prob.basis[:, :static.k_core]
-      core_proj = core_basis @ core_basis.T
+    core_proj = ctx.get("core_proj")
     k_steps = run_keys(dyn.seed)[4]
     dkw = _data_kwargs(static, dyn)
 
@@ -273,7 +331,8 @@ def make_train(static, on_log=None):
       # follows the i-th interval. One program for both keeps a single copy of the
       # measurements in the compiled program (a second copy for step 0 cost ~10 % of the
       # compile time).
-      carry = jax.lax.cond(i > 0, train_interval,
+      # An index above n_logs pads a last call of ``advance``: nothing trains.
+      carry = jax.lax.cond((i > 0) & (i <= static.n_logs), train_interval,
                            lambda c, _: c._replace(loss_sum=jnp.float32(jnp.nan)), carry_in, i)
       m = measure(carry.params, carry.perp.alpha)
       m["train_loss"] = carry.loss_sum / static.log_every
@@ -281,16 +340,32 @@ def make_train(static, on_log=None):
 
     perp0 = Perp(jnp.float32(1.0), jnp.float32(0.0))
     carry0 = Carry(trainable, opt.init(trainable), perp0, jnp.int32(-1), jnp.float32(0.0))
-    carry, out = jax.lax.scan(log_interval, carry0, jnp.arange(static.n_logs + 1))
-    out["step"] = jnp.arange(static.n_logs + 1, dtype=jnp.int32) * static.log_every
-    final = {"diverged_step": carry.diverged, "perp_scale": carry.perp.alpha}
-    if static.return_params:
-      params = net_params(carry.params, carry.perp.alpha)
-      if feature:
-        w0 = prob.w0_input
-        w_perp0 = w0 - (w0 @ prob.M) @ prob.M.T
-        params = dict(params, W=params["W"] @ prob.M.T + carry.perp.alpha * w_perp0)
-      final["params"] = params
-    return out, final
 
-  return train
+    def finish(carry):
+      final = {"diverged_step": carry.diverged, "perp_scale": carry.perp.alpha}
+      if static.return_params:
+        params = net_params(carry.params, carry.perp.alpha)
+        if feature:
+          w0 = prob.w0_input
+          w_perp0 = w0 - (w0 @ prob.M) @ prob.M.T
+          params = dict(params, W=params["W"] @ prob.M.T + carry.perp.alpha * w_perp0)
+        final["params"] = params
+      return final
+
+    return carry0, log_interval, finish
+
+  def start(dyn, M=None):
+    ctx = context(dyn, M)
+    carry0 = build(dyn, ctx)[0]
+    prob = ctx["prob"]
+    params0 = {k: v for k, v in prob.params0.items() if k != "W"}
+    ctx = dict(ctx, prob=prob._replace(params0=params0, basis=None if feature else prob.basis))
+    return ctx, carry0
+
+  def advance(dyn, ctx, carry, idx):
+    return jax.lax.scan(build(dyn, ctx)[1], carry, idx)
+
+  def finish(dyn, ctx, carry):
+    return build(dyn, ctx)[2](carry)
+
+  return Stages(start, advance, finish)
