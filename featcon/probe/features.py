@@ -5,6 +5,7 @@ pixels that the baseline "standard models" read.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import jax
@@ -24,6 +25,13 @@ def _pool(x):
   return x if x.ndim == 2 else x.reshape(x.shape[0], -1, x.shape[-1]).mean(axis=1)
 
 
+def _represent(module, v, x, representation: str = "embedding"):
+  """The rows :func:`extract_features` returns for the images ``x``: the embedding, or the
+  named intermediate representation mean-pooled over its token/spatial axes."""
+  emb, inter = module.apply(v, x, train=False)
+  return emb if representation == "embedding" else _pool(inter[representation])
+
+
 def extract_features(module, variables, ds: registry.Dataset, config,
                      representation: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
   """Frozen features (eval mode) of every example: the embedding, or a named intermediate
@@ -34,10 +42,7 @@ def extract_features(module, variables, ds: registry.Dataset, config,
   bs = fc.feature_batch_size
   bs = max(len(mesh.devices.flat), bs - bs % len(mesh.devices.flat))
 
-  @jax.jit
-  def fwd(v, x):
-    emb, inter = module.apply(v, x, train=False)
-    return emb if representation == "embedding" else _pool(inter[representation])
+  fwd = jax.jit(functools.partial(_represent, module, representation=representation))
 
   variables = jax.device_put(variables, repl)
   feats, labels = [], []
@@ -62,9 +67,7 @@ variables_digest = io.tree_digest  # the identity of an encoder's weights
 def feature_dim(module, variables, image_size: int, representation: str = "embedding") -> int:
   """The width D of :func:`extract_features`' rows, by abstract evaluation (nothing runs)."""
   x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-  def fwd(v, x):
-    emb, inter = module.apply(v, x, train=False)
-    return emb if representation == "embedding" else _pool(inter[representation])
+  fwd = functools.partial(_represent, module, representation=representation)
   return int(jax.eval_shape(fwd, variables, x).shape[-1])
 
 

@@ -45,4 +45,6 @@ def test_simulate_and_sweep_compile_with_the_level(monkeypatch):
   monkeypatch.setenv(program.OPT_LEVEL_ENV, "1")
   featcon.simulate(TINY, progress=False)
   featcon.sweep({**TINY, "seed": [0, 1]}, progress=False)
-  assert seen == [{"xla_backend_optimization_level": 1}] * 2
+  # each run compiles its stage programs (start, advance, finish): every one at the level
+  assert len(seen) >= 2, seen
+  assert all(o == {"xla_backend_optimization_level": 1} for o in seen), seen
