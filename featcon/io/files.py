@@ -104,12 +104,17 @@ def load_cache_npz(path: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarra
   try:
     return load_npz(path, keys=keys)
   except CorruptFileError as e:
-    warnings.warn(f"{e}: the cache is recomputed", RuntimeWarning, stacklevel=2)
-    try:
-      os.remove(path)
-    except FileNotFoundError:
-      pass
-    return None
+    return discard_cache(path, f"{e}: the cache is recomputed", stacklevel=2)
+
+
+def discard_cache(path: str, message: str, stacklevel: int = 2) -> None:
+  """Warns ``message`` (a RuntimeWarning, ``stacklevel`` counted from the caller) and removes
+  the cache file ``path`` if it is still there; returns None, a cache loader's "recompute"."""
+  warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
+  try:
+    os.remove(path)
+  except FileNotFoundError:
+    pass
 
 
 STAMP_KEY = "__stamp"

@@ -7,7 +7,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import warnings
 from typing import Any
 
 from featcon.errors import FeatconError
@@ -175,10 +174,5 @@ def load_checked_cache(path: str, spec: dict, stamp: dict | None = None,
         raise CorruptFileError(f"{path!r} was made under other settings "
                                f"({describe_diff(diff)}); it is recomputed")
   except CorruptFileError as e:
-    warnings.warn(f"{what}: {e}", RuntimeWarning, stacklevel=2)
-    try:
-      os.remove(path)
-    except FileNotFoundError:
-      pass
-    return None
+    return files.discard_cache(path, f"{what}: {e}", stacklevel=2)
   return arrays
