@@ -52,7 +52,8 @@ flags.DEFINE_integer("eager_steps", 1000, "steps the eager loop is timed for (pe
 flags.DEFINE_integer("eager_configs", 2, "configurations the eager loop is timed for (scaled)")
 flags.DEFINE_list("workloads", ["fig8", "online"], "which workloads to run")
 flags.DEFINE_bool("torch_compile", True, "include torch.compile variants")
-flags.DEFINE_string("out", "", "optional JSON file for the numbers")
+flags.DEFINE_string("out", "", "optional JSON file for the numbers (and <out>.md: the tables)")
+flags.DEFINE_string("table_from", "", "only print the Markdown tables of this saved --out JSON")
 flags.DEFINE_integer("cpu_devices", 0, "CPU devices featcon shards its configurations over "
                      "(featcon.use_all_cpu_cores): 0 = one per core, as the entry points do")
 FLAGS = flags.FLAGS
@@ -218,8 +219,57 @@ def workload_part(workload, res):
   res[workload] = part
 
 
+def _variant_name(v):
+  return ", ".join([v["coords"], v["grads"], v["matmul"]] + (["compiled"] if v["compile"] else []))
+
+
+def markdown(res):
+  """The Markdown tables of a run's results (``--out`` JSON): per workload, the rounds (featcon
+  end to end, its compile and training, the best batched PyTorch in both coordinate systems,
+  ratios and fractions of the roofline), the eager loop, and every variant of the selection."""
+  pct = lambda x: f"{100 * x:.0f} %"
+  out = [f"Run {res['started']} – {res.get('finished', '?')}, load average at the start "
+         f"{res['load_start'][0]}; roofline {res['roofline_flops'] / 1e9:.0f} GFLOP/s ("
+         + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in res["peaks_flops"].items()) + ")."]
+  for w in tt.WORKLOADS:
+    if w not in res:
+      continue
+    part = res[w]
+    best = part["best_variants"]
+    out += ["", f"**{w}** ({part['configs']} configurations, {part['steps']} steps; best "
+            f"variants: feature coordinates {_variant_name(best['feature'])}, input space "
+            f"{_variant_name(best['input'])})", "",
+            "| round | load before / after | featcon end to end (s) | compile (s) | featcon "
+            "training (s) | of roofline | PyTorch feature coords (s) | ratio | of roofline | "
+            "PyTorch input space (s) | ratio | of roofline |",
+            "|" + "---|" * 12]
+    for i, r in enumerate(part["rounds"]):
+      f, tf, ti = r["featcon"], r["torch_feature"], r["torch_input"]
+      out.append(
+          f"| {i + 1} | {r['load_before'][0]} / {r['load_after'][0]} | {f['wall_s']:.1f} | "
+          f"{f['compile_s']:.1f} | {f['train_s']:.1f} | {pct(f['fraction_of_roofline'])} | "
+          f"{tf['wall_s']:.1f} | **{r['ratio_feature']:.2f}×** | "
+          f"{pct(tf['fraction_of_roofline'])} | {ti['wall_s']:.1f} | "
+          f"**{r['ratio_input']:.2f}×** | {pct(ti['fraction_of_roofline'])} |")
+    out += ["", f"Eager loop: {1e3 * part['eager_s_per_config_step']:.3f} ms per config-step; "
+            f"scaled to {part['configs']} × {part['steps']} steps {part['eager_s']:.0f} s, "
+            + " and ".join(f"{x:.1f}×" for x in part["eager_ratio"]) + " featcon's rounds.",
+            "", f"Every batched PyTorch variant ({w}, {res['flags']['select_steps']} steps each "
+            "after 5 warm-up steps):", "",
+            "| variant | set-up incl. compile (s) | ms/step | GFLOP/s | of roofline |",
+            "|---|---|---|---|---|"]
+    n = res["flags"]["select_steps"]
+    for v in part["selection"]:
+      out.append(f"| {_variant_name(v)} | {v['setup_s']:.1f} | {1e3 * v['train_s'] / n:.2f} | "
+                 f"{v['flops'] / 1e9:.0f} | {pct(v['fraction_of_roofline'])} |")
+  return "\n".join(out) + "\n"
+
+
 def main(argv):
   del argv
+  if FLAGS.table_from:
+    print(markdown(io.read_json(FLAGS.table_from)), end="")
+    return
   for w in FLAGS.workloads:
     if w not in tt.WORKLOADS:
       raise app.UsageError(f"--workloads={w!r}; allowed: {', '.join(tt.WORKLOADS)}")
@@ -245,6 +295,7 @@ def main(argv):
     if FLAGS.out:  # after each workload, so a stopped run keeps the finished ones
       os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
       io.write_json(FLAGS.out, res, indent=2, default=str)
+      io.atomic_write(os.path.splitext(FLAGS.out)[0] + ".md", lambda f: f.write(markdown(res)))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,29 @@ def encoder_colour(label):
   return _SPARE_COLOURS[zlib.crc32(role.encode()) % len(_SPARE_COLOURS)]
 
 
+_SEED_HATCHES = ("", "///", "...", "xxx", "\\\\\\", "ooo", "+++", "---")
+
+
+def encoder_hatch(label):
+  """The bar hatch of an encoder label's seed (``"student_s2"`` → the third pattern; no seed:
+  none), so the seeds of one role, which share its colour, stay apart in a legend."""
+  m = re.search(r"_s(\d+)$", str(label).split(" (")[0])
+  return _SEED_HATCHES[int(m.group(1)) % len(_SEED_HATCHES)] if m else ""
+
+
+def encoder_order(labels):
+  """``labels`` in the order of :data:`ROLE_COLOURS`' roles (then other roles by name), each
+  role's seeds in ascending order: the same legend order in every figure."""
+  roles = list(ROLE_COLOURS)
+
+  def key(label):
+    role = encoder_role(label)
+    m = re.search(r"_s(\d+)$", str(label).split(" (")[0])
+    return (roles.index(role) if role in roles else len(roles), role,
+            int(m.group(1)) if m else -1, str(label))
+  return sorted(labels, key=key)
+
+
 def _normalise(img):
   img = np.asarray(img, np.float32)
   lo, hi = img.min(), img.max()
@@ -141,7 +164,7 @@ def grouped_bars(values, path, ylabel="", xlabel="", title="", note="", legend_t
   a row break may not split (e.g. a layer, whose groups are its domains); by default the
   groups' first word."""
   groups = list(values)
-  series = sorted({s for g in values.values() for s in g})
+  series = encoder_order({s for g in values.values() for s in g})
   per_group = 0.5 * max(1, len(series))
   per_row = max(1, int(BARS_ROW_INCHES // per_group))
   unit = keep_together or (lambda g: str(g).split(" ")[0])
@@ -159,7 +182,7 @@ def grouped_bars(values, path, ylabel="", xlabel="", title="", note="", legend_t
     x = np.arange(len(row))
     for i, s in enumerate(series):
       ax.bar(x + i * w, [values[g].get(s, np.nan) for g in row], w, label=s,
-             color=encoder_colour(s))
+             color=encoder_colour(s), hatch=encoder_hatch(s), edgecolor="white", linewidth=0)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xticks(x + w * (len(series) - 1) / 2)
     ax.set_xticklabels(row, fontsize=8, rotation=30, ha="right")

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from featcon import io
 from featcon.theory.config import default_config  # noqa: E402
+from featcon.theory.results import final_rows  # noqa: E402
 
 # Axis labels of the tidy table's metrics (docs/theory.md, "What to measure"): the quantity,
 # then its definition. C_core and C_bg are norms of projections (P = W M), not correlation
@@ -102,6 +103,10 @@ def _with_note(title, note, chars=52):
 
 
 def _gap(series):
+  """The largest gap between the curves ``series`` (0 for curves on different grids, which
+  :func:`coincide_note` never calls coinciding)."""
+  if len({len(v) for v in series}) != 1:
+    return 0.0
   a = np.asarray(series, np.float64)
   return float(np.max(a.max(axis=0) - a.min(axis=0)))
 
@@ -261,7 +266,7 @@ def by_category(df, x, path, metrics=("bg_corr", "bg_signed"), setting=""):
   """Fig. 3(d) / 10: final metric per value of category ``x`` (e.g. the activation); bars are
   means over seeds with ± std error bars, black ticks the initial mean. One row of panels per
   value of the other swept axes."""
-  last = df[df["step"] == df["step"].max()]
+  last = final_rows(df)
   first_all = df[df["step"] == 0]
   rows = _group(last, _axes_keys(df, exclude=("seed", x)))
   fig, axes = plt.subplots(len(rows), len(metrics), squeeze=False, layout="constrained",
@@ -295,7 +300,7 @@ def versus(df, x, path, metrics=("id_risk", "ood_risk"), loss=None, setting="",
            xlabel=None):
   """Final risk against a numeric swept field ``x`` (e.g. the shift strength s): means over
   seeds with ± std error bars; first metric solid, second dashed; one colour per variant."""
-  last = df[df["step"] == df["step"].max()]
+  last = final_rows(df)
   keys = _axes_keys(df, exclude=("seed", x))
   facet, colour = _split(last, keys)
   rows = _group(last, facet)
@@ -374,7 +379,7 @@ def final_versus(df, x, path, panels, loss=None, setting="", xlabel=None):
   rho), one panel per metric: means over seeds with ± std error bars at the end of training
   (solid) and the mean at initialisation (dotted), one colour per value of the other swept
   axes."""
-  last = df[df["step"] == df["step"].max()]
+  last = final_rows(df)
   first = df[df["step"] == 0]
   colour = _axes_keys(df, exclude=("seed", x))
   ncols = min(len(panels), 3)
@@ -420,7 +425,7 @@ def layer_profile(df, path, setting=""):
   """Per-layer measurements at the end of training against the layer index l: the background
   to core sensitivity ratio and the OOD movement of ``h_l``; one row of panels per activation
   (or other swept axis but depth), one colour per depth; means over seeds, ± std error bars."""
-  last, layers = df[df["step"] == df["step"].max()], _layers(df)
+  last, layers = final_rows(df), _layers(df)
   rows = _group(last, _axes_keys(df, exclude=("seed", "depth")))
   fig, axes = plt.subplots(len(rows), 2, figsize=(9.6, 3.0 * len(rows) + 0.7), squeeze=False,
                            layout="constrained")

@@ -77,13 +77,23 @@ SUMMARY_NOTE = ("`ood_risk`/`ood_error`: fresh OOD samples; `train_ood_risk`: th
                 "cores with the background redrawn, the public script's reported OOD loss.")
 
 
+def final_rows(df):
+  """Each configuration's last logged row (its own final step: a swept ``train.steps`` gives
+  configurations different ones)."""
+  if "step" not in df:
+    return df
+  if "config_id" not in df:
+    return df[df["step"] == df["step"].max()]
+  return df[df["step"] == df.groupby("config_id")["step"].transform("max")]
+
+
 def summary_table(df, metrics=("id_risk", "ood_risk", "train_ood_risk", "id_error", "ood_error",
                                "core_corr", "bg_corr", "bg_signed", "asym_frac",
                                "sp_align", "bg_signed_clean")):
   """Final-step metrics per configuration, mean ± std over seeds (a DataFrame of strings); a
   row of one seed shows that seed's value alone (a standard deviation of one value says
   nothing)."""
-  last = df[df["step"] == df["step"].max()] if "step" in df else df
+  last = final_rows(df)
   keys = [c for c in df.attrs.get("swept", []) if c != "seed" and c in last.columns]
   metrics = [m for m in metrics if m in last.columns and last[m].notna().any()]
   if keys:
@@ -166,7 +176,7 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
   versions = io.versions()
   total = sum(t["wall_s"] for t in timings.values())
   md = ["# Sweep summary", "",
-        f"{len(all_metrics)} configurations, final step {int(df['step'].max())}; "
+        f"{len(all_metrics)} configurations, final step {_final_steps(df)}; "
         + seed_note(table["seeds"]) + " " + SUMMARY_NOTE, "", markdown_table(table),
         "", f"Wall time {total:.1f}s in {len(timings)} group(s). Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "devices") + "."]
@@ -181,6 +191,13 @@ def write_outputs(workdir, df, expanded, all_metrics, diverged, timings, log=pri
       f"{TENSORBOARD_DIR}/ (TensorBoard scalars of each configuration)")
 
 
+def _final_steps(df):
+  """``"600"``, or ``"100–200"`` when configurations end at different steps."""
+  ends = final_rows(df)["step"]
+  lo, hi = int(ends.min()), int(ends.max())
+  return f"{hi}" if lo == hi else f"{lo}–{hi}"
+
+
 def metric_keys(all_metrics):
   """The metric keys of every configuration, in order of first appearance (configurations of
   different depths have different per-layer keys)."""
@@ -192,12 +209,20 @@ def metric_keys(all_metrics):
 
 def stack_metric(all_metrics, k):
   """Metric ``k`` of every configuration stacked on a leading axis; a configuration without it
-  (a shallower network's deeper layers) holds NaN."""
-  ref = next(m[k] for m in all_metrics if k in m)
-  fill = np.full(np.shape(ref), np.nan, np.result_type(ref, np.float32))
-  if all(k in m for m in all_metrics):
-    return np.stack([m[k] for m in all_metrics])
-  return np.stack([m[k] if k in m else fill for m in all_metrics])
+  (a shallower network's deeper layers) holds NaN, and one with fewer logs (a swept
+  ``train.steps`` or ``train.log_every``) is padded with NaN after its last log."""
+  have = [np.asarray(m[k]) for m in all_metrics if k in m]
+  shapes = {a.shape for a in have}
+  if len(have) == len(all_metrics) and len(shapes) == 1:
+    return np.stack(have)
+  shape = tuple(max(dims) for dims in zip(*shapes))
+  dtype = np.result_type(*have, np.float32)
+  out = np.full((len(all_metrics),) + shape, np.nan, dtype)
+  for i, m in enumerate(all_metrics):
+    if k in m:
+      a = np.asarray(m[k])
+      out[(i,) + tuple(slice(0, n) for n in a.shape)] = a
+  return out
 
 
 def swept_array(values):

@@ -35,14 +35,16 @@ from featcon.theory import train as theory_train
 
 class Limits(NamedTuple):
   """How large one compiled call may be: ``sweep.memory_budget_gb`` (GiB of device memory)
-  and ``sweep.max_chunk`` (configurations)."""
+  and ``sweep.max_chunk`` (configurations); and whether configurations that draw the same
+  online batches share them (``sweep.share_batches``, :func:`batch_sharing`)."""
   budget_gb: float = schema.BY_NAME["sweep.memory_budget_gb"].default
   max_chunk: int = schema.BY_NAME["sweep.max_chunk"].default
+  share_batches: bool = schema.BY_NAME["sweep.share_batches"].default
 
   @classmethod
   def of(cls, options):
     """The limits of a plan's sweep options (:attr:`featcon.theory.plan.Plan.options`)."""
-    return cls(options["memory_budget_gb"], options["max_chunk"])
+    return cls(options["memory_budget_gb"], options["max_chunk"], options["share_batches"])
 
 
 def chunking(group, limits, n_devices):
@@ -58,6 +60,79 @@ def _dictionaries(d, k):
   one jitted program per (d, K), shared by every group of the process."""
   static = types.SimpleNamespace(d=d, k=k)  # all that run_dictionary reads
   return jax.jit(jax.vmap(functools.partial(theory_train.run_dictionary, static)))
+
+
+# The Dynamic fields that fix a run's online batches: the step keys come from the seed
+# (featcon.theory.train.run_keys), the spurious coordinates from rho; everything else a batch
+# holds is fixed by the group's Static.
+BATCH_FIELDS = ("seed", "bg_label_corr")
+
+
+class Sharing(NamedTuple):
+  """How the configurations of a chunk share their online batches (:func:`batch_sharing`):
+  ``per_batch`` configurations draw each batch, laid out ``blocked`` (configuration
+  ``u * per_batch + l``) or strided (configuration ``l * (size // per_batch) + u``)."""
+  per_batch: int
+  blocked: bool
+
+
+def batch_sharing(group, size, n_chunks):
+  """The :class:`Sharing` of a group's chunks of ``size`` (as :func:`run_group` pads them), or
+  None: only online groups draw a batch per step, and only a layout that every chunk follows
+  compiles into one program.
+
+  Configurations that agree in :data:`BATCH_FIELDS` draw identical batches; sharing them,
+  ``advance`` draws each batch once and the hidden layer of those configurations is one
+  matmul ``Z (b, K) @ [P_1 | ... | P_L]^T (K, L m)`` (and one for the weight gradient) instead
+  of L small ones (:func:`shared_advance`)."""
+  if group.static.regime != "online":
+    return None
+  n = group.n_trainings
+  idx = np.minimum(np.arange(n_chunks * size), n - 1).reshape(n_chunks, size)
+  keys = np.stack([np.asarray(getattr(group.dyns, f), np.float64)[idx] for f in BATCH_FIELDS],
+                  axis=-1)  # (chunks, size, fields)
+  for per_batch in range(size, 1, -1):
+    if size % per_batch:
+      continue
+    blocked = keys.reshape(n_chunks, size // per_batch, per_batch, -1)
+    if (blocked == blocked[:, :, :1]).all():
+      return Sharing(per_batch, True)
+    strided = keys.reshape(n_chunks, per_batch, size // per_batch, -1)
+    if (strided == strided[:, :1]).all():
+      return Sharing(per_batch, False)
+  return None
+
+
+def shared_advance(advance, sharing):
+  """``vmap(advance)`` over a chunk whose configurations share batches as ``sharing`` says:
+  an outer ``vmap`` over the batch streams and an inner one over the configurations of a
+  stream, to which the :data:`BATCH_FIELDS` are unbatched, so the draw of each batch runs
+  once per stream and ``vmap``'s rule for a product of an unbatched batch with batched weights
+  makes the hidden layer one wide matmul. Same signature and result layout as
+  ``vmap(advance, in_axes=(0, 0, 0, None))``; the batches are the same draws."""
+  L = sharing.per_batch
+  inner_axes = program_lib.Dynamic(*(None if f in BATCH_FIELDS else 0
+                                     for f in program_lib.Dynamic._fields))
+  inner = jax.vmap(advance, in_axes=(inner_axes, 0, 0, None))
+  outer = jax.vmap(inner, in_axes=(0, 0, 0, None))
+
+  def split(a):  # (size, ...) -> (streams, L, ...)
+    if sharing.blocked:
+      return a.reshape((-1, L) + a.shape[1:])
+    return jnp.swapaxes(a.reshape((L, -1) + a.shape[1:]), 0, 1)
+
+  def merge(a):  # the inverse of split
+    if sharing.blocked:
+      return a.reshape((-1,) + a.shape[2:])
+    return jnp.swapaxes(a, 0, 1).reshape((-1,) + a.shape[2:])
+
+  def run(dyn, ctx, carry, idx):
+    dyn, ctx, carry = jax.tree.map(split, (dyn, ctx, carry))
+    dyn = dyn._replace(**{f: getattr(dyn, f)[:, 0] for f in BATCH_FIELDS})
+    carry, out = outer(dyn, ctx, carry, idx)
+    return jax.tree.map(merge, (carry, out))
+
+  return run
 
 
 def _config_sharding(devices):
@@ -127,7 +202,8 @@ def compile_group(group, limits=Limits(), *, progress=True, desc="group", log=No
   per_call, n_calls = log_calls(group.static.n_logs)
   bar = progress_lib.Bar(n_chunks * group.static.n_logs, desc,
                          progress and distributed.is_main(), unit="log")
-  stages = theory_train.make_stages(group.static)
+  sharing = batch_sharing(group, size, n_chunks) if limits.share_batches else None
+  stages = theory_train.make_stages(group.static, weight_rows=sharing is not None)
   options = program_lib.compiler_options()
   if log:
     log(f"compiling {desc} ...")
@@ -151,9 +227,11 @@ def compile_group(group, limits=Limits(), *, progress=True, desc="group", log=No
     ctx, carry = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=_config_sharding(devices)),
         (ctx, carry))
+  batched_advance = (shared_advance(stages.advance, sharing) if sharing
+                     else jax.vmap(stages.advance, in_axes=(0, 0, 0, None)))
   # The carry is donated: each call's carry replaces the previous one in place.
-  advance = build("advance", jax.vmap(stages.advance, in_axes=(0, 0, 0, None)),
-                  (dyn, ctx, carry, idx), donate_argnums=2, **out_sh)
+  advance = build("advance", batched_advance, (dyn, ctx, carry, idx), donate_argnums=2,
+                  **out_sh)
   finish = build("finish", jax.vmap(stages.finish), (dyn, ctx, carry), **out_sh)
   compile_s = sum(stage_s.values())
   if log:

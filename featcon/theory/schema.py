@@ -249,6 +249,7 @@ SWEEP_FIELDS = (
     F("sweep.memory_budget_gb", 4.0, Real(0.0, lo_open=True), "device memory one compiled call may use (GiB); larger groups run in equal chunks, a configuration over the budget is refused before compiling", "none", result_invariant=True),
     F("sweep.max_chunk", 4096, Int(1), "configurations per compiled call at most", "none", result_invariant=True),
     F("sweep.max_configs", 20_000, Int(1), "configurations a sweep may expand to at most; a larger product of axes is refused before it is expanded, naming its size", "none", result_invariant=True),
+    F("sweep.share_batches", True, Bool(), "online configurations that draw the same batches (equal seed and `data.bg_label_corr`) draw each batch once and compute their hidden layers as one wide matmul (docs/performance.md); the same draws, results equal to float rounding", "none", result_invariant=True),
     F("sweep.progress", True, Bool(), "progress bars and compile messages", "none", result_invariant=True),
 )
 # pylint: enable=line-too-long

@@ -174,7 +174,7 @@ class Stages(NamedTuple):
   finish: Any   # (dyn, ctx, carry) -> final
 
 
-def make_stages(static, on_log=None):
+def make_stages(static, on_log=None, weight_rows=False):
   """The stages of :func:`make_train`'s program (:class:`Stages`).
 
   ``start`` samples the problem (:func:`make_problem`) and the arrays derived from it once per
@@ -187,6 +187,12 @@ def make_stages(static, on_log=None):
   consecutive pieces of it in several calls, computes the same numbers: the carry and the
   context are all the state there is. ``on_log`` as for :func:`make_train` (a host callback
   in ``advance``; a program with one is not stored by JAX's persistent compilation cache).
+
+  ``weight_rows`` carries the first layer as ``W`` (m, D) instead of the ``Dense``-kernel
+  layout: stacked over configurations that share a batch, ``[W_1; ...; W_L]`` (L m, D) is
+  then the operand of one wide matmul as it lies in memory (the layout of
+  :func:`featcon.theory.runner.shared_advance`; the kernel layout would be transposed every
+  step). Same dynamics, equal to float rounding.
   """
   sigma = network.switch_activation(static.activations, static.leaky_slope)
   loss_fn = losses.loss_fn(static.loss)
@@ -228,7 +234,9 @@ def make_stages(static, on_log=None):
     lr_fn = optim.schedule(static.lr_schedule, dyn.lr, static.steps, static.warmup_steps)
     # start's ctx holds no initial W: the carry has it (make_train's one program, too, only
     # keeps the kernel layout alive, so XLA computes it the same way in both).
-    kernel = network.to_kernel(prob.params0) if "W" in prob.params0 else prob.params0
+    kernel = prob.params0
+    if "W" in prob.params0 and not weight_rows:
+      kernel = network.to_kernel(prob.params0)
     trainable, frozen = _split_params(static, kernel)
     if static.linear:
       amat = frozen["a"].reshape(static.width, -1) * mask[:, None]   # A (m, o), masked rows 0
@@ -290,8 +298,10 @@ def make_stages(static, on_log=None):
       else:
         loss, grads = grad_fn(tr, x, tgt, w)
       updates, new_opt_state = opt.update(grads, opt_state, tr)
-      if core_proj is not None:
+      if core_proj is not None and "Wt" in updates:
         updates = dict(updates, Wt=core_proj @ updates["Wt"])  # = (W_update @ core_proj)^T
+      elif core_proj is not None:
+        updates = dict(updates, W=updates["W"] @ core_proj)
       new_tr = optax.apply_updates(tr, updates)
       alpha, beta = perp
       if feature or static.linear:

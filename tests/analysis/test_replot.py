@@ -66,3 +66,27 @@ def test_figure1_points_are_the_summarys(tmp_path, figures):
   want += [(float(logit(p["id"])), float(logit(p["ood"]))) for p in summary["baseline"]]
   got = sorted(figures[0][2])
   np.testing.assert_allclose(np.asarray(got), np.asarray(sorted(want)), rtol=1e-6)
+
+
+def test_selectivity_bars_from_a_real_experiment_summary(tmp_path, figures):
+  """The experiment's analyses keep their selectivity only as headline rows
+  (``"selectivity, <domain> | <layer>"``): every bar is one of them, seeds told apart by hatch."""
+  path = os.path.join(REAL, "summary.json")
+  replot.selectivity_figure_from_json(path, str(tmp_path / "s.png"))
+  head = json.load(open(path))["analyses"]["headline"]
+  want = sorted(v for row in head.values() for k, v in row.items()
+                if k.startswith("selectivity, "))
+  (_, bars, _), = figures
+  assert len(want) > 20
+  np.testing.assert_allclose(sorted(bars), want, rtol=1e-6)
+  assert {"student_s0", "student_s1", "student_s2", "teacher"} <= set(head)
+
+
+def test_seeds_of_a_role_differ_by_hatch_and_legends_follow_the_roles():
+  from featcon.analysis import plots  # pylint: disable=import-outside-toplevel
+  assert plots.encoder_colour("student_s0") == plots.encoder_colour("student_s2")
+  hatches = [plots.encoder_hatch(f"student_s{s}") for s in range(3)]
+  assert len(set(hatches)) == 3 and plots.encoder_hatch("teacher") == ""
+  assert plots.encoder_order(["supervised_s0", "student_s1", "imagenet", "teacher",
+                              "student_s0", "random_s0"]) == [
+      "teacher", "student_s0", "student_s1", "random_s0", "supervised_s0", "imagenet"]

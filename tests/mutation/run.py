@@ -90,6 +90,13 @@ MUTATIONS = [
     # training (feature path: decay of the orthogonal part with momentum)
     ("perp_no_momentum", "featcon/theory/train.py", "dyn.weight_decay * alpha + dyn.momentum * beta",
      "dyn.weight_decay * alpha", [T + "test_train.py", "-k", "paths_agree and momentum and not nobias and not oracle"]),
+    # shared online batches (sweep.share_batches): each stream's configurations, its batch
+    ("share_layout_swapped", "featcon/theory/runner.py",
+     "  def split(a):  # (size, ...) -> (streams, L, ...)\n    if sharing.blocked:",
+     "  def split(a):  # (size, ...) -> (streams, L, ...)\n    if not sharing.blocked:",
+     [T + "test_share_batches.py", "-k", "strided"]),
+    ("share_lr_unbatched", "featcon/theory/runner.py", 'BATCH_FIELDS = ("seed", "bg_label_corr")',
+     'BATCH_FIELDS = ("seed", "bg_label_corr", "lr")', [T + "test_share_batches.py", "-k", "blocked"]),
     # distillation objective (Section 2)
     ("distill_sign", "featcon/distill/student.py", "jnp.square(s_emb - t_emb)",
      "jnp.square(s_emb + t_emb)", ["tests/distill/test_objective.py", "-k", "hand"]),

@@ -62,3 +62,28 @@ def test_timing_lines_report_what_was_measured():
           "chunk": 4, "chunks": 1}
   assert runner.timing_line(last) == "compiled ahead in 6.60 s, trained in 37 ms; 1 chunk(s) of 4"
   assert [runner.seconds(s) for s in (12.34, 0.5, 0.0004)] == ["12.3 s", "0.50 s", "0 ms"]
+
+
+def test_a_swept_step_count_keeps_each_configurations_own_end(tmp_path):
+  """Configurations of different lengths: the trajectories are padded with NaN after each one's
+  last log, and the summary and figures take each one's own final step."""
+  cfg = dict(TINY, sweep={"axes": "train.steps=10,20", "progress": False})
+  wd = str(tmp_path / "wd")
+  df = sweep_lib.run(cfg, workdir=wd, log=lambda s: None)
+  z = np.load(os.path.join(wd, "trajectories.npz"))
+  risk = z["metrics/id_risk"]
+  by_steps = dict(zip(z["swept/train.steps"].tolist(), range(2)))
+  short, long = risk[by_steps[10]], risk[by_steps[20]]
+  assert np.isfinite(long).all() and np.isnan(short[-1]) and np.isfinite(short[:-1]).all()
+  for steps, i in by_steps.items():
+    got = df[(df["config_id"] == i)].sort_values("step")["id_risk"].to_numpy()
+    np.testing.assert_array_equal(got, risk[i][:len(got)])
+  table = results.summary_table(df, metrics=("id_risk",))
+  final = results.final_rows(df)
+  assert sorted(final["step"]) == [10, 20] and len(table) == 2
+  for steps, cell in zip(table["steps"], table["id_risk"]):
+    want = final[final["steps"] == steps]["id_risk"].iloc[0]
+    assert cell == f"{want:.4f}"
+  md = open(os.path.join(wd, "summary.md")).read()
+  assert "final step 10–20" in md
+  assert os.path.exists(os.path.join(wd, "curves.png"))
