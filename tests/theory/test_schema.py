@@ -27,7 +27,8 @@ def test_default_configs_are_the_schema_defaults():
   assert sweep == {f.name: f.default for f in schema.FIELDS + schema.SWEEP_FIELDS}
   assert config_lib.theory_config().model.bias is False
   assert schema.RESULT_INVARIANT == ("sweep.memory_budget_gb", "sweep.max_chunk",
-                                     "sweep.max_configs", "sweep.progress")
+                                     "sweep.max_configs", "sweep.share_batches",
+                                     "sweep.progress")
 
 
 def test_docs_config_md_is_generated_from_the_schema():
