@@ -72,8 +72,8 @@ def main(argv):
             flush=True)
   # the draws alone: one step's batches for n_cfg configurations or for their 8 seeds
   kw = dict(k_core=group.static.k_core, k_bg=group.static.k_bg, core=group.static.core,
-                  dist=group.static.coeff_dist, radii=group.static.core_radii, rho=0.0,
-                  k_spurious=group.static.k_spurious)
+            dist=group.static.coeff_dist, radii=group.static.core_radii, rho=0.0,
+            k_spurious=group.static.k_spurious)
   for n_draws in (n_cfg, n_cfg // 8):
     keys = jax.random.split(jax.random.PRNGKey(0), n_draws)
 

@@ -1,4 +1,9 @@
 """Small shared helpers for the tests."""
+import json
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +15,30 @@ from featcon.theory import train as theory_train
 
 SMALL = {"data": {"d": 64, "k_core": 16, "k_bg": 16, "n_train": 400, "n_eval": 2048},
          "model": {"width": 64}, "train": {"steps": 4000, "log_every": 500, "lr": 1e-2}}
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sweep_on_host_devices(tmp_path, cfg, metrics, counts=(1, 2)):
+  """``featcon.sweep(cfg)`` in a fresh process per entry of ``counts``, each with that many
+  forced XLA:CPU host devices; returns per process ``{"devices": n, metric: [values]}``."""
+  script = tmp_path / "run.py"
+  script.write_text(
+      "import json, jax, featcon\n"
+      f"df = featcon.sweep({cfg!r})\n"
+      "print(json.dumps({'devices': jax.device_count(),"
+      f" **{{k: df[k].tolist() for k in {tuple(metrics)!r}}}}}))\n")
+  outs = []
+  for n in counts:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
+               JAX_PLATFORMS="cpu")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    outs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+  assert [o["devices"] for o in outs] == list(counts)
+  return outs
 
 
 def merge(base, over):

@@ -45,11 +45,17 @@ def encoder_colour(label):
 _SEED_HATCHES = ("", "///", "...", "xxx", "\\\\\\", "ooo", "+++", "---")
 
 
+def _seed(label):
+  """``"student_s2 (layer1)"`` → 2; a label without ``_s<seed>`` → None."""
+  m = re.search(r"_s(\d+)$", str(label).split(" (")[0])
+  return int(m.group(1)) if m else None
+
+
 def encoder_hatch(label):
   """The bar hatch of an encoder label's seed (``"student_s2"`` → the third pattern; no seed:
   none), so the seeds of one role, which share its colour, stay apart in a legend."""
-  m = re.search(r"_s(\d+)$", str(label).split(" (")[0])
-  return _SEED_HATCHES[int(m.group(1)) % len(_SEED_HATCHES)] if m else ""
+  seed = _seed(label)
+  return "" if seed is None else _SEED_HATCHES[seed % len(_SEED_HATCHES)]
 
 
 def encoder_order(labels):
@@ -58,10 +64,9 @@ def encoder_order(labels):
   roles = list(ROLE_COLOURS)
 
   def key(label):
-    role = encoder_role(label)
-    m = re.search(r"_s(\d+)$", str(label).split(" (")[0])
+    role, seed = encoder_role(label), _seed(label)
     return (roles.index(role) if role in roles else len(roles), role,
-            int(m.group(1)) if m else -1, str(label))
+            -1 if seed is None else seed, str(label))
   return sorted(labels, key=key)
 
 

@@ -211,17 +211,14 @@ def stack_metric(all_metrics, k):
   """Metric ``k`` of every configuration stacked on a leading axis; a configuration without it
   (a shallower network's deeper layers) holds NaN, and one with fewer logs (a swept
   ``train.steps`` or ``train.log_every``) is padded with NaN after its last log."""
-  have = [np.asarray(m[k]) for m in all_metrics if k in m]
-  shapes = {a.shape for a in have}
+  have = {i: np.asarray(m[k]) for i, m in enumerate(all_metrics) if k in m}
+  shapes = {a.shape for a in have.values()}
   if len(have) == len(all_metrics) and len(shapes) == 1:
-    return np.stack(have)
+    return np.stack(list(have.values()))
   shape = tuple(max(dims) for dims in zip(*shapes))
-  dtype = np.result_type(*have, np.float32)
-  out = np.full((len(all_metrics),) + shape, np.nan, dtype)
-  for i, m in enumerate(all_metrics):
-    if k in m:
-      a = np.asarray(m[k])
-      out[(i,) + tuple(slice(0, n) for n in a.shape)] = a
+  out = np.full((len(all_metrics),) + shape, np.nan, np.result_type(*have.values(), np.float32))
+  for i, a in have.items():
+    out[(i,) + tuple(slice(0, n) for n in a.shape)] = a
   return out
 
 

@@ -1,9 +1,5 @@
 """Online configurations that draw the same batches share them (``sweep.share_batches``):
 which chunks qualify, and that the shared program computes the flat program's numbers."""
-import json
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,9 +9,7 @@ import featcon
 from featcon.theory import plan as plan_lib
 from featcon.theory import program
 from featcon.theory import runner
-from tests.helpers import merge
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import merge, sweep_on_host_devices
 
 BASE = {"data": {"d": 24, "k_core": 4, "k_bg": 4, "n_eval": 256, "regime": "online"},
         "model": {"width": 16}, "train": {"steps": 120, "log_every": 40, "lr": 5e-2,
@@ -120,22 +114,8 @@ def test_sweep_option_reaches_the_runner():
 @pytest.mark.slow
 def test_shared_batches_sharded_over_two_devices(tmp_path):
   """Two forced host devices split each stream's configurations: same numbers as one."""
-  script = tmp_path / "run.py"
   cfg = merge(BASE, dict(seed=[0, 1], train={"lr": [0.02, 0.05, 0.1, 0.2]}))
-  script.write_text(
-      "import json, jax, featcon\n"
-      f"df = featcon.sweep({cfg!r})\n"
-      "print(json.dumps({'devices': jax.device_count(),"
-      " 'x': {k: df[k].tolist() for k in %r}}))\n" % (METRICS,))
-  outs = []
-  for n in (1, 2):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
-               JAX_PLATFORMS="cpu")
-    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
-                       cwd=ROOT, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    outs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-  assert [o["devices"] for o in outs] == [1, 2]
+  outs = sweep_on_host_devices(tmp_path, cfg, METRICS)
   for k in METRICS:
-    np.testing.assert_allclose(outs[1]["x"][k], outs[0]["x"][k], rtol=2e-4, atol=2e-5,
+    np.testing.assert_allclose(outs[1][k], outs[0][k], rtol=2e-4, atol=2e-5,
                                err_msg=k)

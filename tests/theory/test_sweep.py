@@ -13,7 +13,7 @@ from featcon.theory import plan as plan_lib
 from featcon.theory import program
 from featcon.theory import runner
 from featcon.theory import sweeps as sweep_lib
-from tests.helpers import merge
+from tests.helpers import merge, sweep_on_host_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -140,27 +140,13 @@ def test_chunk_size_follows_memory_budget():
 @pytest.mark.slow
 def test_sharded_equals_unsharded(tmp_path):
   """Two forced host devices shard the configuration axis; results equal one device."""
-  script = tmp_path / "run.py"
-  script.write_text(
-      "import json, sys, jax, featcon\n"
-      # K = 64: with the QR inside the sharded program this size hung XLA:CPU (see run_group)
-      f"cfg = {_cfg(seed=[0, 1, 2], train={'lr': [0.02, 0.05]}, data={'d': 64, 'k_core': 32, 'k_bg': 32})!r}\n"
-      "df = featcon.sweep(cfg)\n"
-      "print(json.dumps({'devices': jax.device_count(), 'x': df['ood_risk'].tolist(),"
-      " 'y': df['bg_signed'].tolist()}))\n")
-  outs = []
-  for n in (1, 2):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
-               JAX_PLATFORMS="cpu")
-    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
-                       cwd=ROOT, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    outs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-  assert [o["devices"] for o in outs] == [1, 2]
+  # K = 64: with the QR inside the sharded program this size hung XLA:CPU (see run_group)
+  cfg = _cfg(seed=[0, 1, 2], train={"lr": [0.02, 0.05]}, data={"d": 64, "k_core": 32, "k_bg": 32})
+  outs = sweep_on_host_devices(tmp_path, cfg, ("ood_risk", "bg_signed"))
   # Compiled separately (fusions may differ): float32 rounding, measured up to 2.6e-6 relative
   # on bg_signed (a mean of signed terms) at XLA level 0; a mis-sharded configuration is O(1).
-  np.testing.assert_allclose(outs[0]["x"], outs[1]["x"], rtol=1e-5)
-  np.testing.assert_allclose(outs[0]["y"], outs[1]["y"], rtol=1e-5, atol=1e-9)
+  np.testing.assert_allclose(outs[0]["ood_risk"], outs[1]["ood_risk"], rtol=1e-5)
+  np.testing.assert_allclose(outs[0]["bg_signed"], outs[1]["bg_signed"], rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.slow
