@@ -49,7 +49,7 @@ def test_product_order_and_record():
   assert plan.record["train"]["lr"] == [0.1, 0.2] and plan.record["train"]["steps"] == 20000
   assert plan.record["sweep"] == {"zip": [["train.weight_decay", "train.lr"]],
                                   "memory_budget_gb": 4.0, "max_chunk": 4096, "max_configs": 20000,
-                                 "progress": True}
+                                 "share_batches": True, "progress": True}
   with pytest.raises(ValueError, match=r"sweep.zip names 'train.b1', which is not a swept"):
     plan_lib.make_plan({"seed": [0, 1], "sweep": {"zip": [("train.b1", "seed")]}})
   with pytest.raises(ValueError, match=r"'sweep.max_chunk' has value 0"):
