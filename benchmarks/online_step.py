@@ -6,7 +6,8 @@ In one process, alternating: the online workload of ``benchmarks.theory_vs_torch
 configurations = 8 seeds x 8 learning rates, width 512, batch 32, K = 64) through
 ``featcon.sweep`` with ``sweep.share_batches`` false (64 small matmuls per step) and true (8
 streams, each one wide matmul), each program compiled ahead so the time is training alone; and
-the cost of drawing the step's batches, 64 draws against 8 (the profile's other part). Reports
+the cost of drawing the step's batches, 64 draws against 8, with featcon's threefry and with
+JAX's ``rbg`` / ``unsafe_rbg`` generators (the profile's other part). Reports
 ms per step, training-matmul GFLOP/s and the fraction of the run's roofline (the best JAX 2048²
 float32 matmul).
 """
@@ -74,8 +75,11 @@ def main(argv):
   kw = dict(k_core=group.static.k_core, k_bg=group.static.k_bg, core=group.static.core,
             dist=group.static.coeff_dist, radii=group.static.core_radii, rho=0.0,
             k_spurious=group.static.k_spurious)
-  for n_draws in (n_cfg, n_cfg // 8):
-    keys = jax.random.split(jax.random.PRNGKey(0), n_draws)
+  # threefry (featcon's generator) for every configuration and for the seeds only; JAX's
+  # other generators (XLA's RngBitGenerator) for every configuration
+  for impl, n_draws in (("threefry2x32", n_cfg), ("threefry2x32", n_cfg // 8),
+                        ("rbg", n_cfg), ("unsafe_rbg", n_cfg)):
+    keys = jax.random.split(jax.random.key(0, impl=impl), n_draws)
 
     def body(acc, t, keys=keys):
       b = jax.vmap(lambda k: features.sample(jax.random.fold_in(k, t), BATCH, shift=0.0,
@@ -85,8 +89,8 @@ def main(argv):
     f = jax.jit(lambda keys=keys, body=body: jax.lax.scan(body, 0.0, jnp.arange(steps))[0])
     f().block_until_ready()
     med, best = timed(lambda f=f: f().block_until_ready(), FLAGS.reps)
-    res[f"draw_{n_draws}_ms_per_step"] = 1e3 * best / steps
-    print(f"draw {n_draws} batches: {1e3 * best / steps:.3f} ms/step (median "
+    res[f"draw_{impl}_{n_draws}_ms_per_step"] = 1e3 * best / steps
+    print(f"draw {n_draws} batches ({impl}): {1e3 * best / steps:.3f} ms/step (median "
           f"{1e3 * med / steps:.3f})", flush=True)
   res["load_end"] = [round(x, 2) for x in os.getloadavg()]
   if FLAGS.out:

@@ -38,6 +38,8 @@ SHIFT_KEYS = ("ood_risk", "ood_error", "ood_mse", "train_ood_risk", "train_ood_e
     f"ood_move_l{l}" for l in range(1, network.MAX_DEPTH + 1))
 # The fresh ID samples (the first rows of the ID evaluation set) the Jacobians are taken on.
 SENS_SAMPLES = 256
+# Rows of an evaluation set measured at once (:func:`row_sums`).
+EVAL_BLOCK = 128
 
 
 def projections(params, basis):
@@ -56,15 +58,21 @@ def feature_correlations(P, k_core, mask):
   return jnp.sum(mask * core) / msum, jnp.sum(mask * bg) / msum, bg_signed
 
 
-def class_conditional(pre, y):
-  """``h_r(y)`` and ``p_r(y)`` for y = +1 and -1 from pre-activations (n, m) and labels (n,)."""
-  pos = (y > 0).astype(pre.dtype)[:, None]
-  neg = 1.0 - pos
-  npos = jnp.maximum(jnp.sum(pos), 1.0)
-  nneg = jnp.maximum(jnp.sum(neg), 1.0)
-  active = (pre > 0).astype(pre.dtype)
-  return (jnp.sum(pos * pre, 0) / npos, jnp.sum(neg * pre, 0) / nneg,
-          jnp.sum(pos * active, 0) / npos, jnp.sum(neg * active, 0) / nneg)
+def class_sums(pre, y):
+  """The sums :func:`class_conditional` divides, over the rows of one block: per class
+  (y = +1, then y = -1) the summed pre-activations (2, m), the number of active rows
+  ``pre > 0`` (2, m) and the class sizes (2,), from pre-activations (n, m) and labels (n,)."""
+  classes = jnp.stack([y > 0, y <= 0]).astype(pre.dtype)        # (2, n)
+  return classes @ pre, classes @ (pre > 0).astype(pre.dtype), jnp.sum(classes, axis=1)
+
+
+def class_conditional(sums):
+  """``h_r(y)`` and ``p_r(y)`` for y = +1 and -1 (each (m,)) from :func:`class_sums` summed
+  over the ID evaluation set: ``h_r(y) = E[pre_r | y]``, ``p_r(y) = P(pre_r > 0 | y)``."""
+  pre_sums, active_sums, counts = sums
+  npos = jnp.maximum(counts[0], 1.0)
+  nneg = jnp.maximum(counts[1], 1.0)
+  return (pre_sums[0] / npos, pre_sums[1] / nneg, active_sums[0] / npos, active_sums[1] / nneg)
 
 
 def asymmetric_fraction(h_pos, h_neg, mask):
@@ -73,20 +81,51 @@ def asymmetric_fraction(h_pos, h_neg, mask):
   return jnp.sum(mask * asym) / jnp.sum(mask)
 
 
+def row_sums(fn, arrays, block=None):
+  """``sum_i fn(rows_i)`` over blocks of ``block`` rows of ``arrays`` (each (n, ...)):
+  ``fn(*blocks)`` returns a pytree of sums over its block's rows, and the result is their sum
+  over the whole set (a ``lax.scan`` over the full blocks, then the remaining rows).
+
+  Measuring a large evaluation set block by block keeps each block's pre-activations in cache
+  instead of writing and re-reading an (n, m) array per configuration; the sums equal the
+  one-block sums to float rounding. ``block=None`` takes :data:`EVAL_BLOCK`."""
+  block = EVAL_BLOCK if block is None else block
+  n = arrays[0].shape[0]
+  full = n // block
+  if full <= 1:
+    return fn(*arrays)
+  head = [a[:full * block].reshape(full, block, *a.shape[1:]) for a in arrays]
+  init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                      jax.eval_shape(fn, *[h[0] for h in head]))
+  total, _ = jax.lax.scan(lambda acc, blk: (jax.tree.map(jnp.add, acc, fn(*blk)), None),
+                          init, head)
+  if n > full * block:
+    total = jax.tree.map(jnp.add, total, fn(*[a[full * block:] for a in arrays]))
+  return total
+
+
 def measure(static, prob, params, act, mask):
-  """All measurements at one log step (see the module docstring); a dict of arrays."""
+  """All measurements at one log step (see the module docstring); a dict of arrays.
+
+  The risks, errors and class-conditional statistics are means over the evaluation sets,
+  accumulated block by block (:func:`row_sums`); with ``static.layer_metrics`` the ID set is
+  measured in one block, whose pre-activations the per-layer measurements reuse."""
   loss_fn = losses.loss_fn(static.loss)
   out = {}
   P = projections(params, prob.basis)
   out["core_corr"], out["bg_corr"], out["bg_signed"] = feature_correlations(P, static.k_core, mask)
   classification = static.task == "classification"
 
-  def risk_error(x, t, pre=None):
-    pre = network.preactivation(params, x) if pre is None else pre
+  def loss_sums(pre, t):
+    """(summed loss, summed 0-1 error) of the rows with first-layer pre-activations ``pre``."""
     f = network.readout(params, pre, act, mask)
-    risk = jnp.mean(loss_fn(f, t))
-    err = jnp.mean(losses.zero_one(f, t)) if classification else jnp.float32(jnp.nan)
-    return risk, err
+    err = jnp.sum(losses.zero_one(f, t)) if classification else jnp.float32(jnp.nan)
+    return jnp.sum(loss_fn(f, t)), err
+
+  def risk_error(x, t):
+    n = x.shape[0]
+    s = row_sums(lambda xb, tb: loss_sums(network.preactivation(params, xb), tb), (x, t))
+    return s[0] / n, s[1] / n
 
   def ood_risk_error(x, t):
     """risk_error on an OOD set, or on each of a stack of them (one per shift strength)."""
@@ -94,8 +133,19 @@ def measure(static, prob, params, act, mask):
       return jax.vmap(lambda xs: risk_error(xs, t))(x)
     return risk_error(x, t)
 
-  pre = network.preactivation(params, prob.eval_x)  # shared with the asymmetry statistics
-  out["id_risk"], out["id_error"] = risk_error(prob.eval_x, prob.eval_t, pre)
+  def id_sums(pre, t, y):
+    """loss_sums and :func:`class_sums` of one block."""
+    return loss_sums(pre, t), class_sums(pre, y)
+
+  n_eval = prob.eval_x.shape[0]
+  if static.layer_metrics:
+    pre = network.preactivation(params, prob.eval_x)  # shared with the per-layer measurements
+    sums = id_sums(pre, prob.eval_t, prob.eval_y)
+  else:
+    sums = row_sums(lambda xb, tb, yb: id_sums(network.preactivation(params, xb), tb, yb),
+                    (prob.eval_x, prob.eval_t, prob.eval_y))
+  (loss_sum, err_sum), cls = sums
+  out["id_risk"], out["id_error"] = loss_sum / n_eval, err_sum / n_eval
   out["ood_risk"], out["ood_error"] = ood_risk_error(prob.eval_ood_x, prob.eval_t)
   if not classification:
     out["id_mse"], out["ood_mse"] = out["id_risk"], out["ood_risk"]
@@ -109,7 +159,7 @@ def measure(static, prob, params, act, mask):
     out["core_align"] = jnp.sum(mask * sign_a * jnp.mean(P[:, :static.k_core], 1)) / jnp.sum(mask)
   else:
     out["core_align"] = jnp.float32(jnp.nan)
-  h_pos, h_neg, p_pos, p_neg = class_conditional(pre, prob.eval_y)
+  h_pos, h_neg, p_pos, p_neg = class_conditional(cls)
   out["asym_frac"] = asymmetric_fraction(h_pos, h_neg, mask)
   out["act_rate_gap"] = jnp.sum(mask * jnp.abs(p_pos - p_neg)) / jnp.sum(mask)
   nan = jnp.float32(jnp.nan)

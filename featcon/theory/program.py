@@ -201,9 +201,12 @@ def bytes_per_config(static):
   rows_train = static.n_train if static.regime == "fixed" else 0
   batch = static.batch or static.n_train
   sets = 1 + max(1, static.n_shifts)                        # ID set and one OOD set per shift
+  # measured a block of rows at a time (metrics.row_sums), all at once for the layer metrics
+  eval_rows = static.n_eval if static.layer_metrics else min(static.n_eval, metrics.EVAL_BLOCK)
   floats = (
       static.d * static.k                                   # dictionary
-      + sets * static.n_eval * (dim + static.width + out)   # eval sets, pre-activations
+      + sets * static.n_eval * (dim + out)                  # eval sets
+      + sets * eval_rows * static.width                      # their pre-activations
       + sets * rows_train * (dim + out)                     # fixed set and its OOD copies
       + 4 * batch * (dim + 2 * static.width + out)          # a step's activations and grads
       + 4 * static.width * (dim + out + 1)                  # params, grads, optimizer state
@@ -211,13 +214,15 @@ def bytes_per_config(static):
       + (static.n_logs + 1) * (2 * static.width + 32)       # recorded metrics
       + (static.depth - 1) * (                              # hidden layers 2..L
           4 * static.width * (static.width + 1)             # params, grads, optimizer state
-          + sets * static.n_eval * static.width             # eval-set activations
+          + sets * eval_rows * static.width                  # eval-set activations
           + 4 * batch * 2 * static.width)                   # a step's activations and grads
       + (static.layer_metrics * static.depth * 2 * metrics.SENS_SAMPLES * static.width * static.k)
   )
   # float32; x4 for XLA temporaries and layout copies. Calibrated on the online workload
-  # (benchmarks/scaling.py): the formula alone gives 13.9 MB/config at width 512 where the
-  # measured peak RSS grows by 23.9 MB/config, so a factor 2 over-filled the budget.
+  # (benchmarks/scaling.py, n_eval 1024, width 512): the formula alone gives 3.3 MB/config and
+  # the measured peak RSS grows by 2.7 MB/config (64 -> 256 configurations in one chunk); the
+  # 4,096-configuration sweep peaks at 1.5 GiB under the 4 GiB budget. (Before the evaluation
+  # sets were measured block by block, a factor 2 over-filled the budget.)
   return 4 * floats * 4
 
 

@@ -94,10 +94,14 @@ def _reference(params, prob, task, regime, loss):
   return out
 
 
+# Rows measured at once: one block for all 40 evaluation rows; 2 blocks of 16 and 8 rows left
+# (the fixed set of 12: one block); 8 blocks of 5 (the fixed set: 2 blocks and 2 rows left).
+@pytest.mark.parametrize("block", [128, 16, 5])
 @pytest.mark.parametrize("task,regime,loss", [("classification", "fixed", "hinge"),
                                               ("classification", "online", "logistic"),
                                               ("regression", "fixed", "mse")])
-def test_measure_matches_hand_computation(task, regime, loss):
+def test_measure_matches_hand_computation(task, regime, loss, block, monkeypatch):
+  monkeypatch.setattr(metrics, "EVAL_BLOCK", block)
   rng = np.random.default_rng(0)
   prob = _problem(rng, task, regime)
   params = _params(rng, task)
