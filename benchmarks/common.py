@@ -2,6 +2,7 @@
 
 Imports neither JAX nor torch, so a benchmark can set JAX's flags before JAX starts.
 """
+import os
 import time
 
 import numpy as np
@@ -18,6 +19,22 @@ def timed(fn, reps):
     fn()
     times.append(time.perf_counter() - t)
   return float(np.median(times)), float(np.min(times))
+
+
+def load():
+  """The 1-, 5- and 15-minute load averages (``uptime``)."""
+  return [round(x, 2) for x in os.getloadavg()]
+
+
+def jax_peak(n=2048, reps=10):
+  """The best float32 ``n x n`` matmul FLOP/s of ``jax.jit(a @ a)`` over ``reps`` calls after
+  one warm-up: the roofline the benchmarks report fractions of (imports JAX on first use)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  a = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  return 2 * n ** 3 / timed(lambda: f(a).block_until_ready(), reps)[1]
 
 
 def workload_config(workload, steps, seeds, n_online, n_eval=N_EVAL):

@@ -19,7 +19,7 @@ import types
 from absl import app
 from absl import flags
 
-from benchmarks.common import K, N_EVAL, timed
+from benchmarks.common import K, N_EVAL, jax_peak, load, timed
 
 flags.DEFINE_integer("reps", 5, "alternating repetitions of each block size")
 flags.DEFINE_integer("n_eval", N_EVAL, "rows of each evaluation set")
@@ -44,10 +44,7 @@ def main(argv):
 
   featcon.use_all_cpu_cores(FLAGS.cpu_devices)
   n, n_cfg = FLAGS.n_eval, FLAGS.configs
-  a = jnp.ones((2048, 2048), jnp.float32)
-  mm = jax.jit(lambda a: a @ a)
-  mm(a).block_until_ready()
-  roofline = 2 * 2048 ** 3 / timed(lambda: mm(a).block_until_ready(), 10)[1]
+  roofline = jax_peak()
   static = types.SimpleNamespace(loss="hinge", k_core=K // 2, task="classification", n_shifts=0,
                                  regime="online", k_spurious=0, layer_metrics=False)
 
@@ -76,7 +73,7 @@ def main(argv):
          "jax_devices": jax.device_count(), "roofline_flops": roofline,
          "versions": featcon.versions(),
          "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-         "load_start": [round(x, 2) for x in os.getloadavg()], "runs": []}
+         "load_start": load(), "runs": []}
   print(f"roofline {roofline / 1e9:.0f} GFLOP/s, {jax.device_count()} devices", flush=True)
   times = {b: [] for b in programs}
   for _ in range(FLAGS.reps):
@@ -91,7 +88,7 @@ def main(argv):
     print(f"block {b:5d}{' (one block)' if b == n else ''}: {r['ms_median']:.0f} ms median "
           f"({r['ms_min']:.0f} min), {100 * r['fraction_of_roofline']:.0f} % of roofline, "
           f"largest difference {diff:.1e}", flush=True)
-  res["load_end"] = [round(x, 2) for x in os.getloadavg()]
+  res["load_end"] = load()
   if FLAGS.out:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     io.write_json(FLAGS.out, res, indent=2)

@@ -17,7 +17,7 @@ import time
 from absl import app
 from absl import flags
 
-from benchmarks.common import K, timed, workload_config
+from benchmarks.common import K, jax_peak, load, timed, workload_config
 
 flags.DEFINE_integer("steps", 2000, "training steps per configuration")
 flags.DEFINE_integer("reps", 3, "alternating repetitions of each variant")
@@ -39,17 +39,14 @@ def main(argv):
   from featcon.theory import features, plan, runner  # pylint: disable=import-outside-toplevel
 
   featcon.use_all_cpu_cores(FLAGS.cpu_devices)
-  a = jnp.ones((2048, 2048), jnp.float32)
-  mm = jax.jit(lambda a: a @ a)
-  mm(a).block_until_ready()
-  roofline = 2 * 2048 ** 3 / timed(lambda: mm(a).block_until_ready(), 10)[1]
+  roofline = jax_peak()
   steps, n_cfg = FLAGS.steps, FLAGS.online_configs
   flops = n_cfg * steps * 2 * (2 * BATCH * K * WIDTH)  # forward + weight gradient
   res = {"flags": {"steps": steps, "reps": FLAGS.reps, "online_configs": n_cfg},
          "jax_devices": jax.device_count(),
          "roofline_flops": roofline, "versions": featcon.versions(),
          "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-         "load_start": [round(x, 2) for x in os.getloadavg()], "runs": []}
+         "load_start": load(), "runs": []}
   print(f"roofline {roofline / 1e9:.0f} GFLOP/s", flush=True)
   cfg = workload_config("online", steps, 8, n_cfg)
   (group,) = plan.make_groups([featcon.resolve_config(c) for _, c in plan.expand(cfg)])
@@ -92,7 +89,7 @@ def main(argv):
     res[f"draw_{impl}_{n_draws}_ms_per_step"] = 1e3 * best / steps
     print(f"draw {n_draws} batches ({impl}): {1e3 * best / steps:.3f} ms/step (median "
           f"{1e3 * med / steps:.3f})", flush=True)
-  res["load_end"] = [round(x, 2) for x in os.getloadavg()]
+  res["load_end"] = load()
   if FLAGS.out:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     io.write_json(FLAGS.out, res, indent=2)

@@ -30,14 +30,13 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 from absl import app, flags
 
 import featcon
 from benchmarks import torch_theory as tt
-from benchmarks.common import K, N_FIG8, workload_config
+from benchmarks.common import K, N_FIG8, jax_peak, load, workload_config
 from featcon import io
 from featcon import jax_cache
 from featcon.theory import plan
@@ -59,24 +58,6 @@ flags.DEFINE_integer("cpu_devices", 0, "CPU devices featcon shards its configura
 FLAGS = flags.FLAGS
 
 N_LR = 8
-
-
-def load():
-  """The 1-, 5- and 15-minute load averages (``uptime``)."""
-  return [round(x, 2) for x in os.getloadavg()]
-
-
-def jax_peak(n=2048, reps=10):
-  """The best float32 ``n x n`` matmul FLOP/s of ``jax.jit(jnp.dot)``."""
-  a = jnp.ones((n, n), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * n ** 3 / best
 
 
 def _featcon_flops(workload, steps, n_cfg):

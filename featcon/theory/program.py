@@ -220,7 +220,7 @@ def bytes_per_config(static):
   )
   # float32; x4 for XLA temporaries and layout copies. Calibrated on the online workload
   # (benchmarks/scaling.py, n_eval 1024, width 512): the formula alone gives 3.3 MB/config and
-  # the measured peak RSS grows by 2.7 MB/config (64 -> 256 configurations in one chunk); the
+  # the measured peak RSS grows by 2.8 MB/config (64 -> 256 configurations in one chunk); the
   # 4,096-configuration sweep peaks at 1.5 GiB under the 4 GiB budget. (Before the evaluation
   # sets were measured block by block, a factor 2 over-filled the budget.)
   return 4 * floats * 4

@@ -76,6 +76,12 @@ class Sharing(NamedTuple):
   blocked: bool
 
 
+def chunk_indices(n, size, n_chunks):
+  """(n_chunks, size): the configurations of each chunk of a group of ``n``, the last chunk
+  padded by repeating the group's last configuration (its padded results are dropped)."""
+  return np.minimum(np.arange(n_chunks * size), n - 1).reshape(n_chunks, size)
+
+
 def batch_sharing(group, size, n_chunks):
   """The :class:`Sharing` of a group's chunks of ``size`` (as :func:`run_group` pads them), or
   None: only online groups draw a batch per step, and only a layout that every chunk follows
@@ -88,7 +94,7 @@ def batch_sharing(group, size, n_chunks):
   if group.static.regime != "online":
     return None
   n = group.n_trainings
-  idx = np.minimum(np.arange(n_chunks * size), n - 1).reshape(n_chunks, size)
+  idx = chunk_indices(n, size, n_chunks)
   keys = np.stack([np.asarray(getattr(group.dyns, f), np.float64)[idx] for f in BATCH_FIELDS],
                   axis=-1)  # (chunks, size, fields)
   for per_batch in range(size, 1, -1):
@@ -319,8 +325,7 @@ def run_group(group, limits=Limits(), *, progress=True, desc="group", chunk_pref
     if program is None:
       program = compile_group(group, limits, progress=progress, desc=desc, log=log)
     program.bar.start(initial=done_before)
-    idx = np.arange(c * size, (c + 1) * size)
-    idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating its last config
+    idx = chunk_indices(n, size, n_chunks)[c]
     timer = {}
 
     def after_dispatch():
