@@ -37,6 +37,14 @@ def jax_peak(n=2048, reps=10):
   return 2 * n ** 3 / timed(lambda: f(a).block_until_ready(), reps)[1]
 
 
+def write_result(path, res, **kw):
+  """Writes a benchmark's result dict ``res`` as JSON to ``path``, creating its folder
+  (``featcon.io.write_json``; ``kw`` goes to ``json.dump``)."""
+  from featcon import io  # pylint: disable=import-outside-toplevel
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  io.write_json(path, res, **kw)
+
+
 def workload_config(workload, steps, seeds, n_online, n_eval=N_EVAL):
   """The theory workloads as sweep configs.
 

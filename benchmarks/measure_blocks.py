@@ -12,14 +12,13 @@ Reports milliseconds per measurement, the largest difference from the one-block 
 the two evaluation matmuls' FLOP/s as a fraction of the run's roofline (the best JAX 2048²
 float32 matmul).
 """
-import os
 import time
 import types
 
 from absl import app
 from absl import flags
 
-from benchmarks.common import K, N_EVAL, jax_peak, load, timed
+from benchmarks.common import K, N_EVAL, jax_peak, load, timed, write_result
 
 flags.DEFINE_integer("reps", 5, "alternating repetitions of each block size")
 flags.DEFINE_integer("n_eval", N_EVAL, "rows of each evaluation set")
@@ -38,8 +37,7 @@ def main(argv):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import featcon  # pylint: disable=import-outside-toplevel
-  from featcon import io  # pylint: disable=import-outside-toplevel
-  from featcon.theory import metrics, network  # pylint: disable=import-outside-toplevel
+  from featcon.theory import metrics  # pylint: disable=import-outside-toplevel
   from jax.sharding import Mesh, NamedSharding, PartitionSpec  # pylint: disable=import-outside-toplevel
 
   featcon.use_all_cpu_cores(FLAGS.cpu_devices)
@@ -90,8 +88,7 @@ def main(argv):
           f"largest difference {diff:.1e}", flush=True)
   res["load_end"] = load()
   if FLAGS.out:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    io.write_json(FLAGS.out, res, indent=2)
+    write_result(FLAGS.out, res, indent=2)
 
 
 if __name__ == "__main__":

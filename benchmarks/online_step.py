@@ -11,13 +11,12 @@ JAX's ``rbg`` / ``unsafe_rbg`` generators (the profile's other part). Reports
 ms per step, training-matmul GFLOP/s and the fraction of the run's roofline (the best JAX 2048²
 float32 matmul).
 """
-import os
 import time
 
 from absl import app
 from absl import flags
 
-from benchmarks.common import K, jax_peak, load, timed, workload_config
+from benchmarks.common import K, jax_peak, load, timed, workload_config, write_result
 
 flags.DEFINE_integer("steps", 2000, "training steps per configuration")
 flags.DEFINE_integer("reps", 3, "alternating repetitions of each variant")
@@ -35,7 +34,6 @@ def main(argv):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import featcon  # pylint: disable=import-outside-toplevel
-  from featcon import io  # pylint: disable=import-outside-toplevel
   from featcon.theory import features, plan, runner  # pylint: disable=import-outside-toplevel
 
   featcon.use_all_cpu_cores(FLAGS.cpu_devices)
@@ -91,8 +89,7 @@ def main(argv):
           f"{1e3 * med / steps:.3f})", flush=True)
   res["load_end"] = load()
   if FLAGS.out:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    io.write_json(FLAGS.out, res, indent=2)
+    write_result(FLAGS.out, res, indent=2)
 
 
 if __name__ == "__main__":

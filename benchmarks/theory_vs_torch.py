@@ -36,7 +36,7 @@ from absl import app, flags
 
 import featcon
 from benchmarks import torch_theory as tt
-from benchmarks.common import K, N_FIG8, jax_peak, load, workload_config
+from benchmarks.common import K, N_FIG8, jax_peak, load, workload_config, write_result
 from featcon import io
 from featcon import jax_cache
 from featcon.theory import plan
@@ -274,8 +274,7 @@ def main(argv):
     res["load_end"] = load()
     res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     if FLAGS.out:  # after each workload, so a stopped run keeps the finished ones
-      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-      io.write_json(FLAGS.out, res, indent=2, default=str)
+      write_result(FLAGS.out, res, indent=2, default=str)
       io.atomic_write(os.path.splitext(FLAGS.out)[0] + ".md", lambda f: f.write(markdown(res)))
 
 
